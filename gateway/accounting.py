@@ -1,0 +1,75 @@
+"""Token usage and cost of one upstream call.
+
+Usage comes from the upstream when it reports it; when it does not, the
+gateway counts locally with a tokenizer-free estimate (no tokenizer may be
+downloaded at run time) and marks the figure as estimated.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.pricing import price_of
+from policies import Target
+
+# Word pieces and punctuation: within ~10% of BPE counts on English prose.
+_PIECE = re.compile(r"\w{1,4}|[^\w\s]")
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def estimate_tokens(text: str) -> int:
+    return len(_PIECE.findall(text))
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, Mapping))
+    return ""
+
+
+def estimate_prompt_tokens(messages: Iterable[Mapping[str, Any]]) -> int:
+    """Approximate prompt tokens, with OpenAI's per-message framing overhead of ~4 tokens."""
+    return sum(4 + estimate_tokens(_content_text(m.get("content"))) for m in messages) + 2
+
+
+def usage_from(data: Mapping[str, Any]) -> Usage | None:
+    """The upstream's own usage block, if it reported one."""
+    usage = data.get("usage")
+    if not isinstance(usage, Mapping):
+        return None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if not isinstance(prompt, int):
+        return None
+    return Usage(prompt, completion if isinstance(completion, int) else 0)
+
+
+def completion_text(data: Mapping[str, Any]) -> str:
+    """All generated text of a non-streamed completion (content and tool-call arguments)."""
+    parts: list[str] = []
+    for choice in data.get("choices") or ():
+        message = choice.get("message") or {}
+        parts.append(_content_text(message.get("content")))
+        for call in message.get("tool_calls") or ():
+            parts.append(str((call.get("function") or {}).get("arguments", "")))
+    return " ".join(parts)
+
+
+def cost_usd(target: Target, usage: Usage) -> float | None:
+    """The call's cost in USD, or None when the target has no known price."""
+    price = price_of(target)
+    return None if price is None else price.cost(usage.prompt_tokens, usage.completion_tokens)

@@ -1,0 +1,53 @@
+"""What every endpoint does alike: find the state, answer errors, set the gateway headers."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.errors import GatewayError, InternalError, error_response
+from gateway.ledger import RequestRecord
+from gateway.state import GatewayState
+
+log = logging.getLogger("hybrid_gateway")
+
+
+def state_of(request: Request) -> GatewayState:
+    gateway: GatewayState = request.app.state.gateway
+    return gateway
+
+
+def gateway_headers(record: RequestRecord, cost: str) -> dict[str, str]:
+    headers = {
+        "x-request-id": record.request_id,
+        "x-gateway-route": record.route,
+        "x-gateway-arm": record.arm,
+        "x-gateway-target": record.target,
+        "x-gateway-cost-usd": cost,
+        "x-gateway-overhead-ms": f"{record.overhead_s() * 1000:.3f}",
+    }
+    if record.variant != "none":
+        headers["x-gateway-variant"] = record.variant
+    if record.usage is not None and record.usage.estimated:
+        headers["x-gateway-usage"] = "estimated"
+    return headers
+
+
+def failure(gateway: GatewayState, record: RequestRecord, exc: Exception) -> Response:
+    """Account a failed request and render its error; unexpected exceptions become a bare 500."""
+    if not isinstance(exc, GatewayError):
+        log.exception("unhandled error in request %s", record.request_id)
+        exc = InternalError("The gateway failed to handle the request.")
+    record.status, record.error_code = exc.status, exc.code
+    gateway.ledger.close(record)
+    headers = {"x-request-id": record.request_id}
+    if record.route:
+        headers.update({"x-gateway-route": record.route, "x-gateway-arm": record.arm,
+                        "x-gateway-target": record.target})
+    return error_response(exc, headers)
+
+
+def format_cost(cost: float | None) -> str:
+    return f"{cost:.8f}" if cost is not None else "unknown"

@@ -1,0 +1,88 @@
+"""The ASGI application: endpoints, error rendering and the runtime built in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import aiohttp
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.api import router
+from gateway.errors import GatewayError, InternalError, MethodNotAllowed, NotFound, error_response
+from gateway.ledger import Ledger
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+from gateway.state import GatewayState
+from gateway.upstream import Upstreams, warm_up
+from policies import PolicyHolder, PolicySet
+
+
+def _demo_check(policy: PolicySet) -> str | None:
+    """The first demo upstream's base URL, which readiness probes; None when no route uses one."""
+    bases = sorted({t.api_base for t in policy.targets.values() if t.provider == "demo" and t.api_base})
+    return bases[0] if bases else None
+
+
+def _readiness_of_demo(base: str) -> object:
+    async def check() -> str | None:
+        try:
+            async with aiohttp.ClientSession() as session, session.get(f"{base}/models") as response:
+                return None if response.status == 200 else f"HTTP {response.status}"
+        except aiohttp.ClientError as exc:
+            return f"unreachable: {type(exc).__name__}"
+    return check
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    metrics = Metrics()
+    policies = PolicyHolder(settings.policies_dir, on_reload=lambda result: metrics.policy_reloads.labels(result).inc())
+    gateway = GatewayState(settings, policies, Upstreams(), metrics, Ledger(metrics))
+    demo = _demo_check(policies.current)
+    if demo is not None:
+        gateway.readiness["demo_upstream"] = _readiness_of_demo(demo)  # type: ignore[assignment]
+    app.state.gateway = gateway
+    tasks = [asyncio.create_task(policies.watch(settings.reload_interval_s), name="policy-watch")]
+    if any(not t.openai_compatible for t in policies.current.targets.values()):
+        tasks.append(asyncio.create_task(warm_up(), name="litellm-warm-up"))
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await gateway.upstreams.aclose()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return error_response(NotFound(f"No such endpoint: {request.method} {request.url.path}"))
+    if exc.status_code == 405:
+        return error_response(MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}."))
+    return error_response(GatewayError(str(exc.detail), status=exc.status_code, code="http_error"))
+
+
+async def _unhandled(request: Request, exc: Exception) -> Response:
+    return error_response(InternalError("The gateway failed to handle the request."))
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return error_response(exc)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    app = FastAPI(title="hybrid-gateway", lifespan=_lifespan, docs_url=None, redoc_url=None)
+    app.state.settings = settings or Settings.from_env()
+    app.include_router(router)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(GatewayError, _gateway_error)
+    app.add_exception_handler(Exception, _unhandled)
+    return app

@@ -1,0 +1,78 @@
+"""Deterministic answers that visibly reflect the system prompt, injected context and tools.
+
+Same request, same answer: tests and demos can predict and check it, and a
+person can see at a glance which arm answered and what context it was given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from gateway.demo_upstream.models import SimulatedModel
+
+_CITATION = re.compile(r"^\[(\d+)\][^\n]*\n(.+?)(?=\n\[\d+\]|\n<<<|\Z)", re.M | re.S)
+_FILLER = (
+    "This answer is simulated by the demo upstream.",
+    "Real deployments replace it with a provider key.",
+    "Every token here is counted and priced like a real call.",
+    "The gateway's metrics and dashboard show this request.",
+)
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
+    return ""
+
+
+def _first_sentence(text: str, limit: int = 160) -> str:
+    sentence = re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0]
+    return sentence[:limit].rstrip()
+
+
+def _seed(model: SimulatedModel, messages: Sequence[Mapping[str, Any]]) -> int:
+    digest = hashlib.sha256(model.id.encode())
+    for message in messages:
+        digest.update(_text(message.get("content")).encode())
+    return int.from_bytes(digest.digest()[:4], "big")
+
+
+def compose(model: SimulatedModel, messages: Sequence[Mapping[str, Any]]) -> str:
+    system = " ".join(_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
+    question = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+    parts = [f"[{model.id}, {model.role}] Answering: \"{_first_sentence(question, 120)}\"."]
+    if system:
+        parts.append(f"Following the instructions \"{_first_sentence(system, 100)}\".")
+    citations = _CITATION.findall(system)
+    if citations:
+        number, chunk = citations[0]
+        parts.append(f"According to [{number}], {_first_sentence(chunk)}")
+    seed = _seed(model, messages)
+    low, high = model.answer_tokens
+    target_words = low + seed % (high - low + 1)
+    words = sum(len(p.split()) for p in parts)
+    index = seed
+    while words < target_words * 0.75:
+        filler = _FILLER[index % len(_FILLER)]
+        parts.append(filler)
+        words += len(filler.split())
+        index += 1
+    return " ".join(parts)
+
+
+def tool_call(tools: Sequence[Mapping[str, Any]], choice: Any) -> dict[str, Any] | None:
+    """A call of the forced tool, else the first one, with placeholder arguments of the right types."""
+    if choice == "none" or not tools:
+        return None
+    name = choice.get("function", {}).get("name") if isinstance(choice, Mapping) else None
+    function = next((t["function"] for t in tools if t.get("function", {}).get("name") == name),
+                    tools[0].get("function", {}))
+    properties = (function.get("parameters") or {}).get("properties") or {}
+    samples = {"string": "example", "integer": 1, "number": 1.0, "boolean": True, "array": [], "object": {}}
+    arguments = {key: samples.get(str(spec.get("type")), "example") for key, spec in properties.items()}
+    return {"name": function.get("name", "tool"), "arguments": arguments}

@@ -1,0 +1,155 @@
+"""The gateway's one exception tree, and the one place that renders it.
+
+Every failure a client can see is raised as a ``GatewayError`` and rendered as
+OpenAI's error envelope, ``{"error": {"message", "type", "param", "code"}}``,
+so SDKs raise their usual typed exceptions. The tree splits on who is at
+fault, like ``httpx/_exceptions.py``::
+
+    GatewayError
+    ├── ClientError (4xx: the request is wrong)
+    │   ├── InvalidRequest          400 invalid_request_error
+    │   ├── AuthenticationFailed    401 authentication_error
+    │   ├── ModelNotFound           404 model_not_found
+    │   ├── PayloadTooLarge         413 request_too_large
+    │   ├── RateLimited             429 rate_limit_exceeded (upstream 429 passed on)
+    │   └── UpstreamRejected        4xx passed on from the upstream (its message kept)
+    └── ServerError (5xx: we or the upstream failed)
+        ├── UpstreamFailed          502 upstream_error
+        ├── UpstreamUnreachable     502 upstream_connection_error
+        ├── UpstreamTimeout         504 upstream_timeout
+        ├── ServiceUnavailable      503 service_unavailable
+        └── InternalError           500 internal_error
+
+Messages never carry tracebacks, file paths or credentials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+from starlette.responses import Response
+
+_MAX_MESSAGE = 2000
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway returns to a client."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message[:_MAX_MESSAGE]
+        self.param = param
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.headers = dict(headers or {})
+
+    def envelope(self) -> dict[str, object]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class ClientError(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class InvalidRequest(ClientError):
+    code = "invalid_request"
+
+
+class AuthenticationFailed(ClientError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class ModelNotFound(ClientError):
+    status = 404
+    code = "model_not_found"
+
+
+class NotFound(ClientError):
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(ClientError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(ClientError):
+    status = 413
+    code = "request_too_large"
+
+
+class RateLimited(ClientError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class UpstreamRejected(ClientError):
+    """The upstream refused the request as invalid; its status and message are passed on."""
+
+    code = "upstream_rejected"
+
+
+class ServerError(GatewayError):
+    status = 500
+    type = "server_error"
+
+
+class UpstreamFailed(ServerError):
+    status = 502
+    code = "upstream_error"
+
+
+class UpstreamUnreachable(ServerError):
+    status = 502
+    code = "upstream_connection_error"
+
+
+class UpstreamTimeout(ServerError):
+    status = 504
+    type = "timeout_error"
+    code = "upstream_timeout"
+
+
+class ServiceUnavailable(ServerError):
+    status = 503
+    code = "service_unavailable"
+
+
+class InternalError(ServerError):
+    code = "internal_error"
+
+
+def error_response(exc: GatewayError, headers: Mapping[str, str] | None = None) -> Response:
+    """Render ``exc`` as a JSON response with OpenAI's envelope."""
+    merged = {**exc.headers, **(headers or {})}
+    return Response(orjson.dumps(exc.envelope()), status_code=exc.status, headers=merged,
+                    media_type="application/json")
+
+
+def sse_error_event(exc: GatewayError) -> bytes:
+    """Render ``exc`` as the SSE event that ends a stream that already started.
+
+    OpenAI's SDKs raise ``APIError`` on a ``data:`` event carrying an ``error`` key,
+    so a failure mid-stream is loud rather than a silent truncation.
+    """
+    return b"data: " + orjson.dumps(exc.envelope()) + b"\n\n"

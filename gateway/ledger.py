@@ -1,0 +1,96 @@
+"""Account each finished request exactly once: metrics and one JSON log line.
+
+A ``RequestRecord`` travels with the request and is filled in as it goes;
+``Ledger.close`` is the only place that turns it into metrics and the access
+log, and it refuses to close a record twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import orjson
+
+from gateway.accounting import Usage
+from gateway.metrics import Metrics
+
+access_log = logging.getLogger("hybrid_gateway.access")
+
+
+@dataclass
+class RequestRecord:
+    request_id: str
+    endpoint: str
+    started: float = field(default_factory=time.perf_counter)
+    route: str = ""
+    arm: str = ""
+    target: str = ""
+    variant: str = "none"
+    status: int = 200
+    error_code: str | None = None
+    usage: Usage | None = None
+    cost_usd: float | None = None
+    upstream_s: float = 0.0
+    ttft_s: float | None = None
+    stream: bool = False
+    closed: bool = False
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def overhead_s(self) -> float:
+        return max(self.elapsed() - self.upstream_s, 0.0)
+
+    def labels(self) -> tuple[str, str, str, str]:
+        return (self.route or "unknown", self.arm or "none", self.target or "none", self.variant)
+
+
+class Ledger:
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def close(self, record: RequestRecord) -> None:
+        """Record ``record``'s outcome in metrics and the access log, once."""
+        if record.closed:
+            return
+        record.closed = True
+        duration = record.elapsed()
+        labels = record.labels()
+        m = self.metrics
+        m.requests.labels(*labels, str(record.status)).inc()
+        m.request_duration.labels(*labels).observe(duration)
+        m.overhead.labels(labels[0]).observe(record.overhead_s())
+        if record.upstream_s and record.target:
+            m.upstream_duration.labels(record.target).observe(record.upstream_s)
+        if record.ttft_s is not None:
+            m.ttft.labels(*labels).observe(record.ttft_s)
+        if record.error_code is not None:
+            m.errors.labels(labels[0], record.error_code).inc()
+        if record.usage is not None:
+            m.tokens.labels(*labels, "input").inc(record.usage.prompt_tokens)
+            m.tokens.labels(*labels, "output").inc(record.usage.completion_tokens)
+            if record.usage.estimated:
+                m.estimated_usage.labels(record.target).inc()
+            if record.cost_usd is None and record.usage.total_tokens:
+                m.unpriced.labels(record.target).inc()
+        if record.cost_usd:
+            m.cost.labels(*labels).inc(record.cost_usd)
+        self._log(record, duration)
+
+    @staticmethod
+    def _log(record: RequestRecord, duration: float) -> None:
+        if not access_log.isEnabledFor(logging.INFO):
+            return
+        usage = record.usage
+        access_log.info(orjson.dumps({
+            "request_id": record.request_id, "endpoint": record.endpoint, "route": record.route,
+            "arm": record.arm, "target": record.target, "variant": record.variant, "status": record.status,
+            "error": record.error_code, "stream": record.stream, "latency_ms": round(duration * 1000, 3),
+            "overhead_ms": round(record.overhead_s() * 1000, 3),
+            "prompt_tokens": usage.prompt_tokens if usage else None,
+            "completion_tokens": usage.completion_tokens if usage else None,
+            "usage_estimated": usage.estimated if usage else None,
+            "cost_usd": record.cost_usd,
+        }).decode())

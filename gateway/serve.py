@@ -1,0 +1,123 @@
+"""Start the gateway: check policies, start the demo upstream if needed, run uvicorn workers.
+
+Settings reach worker processes through ``HYBRID_GATEWAY_*`` variables, so a
+single worker and N workers build the same app. The demo upstream runs as a
+child process on loopback, started first and waited for while the app's
+modules import, so the first request already finds it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging.config
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from policies import PolicyLoadError, PolicySet, load_policies
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_DEMO_START_TIMEOUT_S = 15.0
+
+
+def _log_config(level: str) -> dict[str, object]:
+    """One JSON object per access-log line on stdout; everything else as plain lines on stderr."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"bare": {"format": "%(message)s"},
+                       "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+        "handlers": {"access": {"class": "logging.StreamHandler", "formatter": "bare", "stream": "ext://sys.stdout"},
+                     "default": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
+        "loggers": {
+            "hybrid_gateway.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+            "hybrid_gateway": {"handlers": ["default"], "level": level.upper(), "propagate": False},
+            "uvicorn": {"handlers": ["default"], "level": level.upper(), "propagate": False},
+            "uvicorn.error": {"level": level.upper()},
+        },
+    }
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _any_free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wants_demo(policy: PolicySet) -> bool:
+    for target in policy.targets.values():
+        if target.provider == "demo" and target.api_base and urlsplit(target.api_base).hostname in _LOOPBACK:
+            return True
+    return False
+
+
+def _start_demo(port: int) -> subprocess.Popen[bytes]:
+    child = subprocess.Popen([sys.executable, "-m", "gateway.cli", "demo-upstream", "--port", str(port)])
+    atexit.register(child.terminate)
+    return child
+
+
+def _wait_for_port(port: int, child: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + _DEMO_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise RuntimeError(f"the demo upstream exited with code {child.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"the demo upstream did not listen on port {port} within {_DEMO_START_TIMEOUT_S:.0f} s")
+
+
+def _multiprocess_metrics(workers: int) -> None:
+    """Give workers a shared directory for prometheus-client's multiprocess mode."""
+    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        directory = tempfile.mkdtemp(prefix="hybrid-gateway-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        atexit.register(shutil.rmtree, directory, True)
+
+
+def serve(*, host: str, port: int, policies: Path, workers: int, demo: str, demo_port: int, log_level: str) -> int:
+    os.environ["HYBRID_GATEWAY_POLICIES"] = str(policies.resolve())
+    start_demo = demo == "on"
+    child = None
+    if demo != "off":
+        port_for_demo = demo_port if _free(demo_port) else _any_free_port()
+        os.environ.setdefault("HYBRID_GATEWAY_DEMO_URL", f"http://127.0.0.1:{port_for_demo}")
+    try:
+        policy = load_policies(policies)
+    except PolicyLoadError as exc:
+        print(f"cannot start: the policies in {policies} are invalid:\n{exc}", file=sys.stderr)
+        return 2
+    start_demo = start_demo or (demo == "auto" and _wants_demo(policy))
+    if start_demo:
+        child = _start_demo(int(urlsplit(os.environ["HYBRID_GATEWAY_DEMO_URL"]).port or 8090))
+    _multiprocess_metrics(workers)
+    import uvicorn  # imported while the demo upstream starts
+
+    import gateway.app  # noqa: F401  (warms the import before uvicorn needs it)
+
+    if child is not None:
+        _wait_for_port(int(urlsplit(os.environ["HYBRID_GATEWAY_DEMO_URL"]).port or 8090), child)
+    logging.config.dictConfig(_log_config(log_level))
+    uvicorn.run("gateway.app:create_app", factory=True, host=host, port=port, workers=workers, loop="uvloop",
+                http="httptools", access_log=False, log_config=_log_config(log_level), log_level=log_level,
+                timeout_graceful_shutdown=10)
+    return 0

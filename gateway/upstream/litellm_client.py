@@ -1,0 +1,119 @@
+"""litellm adapter for providers that do not speak OpenAI's wire format (Anthropic, Gemini, Bedrock, ...).
+
+``import litellm`` costs ~6 s and each call ~6 ms of CPU, so it is imported
+only when a policy names such a provider (``warm_up`` in the background at
+start-up) and never sits on the OpenAI-compatible hot path. Its answers are
+normalised to OpenAI's JSON and SSE so the rest of the gateway sees one format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+from collections.abc import AsyncIterator
+from types import ModuleType
+from typing import Any
+
+import orjson
+
+from gateway.errors import (
+    GatewayError,
+    ServiceUnavailable,
+    UpstreamFailed,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from gateway.upstream.base import UpstreamReply
+from gateway.upstream.status import status_error
+from policies import Target
+
+_MODULE: ModuleType | None = None
+
+
+def _litellm() -> ModuleType:
+    global _MODULE  # a process-wide import cache, like importlib's own
+    if _MODULE is None:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        _MODULE = importlib.import_module("litellm")
+        _MODULE.telemetry = False
+    return _MODULE
+
+
+async def warm_up() -> None:
+    """Import litellm in a worker thread so the first request does not pay for it."""
+    await asyncio.to_thread(_litellm)
+
+
+def _translate(target: Target, exc: Exception) -> GatewayError:
+    """litellm's exceptions into the gateway's, most specific first."""
+    module = _litellm()
+    if isinstance(exc, module.Timeout):
+        return UpstreamTimeout(f"upstream {target.model} timed out")
+    if isinstance(exc, module.APIConnectionError):
+        return UpstreamUnreachable(f"upstream {target.model} is unreachable")
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        response = getattr(exc, "response", None)
+        retry_after = response.headers.get("retry-after") if response is not None else None
+        return status_error(target.model, status, getattr(exc, "message", "") or "", retry_after)
+    return UpstreamFailed(f"upstream {target.model} failed: {type(exc).__name__}")
+
+
+def _arguments(target: Target, payload: dict[str, Any]) -> dict[str, Any]:
+    arguments = {**payload, "model": f"{target.provider}/{target.model}", "timeout": target.timeout_s,
+                 "num_retries": 0}
+    if target.api_base:
+        arguments["api_base"] = target.api_base
+    if target.api_key_env:
+        key = os.environ.get(target.api_key_env)
+        if not key:
+            raise ServiceUnavailable(f"the credential variable {target.api_key_env} is not set on the gateway")
+        arguments["api_key"] = key
+    return arguments
+
+
+class _Stream:
+    def __init__(self, target: Target, chunks: Any) -> None:
+        self._target = target
+        self._chunks = chunks
+
+    async def lines(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._chunks:
+                yield b"data: " + orjson.dumps(chunk.model_dump(exclude_none=True)) + b"\n\n"
+        except GatewayError:
+            raise
+        except Exception as exc:  # litellm raises its own tree; translated at this boundary
+            raise _translate(self._target, exc) from exc
+        yield b"data: [DONE]\n\n"
+
+    async def aclose(self) -> None:
+        close = getattr(self._chunks, "aclose", None)
+        if close is not None:
+            await close()
+
+
+class LiteLLMClient:
+    async def _call(self, target: Target, payload: dict[str, Any], call: str) -> Any:
+        module = await asyncio.to_thread(_litellm)
+        try:
+            return await getattr(module, call)(**_arguments(target, payload))
+        except GatewayError:
+            raise
+        except Exception as exc:  # litellm raises its own tree; translated at this boundary
+            raise _translate(target, exc) from exc
+
+    async def complete(self, target: Target, payload: dict[str, Any]) -> UpstreamReply:
+        data = (await self._call(target, {**payload, "stream": False}, "acompletion")).model_dump()
+        return UpstreamReply(orjson.dumps(data), data)
+
+    async def embed(self, target: Target, payload: dict[str, Any]) -> UpstreamReply:
+        data = (await self._call(target, payload, "aembedding")).model_dump()
+        return UpstreamReply(orjson.dumps(data), data)
+
+    async def open_stream(self, target: Target, payload: dict[str, Any]) -> _Stream:
+        return _Stream(target, await self._call(target, {**payload, "stream": True}, "acompletion"))
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,43 @@
+"""Map an upstream's HTTP status to the gateway's error, the same for every client.
+
+A client's own mistakes (400, 413, 422) are passed on with the upstream's
+message; a 429 keeps its ``Retry-After``; credentials or routing problems on our
+side (401, 403, 404) and upstream failures become 502, never the client's fault.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from gateway.errors import GatewayError, RateLimited, UpstreamFailed, UpstreamRejected, UpstreamTimeout
+
+_PASSED_ON = frozenset({400, 409, 413, 415, 422})
+_MESSAGE_LIMIT = 500
+
+
+def upstream_message(body: bytes) -> str:
+    """The upstream's own error message, if its body carries one, cut short."""
+    try:
+        data: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:_MESSAGE_LIMIT].decode("utf-8", "replace").strip()
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])[:_MESSAGE_LIMIT]
+    if isinstance(error, str):
+        return error[:_MESSAGE_LIMIT]
+    return ""
+
+
+def status_error(target: str, status: int, message: str, retry_after: str | None = None) -> GatewayError:
+    """The error to raise for an upstream answer with a non-2xx ``status``."""
+    if status == 429:
+        headers = {"retry-after": retry_after} if retry_after else {}
+        return RateLimited(f"upstream {target} is rate limited: {message}".rstrip(": "), headers=headers)
+    if status in _PASSED_ON:
+        return UpstreamRejected(message or f"upstream {target} rejected the request", status=status)
+    if status in (408, 504):
+        return UpstreamTimeout(f"upstream {target} timed out (HTTP {status})")
+    return UpstreamFailed(f"upstream {target} failed with HTTP {status}" + (f": {message}" if status >= 500 and message else ""))

@@ -1,0 +1,234 @@
+"""Load a policy directory: parse YAML, validate, cross-check, fail early and precisely.
+
+Every problem is reported as ``file:line: yaml.path: message`` so an operator
+can jump straight to it; all problems of a directory are collected before
+raising, not just the first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from policies.schema import ARM_NAMES, PolicyFile, PolicySet, Route, Target
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_EXPANDED_TARGET_KEYS = ("api_base", "model")
+Location = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class PolicyIssue:
+    file: str
+    line: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class PolicyLoadError(Exception):
+    """A policy directory failed to load; ``issues`` lists every problem found."""
+
+    def __init__(self, issues: list[PolicyIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(issue) for issue in issues))
+
+
+@dataclass
+class _Parsed:
+    file: str
+    data: dict[str, Any]
+    lines: dict[Location, int]
+
+    def line_of(self, loc: Iterable[str | int]) -> int:
+        """The line of the deepest YAML node on ``loc``'s path."""
+        key = tuple(loc)
+        while key and key not in self.lines:
+            key = key[:-1]
+        return self.lines.get(key, 1)
+
+
+def _record_lines(node: yaml.Node, loc: Location, lines: dict[Location, int], file: str) -> None:
+    """Map each YAML path to its line; refuse duplicate keys, which YAML would silently merge."""
+    lines[loc] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                raise PolicyLoadError([PolicyIssue(file, key_node.start_mark.line + 1, _dotted((*loc, key)),
+                                                   "duplicate key")])
+            seen.add(key)
+            _record_lines(value_node, (*loc, key), lines, file)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _record_lines(item, (*loc, index), lines, file)
+
+
+def _parse(path: Path, display: str) -> _Parsed:
+    text = path.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
+        raise PolicyLoadError([PolicyIssue(display, line, "", f"invalid YAML: {exc.problem}")]) from exc
+    lines: dict[Location, int] = {}
+    if root is not None:
+        _record_lines(root, (), lines, display)
+    data = yaml.safe_load(text) if root is not None else {}
+    if not isinstance(data, dict):
+        raise PolicyLoadError([PolicyIssue(display, 1, "", "the file must be a mapping with 'targets' and/or 'routes'")])
+    return _Parsed(display, data, lines)
+
+
+def _dotted(loc: Iterable[str | int]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _expand_env(value: str) -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}``; used for deployment-specific URLs."""
+    return _ENV_REF.sub(lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), value)
+
+
+def _expand_targets(data: dict[str, Any]) -> None:
+    targets = data.get("targets")
+    if not isinstance(targets, dict):
+        return
+    for spec in targets.values():
+        if isinstance(spec, dict):
+            for key in _EXPANDED_TARGET_KEYS:
+                if isinstance(spec.get(key), str):
+                    spec[key] = _expand_env(spec[key])
+
+
+def _validate(parsed: _Parsed) -> tuple[PolicyFile | None, list[PolicyIssue]]:
+    _expand_targets(parsed.data)
+    try:
+        return PolicyFile.model_validate(parsed.data), []
+    except ValidationError as exc:
+        issues = [
+            PolicyIssue(parsed.file, parsed.line_of(err["loc"]), _dotted(err["loc"]), err["msg"])
+            for err in exc.errors(include_url=False)
+        ]
+        return None, issues
+
+
+def _policy_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def fingerprint(directory: Path) -> str:
+    """A digest of the directory's policy files; changes whenever any file does."""
+    digest = hashlib.sha256()
+    for path in _policy_files(directory):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class _Merger:
+    """Merges validated files and checks the references between them."""
+
+    def __init__(self) -> None:
+        self.targets: dict[str, Target] = {}
+        self.routes: dict[str, Route] = {}
+        self.origin: dict[tuple[str, str], tuple[_Parsed, Location]] = {}
+        self.issues: list[PolicyIssue] = []
+
+    def add(self, parsed: _Parsed, policy: PolicyFile) -> None:
+        for section, items in (("targets", policy.targets), ("routes", policy.routes)):
+            store: dict[str, Any] = getattr(self, section)
+            for name, item in items.items():
+                loc: Location = (section, name)
+                if name in store:
+                    first, _ = self.origin[(section, name)]
+                    self._issue(parsed, loc, f"{section[:-1]} {name!r} is already defined in {first.file}")
+                    continue
+                store[name] = item
+                self.origin[(section, name)] = (parsed, loc)
+
+    def _issue(self, parsed: _Parsed, loc: Location, message: str) -> None:
+        self.issues.append(PolicyIssue(parsed.file, parsed.line_of(loc), _dotted(loc), message))
+
+    def _unknown_target(self, name: str) -> str:
+        known = ", ".join(sorted(self.targets)) or "none"
+        return f"unknown target {name!r} (known targets: {known})"
+
+    def check(self) -> None:
+        for name, target in self.targets.items():
+            parsed, loc = self.origin[("targets", name)]
+            if target.without_key is not None:
+                if target.without_key not in self.targets:
+                    self._issue(parsed, (*loc, "without_key"), self._unknown_target(target.without_key))
+                if target.api_key_env is None:
+                    self._issue(parsed, (*loc, "without_key"), "needs api_key_env: it applies while that variable is unset")
+            if name in self.routes and target.expose:
+                self._issue(parsed, (*loc, "expose"), f"an exposed target cannot share the route name {name!r}")
+        for name, route in self.routes.items():
+            parsed, loc = self.origin[("routes", name)]
+            for arm_name in ARM_NAMES:
+                arm = getattr(route.arms, arm_name)
+                if arm is not None and arm.target not in self.targets:
+                    self._issue(parsed, (*loc, "arms", arm_name, "target"), self._unknown_target(arm.target))
+            if route.default_arm == "fine_tuned" and route.arms.fine_tuned is None:
+                self._issue(parsed, (*loc, "default_arm"), "is 'fine_tuned' but the route has no fine_tuned arm")
+
+
+def _keyless_substitutes(targets: dict[str, Target]) -> dict[str, str]:
+    """Targets whose key variable is unset and that name a stand-in, e.g. the demo upstream."""
+    swaps: dict[str, str] = {}
+    for name, target in targets.items():
+        if target.without_key and target.api_key_env and not os.environ.get(target.api_key_env):
+            swaps[name] = target.without_key
+    return swaps
+
+
+def _apply_substitutes(routes: dict[str, Route], swaps: dict[str, str]) -> dict[str, Route]:
+    def swap_arm(arm: Any) -> Any:
+        return arm if arm is None or arm.target not in swaps else arm.model_copy(update={"target": swaps[arm.target]})
+
+    return {
+        name: route.model_copy(update={"arms": route.arms.model_copy(
+            update={arm: swap_arm(getattr(route.arms, arm)) for arm in ARM_NAMES})})
+        for name, route in routes.items()
+    }
+
+
+def load_policies(directory: str | Path) -> PolicySet:
+    """Load and validate every ``*.yaml`` in ``directory``; raise ``PolicyLoadError`` listing all issues."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise PolicyLoadError([PolicyIssue(str(root), 0, "", "policy directory does not exist")])
+    merger = _Merger()
+    issues: list[PolicyIssue] = []
+    files = 0
+    for path in _policy_files(root):
+        files += 1
+        try:
+            parsed = _parse(path, str(path))
+        except PolicyLoadError as exc:
+            issues.extend(exc.issues)
+            continue
+        policy, problems = _validate(parsed)
+        issues.extend(problems)
+        if policy is not None:
+            merger.add(parsed, policy)
+    if files == 0:
+        issues.append(PolicyIssue(str(root), 0, "", "no *.yaml policy files found"))
+    merger.check()
+    issues.extend(merger.issues)
+    if issues:
+        raise PolicyLoadError(issues)
+    routes = _apply_substitutes(merger.routes, _keyless_substitutes(merger.targets))
+    return PolicySet(targets=merger.targets, routes=routes, fingerprint=fingerprint(root))

@@ -1,0 +1,130 @@
+"""Shared fixtures: a scripted fake upstream and gateways served on real loopback ports."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.app import create_app
+from gateway.settings import Settings, digest_key
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.servers import ServerThread
+
+POLICY = """
+version: 1
+targets:
+  big:
+    provider: vllm
+    model: big-model
+    api_base: {url}/v1
+    price: {{input_per_million: 2.0, output_per_million: 8.0}}
+  small:
+    provider: openai
+    model: ft:gpt-4o-mini-2024-07-18:acme::abc123
+    api_base: {url}/v1
+  mystery:
+    provider: vllm
+    model: mystery-model
+    api_base: {url}/v1
+  slow:
+    provider: vllm
+    model: slow-model
+    api_base: {url}/v1
+    timeout_s: 0.3
+  down:
+    provider: vllm
+    model: down-model
+    api_base: http://127.0.0.1:9/v1
+    connect_timeout_s: 1
+  embedder:
+    provider: openai_compatible
+    model: embed-model
+    api_base: {url}/v1
+    expose: true
+    price: {{input_per_million: 0.1, output_per_million: 0}}
+routes:
+  chat:
+    allow_arm_override: true
+    arms:
+      prompted:
+        target: big
+        system_prompt: You are precise.
+        few_shot:
+          - {{user: "2+2?", assistant: "4"}}
+      fine_tuned:
+        target: small
+  chat-small:
+    default_arm: fine_tuned
+    arms:
+      prompted: {{target: big}}
+      fine_tuned: {{target: small}}
+  unpriced:
+    arms: {{prompted: {{target: mystery}}}}
+  slow:
+    arms: {{prompted: {{target: slow}}}}
+  down:
+    arms: {{prompted: {{target: down}}}}
+"""
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[tuple[FakeUpstream, ServerThread]]:
+    fake = FakeUpstream()
+    server = ServerThread(fake.app()).start()
+    yield fake, server
+    server.stop()
+
+
+@pytest.fixture
+def fake(fake_server: tuple[FakeUpstream, ServerThread]) -> FakeUpstream:
+    upstream, _ = fake_server
+    upstream.script.clear()
+    upstream.received.clear()
+    upstream.headers.clear()
+    return upstream
+
+
+@pytest.fixture
+def policy_dir(tmp_path: Path, fake_server: tuple[FakeUpstream, ServerThread]) -> Path:
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    (directory / "policy.yaml").write_text(POLICY.format(url=fake_server[1].url))
+    return directory
+
+
+GatewayFactory = Callable[..., ServerThread]
+
+
+@pytest.fixture
+def start_gateway(policy_dir: Path, tmp_path: Path) -> Iterator[GatewayFactory]:
+    started: list[ServerThread] = []
+
+    def start(**overrides: object) -> ServerThread:
+        settings = Settings(**{"policies_dir": policy_dir, "data_dir": tmp_path / "var",
+                               "reload_interval_s": 0.05, **overrides})  # type: ignore[arg-type]
+        server = ServerThread(create_app(settings)).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def gateway(start_gateway: GatewayFactory, fake: FakeUpstream) -> ServerThread:
+    return start_gateway()
+
+
+@pytest.fixture
+def keyed_gateway(start_gateway: GatewayFactory, fake: FakeUpstream) -> ServerThread:
+    return start_gateway(api_key_digests=frozenset({digest_key("sk-test-1"), digest_key("sk-test-2")}))
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"

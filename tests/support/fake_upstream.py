@@ -1,0 +1,94 @@
+"""An OpenAI-compatible upstream for tests that records what it received and fails on command.
+
+Each request takes the next ``Action`` from ``script`` (or the default: a
+normal answer), so a test states exactly which attempt times out, is rate
+limited, fails or breaks its stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+
+@dataclass(frozen=True)
+class Action:
+    status: int = 200
+    delay_s: float = 0.0
+    retry_after: str | None = None
+    usage: bool = True
+    break_after_chunks: int | None = None
+    text: str = "Hello from the fake upstream."
+
+
+@dataclass
+class FakeUpstream:
+    script: collections.deque[Action] = field(default_factory=collections.deque)
+    received: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+
+    def then(self, *actions: Action) -> FakeUpstream:
+        self.script.extend(actions)
+        return self
+
+    def _next(self) -> Action:
+        return self.script.popleft() if self.script else Action()
+
+    async def chat(self, request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        self.received.append(body)
+        self.headers.append(dict(request.headers))
+        action = self._next()
+        if action.delay_s:
+            await asyncio.sleep(action.delay_s)
+        if action.status != 200:
+            headers = {"retry-after": action.retry_after} if action.retry_after else {}
+            error = {"error": {"message": f"scripted failure {action.status}", "type": "server_error"}}
+            return Response(orjson.dumps(error), status_code=action.status, headers=headers,
+                            media_type="application/json")
+        words = action.text.split(" ")
+        usage = {"prompt_tokens": 11, "completion_tokens": len(words), "total_tokens": 11 + len(words)}
+        base = {"id": "chatcmpl-fake", "created": 1, "model": body["model"]}
+        if body.get("stream"):
+            wants_usage = action.usage and (body.get("stream_options") or {}).get("include_usage")
+            return StreamingResponse(self._chunks(base, words, usage if wants_usage else None, action),
+                                     media_type="text/event-stream")
+        answer = {**base, "object": "chat.completion", "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": action.text}, "finish_reason": "stop"}]}
+        if action.usage:
+            answer["usage"] = usage
+        return Response(orjson.dumps(answer), media_type="application/json")
+
+    async def _chunks(self, base: dict[str, Any], words: list[str], usage: dict[str, Any] | None,
+                      action: Action) -> AsyncIterator[bytes]:
+        def event(data: dict[str, Any]) -> bytes:
+            return b"data: " + orjson.dumps({**base, "object": "chat.completion.chunk", **data}) + b"\n\n"
+
+        for index, word in enumerate(words):
+            if action.break_after_chunks is not None and index == action.break_after_chunks:
+                raise ConnectionResetError("scripted break")
+            yield event({"choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]})
+        yield event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if usage is not None:
+            yield event({"choices": [], "usage": usage})
+        yield b"data: [DONE]\n\n"
+
+    async def embeddings(self, request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        self.received.append(body)
+        return Response(orjson.dumps({"object": "list", "model": body["model"], "data": [
+            {"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
+            "usage": {"prompt_tokens": 3, "total_tokens": 3}}), media_type="application/json")
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                                 Route("/v1/embeddings", self.embeddings, methods=["POST"])])
