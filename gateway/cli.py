@@ -74,7 +74,10 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     demo = sub.add_parser("demo-upstream", help="run the simulated OpenAI-compatible provider")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8090)
-    demo.add_argument("--latency-scale", type=float, default=1.0, help="0 for a zero-delay upstream")
+    demo.add_argument("--latency-scale", type=float,
+                      default=float(os.environ.get("HYBRID_GATEWAY_DEMO_LATENCY_SCALE", "1.0")),
+                      help="multiplies simulated latency; 0 for a zero-delay upstream "
+                           "(default: $HYBRID_GATEWAY_DEMO_LATENCY_SCALE or 1)")
     demo.set_defaults(command=_demo_upstream)
 
 

@@ -72,7 +72,7 @@ class SSERelay:
     async def run(self, stream: UpstreamStream) -> AsyncIterator[bytes]:
         record = self._record
         lines = stream.lines()
-        finished = False
+        finished = hidden = False
         try:
             while True:
                 waited = time.perf_counter()
@@ -82,6 +82,9 @@ class SSERelay:
                     break
                 finally:
                     record.upstream_s += time.perf_counter() - waited
+                if hidden and not line.strip():
+                    hidden = False  # the blank line that ended the hidden event
+                    continue
                 if line.startswith(_DATA):
                     payload = line[len(_DATA):].strip()
                     if payload == _DONE:
@@ -91,6 +94,7 @@ class SSERelay:
                         yield line
                         continue
                     if not self._inspect(line):
+                        hidden = True
                         continue
                     if record.ttft_s is None:
                         record.ttft_s = record.elapsed()

@@ -71,6 +71,7 @@ def _record_lines(node: yaml.Node, loc: Location, lines: dict[Location, int], fi
                                                    "duplicate key")])
             seen.add(key)
             _record_lines(value_node, (*loc, key), lines, file)
+            lines[(*loc, key)] = key_node.start_mark.line + 1  # point at the key, not at its value
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _record_lines(item, (*loc, index), lines, file)

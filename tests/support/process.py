@@ -1,0 +1,58 @@
+"""Run ``hybrid-gateway serve`` as a real child process on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class GatewayProcess:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.demo_port = free_port()
+        self.args = ["serve", "--port", str(self.port), "--demo-port", str(self.demo_port), *args]
+        environment = {k: v for k, v in os.environ.items() if not k.startswith(("HYBRID_GATEWAY_", "OPENAI_"))}
+        self.env = {**environment, **(env or {})}
+        self.process: subprocess.Popen[str] | None = None
+        self.started_in_s = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 60.0) -> GatewayProcess:
+        began = time.monotonic()
+        self.process = subprocess.Popen([sys.executable, "-m", "gateway.cli", *self.args], cwd=ROOT, env=self.env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        start_new_session=True)
+        with httpx.Client(timeout=2) as client:
+            while time.monotonic() - began < timeout_s:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"gateway exited: {self.process.stderr.read() if self.process.stderr else ''}")
+                try:
+                    if client.get(self.url + "/readyz").status_code == 200:
+                        self.started_in_s = time.monotonic() - began
+                        return self
+                except httpx.TransportError:
+                    time.sleep(0.05)  # polling for the port to open, bounded by timeout_s
+        raise RuntimeError("gateway did not become ready")
+
+    def stop(self) -> str:
+        assert self.process is not None
+        os.killpg(self.process.pid, 15)
+        _, err = self.process.communicate(timeout=20)
+        return err

@@ -1,0 +1,79 @@
+"""`hybrid-gateway serve` as a user runs it: the embedded default with the demo upstream, one or two workers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from tests.support.process import GatewayProcess
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[GatewayProcess]:
+    gateway = GatewayProcess(env={"HYBRID_GATEWAY_DEMO_LATENCY_SCALE": "0"}).start()
+    yield gateway
+    gateway.stop()
+
+
+def client(gateway: GatewayProcess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0)
+
+
+def test_demo_route_answers_with_its_system_prompt(served: GatewayProcess) -> None:
+    raw = client(served).chat.completions.with_raw_response.create(
+        model="support", messages=[{"role": "user", "content": "How do refunds work?"}])
+    answer = raw.parse().choices[0].message.content or ""
+    assert raw.headers["x-gateway-target"] == "demo-large"
+    assert "customer support assistant of Lumen Freight" in answer
+    assert "How do refunds work?" in answer
+    assert float(raw.headers["x-gateway-cost-usd"]) > 0
+
+
+def test_demo_tool_calls_parse_in_the_sdk(served: GatewayProcess) -> None:
+    tools = [{"type": "function", "function": {"name": "track_parcel", "parameters": {
+        "type": "object", "properties": {"tracking_id": {"type": "string"}, "notify": {"type": "boolean"}}}}}]
+    completion = client(served).chat.completions.create(
+        model="support", messages=[{"role": "user", "content": "Where is LF-123?"}], tools=tools)
+    call = completion.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert completion.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "track_parcel"
+    assert json.loads(call.function.arguments) == {"tracking_id": "example", "notify": True}
+
+
+def test_demo_streams_and_fine_tuned_arm_is_cheaper(served: GatewayProcess) -> None:
+    costs = {}
+    for arm in ("prompted", "fine_tuned"):
+        response = httpx.post(served.url + "/v1/chat/completions", headers={"x-gateway-arm": arm}, timeout=30,
+                              json={"model": "support", "stream": True,
+                                    "messages": [{"role": "user", "content": "Which plans exist?"}]})
+        assert response.content.endswith(b"data: [DONE]\n\n")
+        costs[arm] = float(response.content.split(b": x-gateway-cost-usd=")[1].split(b"\n")[0])
+    assert 0 < costs["fine_tuned"] < costs["prompted"]
+
+
+def test_demo_embeddings(served: GatewayProcess) -> None:
+    result = client(served).embeddings.create(model="demo-embed", input=["a", "b"])
+    assert len(result.data) == 2 and len(result.data[0].embedding) == 64
+
+
+def test_two_workers_share_metrics() -> None:
+    gateway = GatewayProcess("--workers", "2", env={"HYBRID_GATEWAY_DEMO_LATENCY_SCALE": "0"}).start()
+    try:
+        total = 0.0
+        for _ in range(12):
+            response = httpx.post(gateway.url + "/v1/chat/completions",
+                                  json={"model": "support", "messages": [{"role": "user", "content": "hi"}]})
+            total += float(response.headers["x-gateway-cost-usd"])
+        metrics = httpx.get(gateway.url + "/metrics").text
+        counted = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                      if line.startswith("gateway_requests_total{"))
+        cost = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                   if line.startswith("gateway_cost_usd_total{"))
+        assert counted == 12
+        assert cost == pytest.approx(total, abs=1e-7)
+    finally:
+        gateway.stop()
