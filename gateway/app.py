@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api import router
+from gateway.api import routes
 from gateway.errors import GatewayError, InternalError, MethodNotAllowed, NotFound, error_response
 from gateway.ledger import Ledger
 from gateway.metrics import Metrics
@@ -81,7 +81,7 @@ async def _gateway_error(request: Request, exc: Exception) -> Response:
 def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="hybrid-gateway", lifespan=_lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings or Settings.from_env()
-    app.include_router(router)
+    app.router.routes.extend(routes)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(Exception, _unhandled)

@@ -1,11 +1,14 @@
-"""HTTP endpoints, one module per resource, collected into one router."""
+"""HTTP endpoints, one module per resource.
 
-from fastapi import APIRouter
+Endpoints are plain Starlette routes taking a ``Request``: the hot path skips
+FastAPI's per-request dependency solving and response serialisation, which it
+does not use.
+"""
+
+from starlette.routing import Route
 
 from gateway.api import chat, embeddings, health, models
 
-router = APIRouter()
-for module in (chat, embeddings, models, health):
-    router.include_router(module.router)
+routes: list[Route] = [*chat.routes, *embeddings.routes, *models.routes, *health.routes]
 
-__all__ = ["router"]
+__all__ = ["routes"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
 from gateway.accounting import (
     Usage,
@@ -25,7 +25,6 @@ from gateway.protocol import ChatCompletionRequest
 from gateway.state import GatewayState
 from gateway.streaming import SSERelay
 
-router = APIRouter()
 _ARMS = ("prompted", "fine_tuned")
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
@@ -66,7 +65,6 @@ async def _stream(gateway: GatewayState, plan: Plan, record: RequestRecord) -> R
     return StreamingResponse(relay.run(stream), media_type="text/event-stream", headers=headers)
 
 
-@router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
     gateway = state_of(request)
     record = RequestRecord(request_id(request), "chat")
@@ -81,3 +79,8 @@ async def chat_completions(request: Request) -> Response:
         return await _complete(gateway, plan, record)
     except Exception as exc:  # the one boundary where every failure becomes an OpenAI error
         return failure(gateway, record, exc)
+
+
+routes = [
+    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+]

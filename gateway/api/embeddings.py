@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from gateway.accounting import Usage, cost_usd, estimate_tokens
 from gateway.api.common import failure, format_cost, gateway_headers, state_of
@@ -16,15 +16,12 @@ from gateway.ledger import RequestRecord
 from gateway.plan import DIRECT_ARM
 from gateway.protocol import GATEWAY_FIELD, EmbeddingRequest
 
-router = APIRouter()
-
 
 def _input_tokens(request: EmbeddingRequest) -> int:
     items = request.input if isinstance(request.input, list) else [request.input]
     return sum(estimate_tokens(item) if isinstance(item, str) else 1 for item in items)
 
 
-@router.post("/v1/embeddings")
 async def embeddings(request: Request) -> Response:
     gateway = state_of(request)
     record = RequestRecord(request_id(request), "embeddings")
@@ -52,3 +49,8 @@ async def embeddings(request: Request) -> Response:
         return Response(reply.body, media_type="application/json", headers=headers)
     except Exception as exc:  # the one boundary where every failure becomes an OpenAI error
         return failure(gateway, record, exc)
+
+
+routes = [
+    Route("/v1/embeddings", embeddings, methods=["POST"]),
+]

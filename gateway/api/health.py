@@ -5,23 +5,20 @@ from __future__ import annotations
 import asyncio
 
 import orjson
-from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from gateway.api.common import state_of
 
-router = APIRouter()
 _CHECK_TIMEOUT_S = 2.0
 
 
-@router.get("/healthz")
-async def healthz() -> Response:
+async def healthz(request: Request) -> Response:
     return Response(b'{"status":"ok"}', media_type="application/json")
 
 
-@router.get("/readyz")
 async def readyz(request: Request) -> Response:
     """Ready when policies are loaded and every registered dependency answers."""
     gateway = state_of(request)
@@ -41,6 +38,12 @@ async def readyz(request: Request) -> Response:
     return Response(orjson.dumps(body), status_code=200 if ready else 503, media_type="application/json")
 
 
-@router.get("/metrics")
 async def metrics(request: Request) -> Response:
     return Response(state_of(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+]

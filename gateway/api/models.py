@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import orjson
-from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from gateway.api.common import state_of
 from gateway.errors import GatewayError, ModelNotFound, error_response
 from gateway.intake import authenticate
 from policies import PolicySet, public_names
 
-router = APIRouter()
 _CREATED = 1_735_689_600  # 2025-01-01: stable, since routes have no creation time of their own
 
 
@@ -25,7 +24,6 @@ def _json(data: object) -> Response:
     return Response(orjson.dumps(data), media_type="application/json")
 
 
-@router.get("/v1/models")
 async def list_models(request: Request) -> Response:
     gateway = state_of(request)
     try:
@@ -35,9 +33,9 @@ async def list_models(request: Request) -> Response:
     return _json({"object": "list", "data": _entries(gateway.policies.current)})
 
 
-@router.get("/v1/models/{model:path}")
-async def get_model(request: Request, model: str) -> Response:
+async def get_model(request: Request) -> Response:
     gateway = state_of(request)
+    model = request.path_params["model"]
     try:
         authenticate(request, gateway.settings)
         entry = next((e for e in _entries(gateway.policies.current) if e["id"] == model), None)
@@ -46,3 +44,9 @@ async def get_model(request: Request, model: str) -> Response:
         return _json(entry)
     except GatewayError as exc:
         return error_response(exc)
+
+
+routes = [
+    Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/models/{model:path}", get_model, methods=["GET"]),
+]

@@ -26,7 +26,9 @@ class UpstreamReply:
 class UpstreamStream(Protocol):
     """An open SSE stream; headers already arrived, so errors before this point had their status."""
 
-    def lines(self) -> AsyncIterator[bytes]: ...
+    def chunks(self) -> AsyncIterator[bytes]:
+        """Bytes as they arrive; SSE lines may span reads."""
+        ...
 
     async def aclose(self) -> None: ...
 

@@ -78,7 +78,7 @@ class _Stream:
         self._target = target
         self._chunks = chunks
 
-    async def lines(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._chunks:
                 yield b"data: " + orjson.dumps(chunk.model_dump(exclude_none=True)) + b"\n\n"

@@ -31,10 +31,10 @@ class _Stream:
         self._target = target
         self._response = response
 
-    async def lines(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncIterator[bytes]:
         try:
-            async for line in self._response.content:
-                yield line
+            async for data in self._response.content.iter_any():
+                yield data
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout(f"upstream {self._target.model} stopped sending") from exc
         except aiohttp.ClientError as exc:
