@@ -136,13 +136,13 @@ def wrk(system: System, connections: int, duration: int) -> dict[str, float]:
     body = json.dumps({**BODY, "model": system.model})
     script.write_text(f'wrk.method = "POST"\nwrk.body = [[{body}]]\n'
                       f'wrk.headers["Content-Type"] = "application/json"\n{auth}')
-    output = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script),
+    output = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "30s", "--latency", "-s", str(script),
                              system.url + "/v1/chat/completions"], capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in output:
         raise RuntimeError(f"{system.name} answered errors under load:\n{output}")
 
     def percentile(label: str) -> float:
-        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)$", output, re.M)
+        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
         assert match, output
         return float(match.group(1)) * _UNITS[match.group(2)]
 

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import aiohttp
-from fastapi import FastAPI
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -39,7 +39,7 @@ def _readiness_of_demo(base: str) -> object:
 
 
 @contextlib.asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     metrics = Metrics()
     policies = PolicyHolder(settings.policies_dir, on_reload=lambda result: metrics.policy_reloads.labels(result).inc())
@@ -78,11 +78,9 @@ async def _gateway_error(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    app = FastAPI(title="hybrid-gateway", lifespan=_lifespan, docs_url=None, redoc_url=None)
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The gateway app; a plain Starlette app, since every endpoint takes the raw request."""
+    app = Starlette(routes=routes, lifespan=_lifespan, exception_handlers={
+        HTTPException: _http_error, GatewayError: _gateway_error, Exception: _unhandled})
     app.state.settings = settings or Settings.from_env()
-    app.router.routes.extend(routes)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(GatewayError, _gateway_error)
-    app.add_exception_handler(Exception, _unhandled)
     return app
