@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Mapping
 from types import ModuleType
 from typing import Any
 
+import httpx
 import orjson
 
 from gateway.errors import (
@@ -25,7 +27,7 @@ from gateway.errors import (
     UpstreamUnreachable,
 )
 from gateway.upstream.base import UpstreamReply
-from gateway.upstream.status import status_error
+from gateway.upstream.status import status_error, upstream_message
 from policies import Target
 
 _MODULE: ModuleType | None = None
@@ -45,6 +47,48 @@ async def warm_up() -> None:
     await asyncio.to_thread(_litellm)
 
 
+# litellm prefixes its messages with its class names ("litellm.BadRequestError: AnthropicException - ").
+_LITELLM_PREFIX = re.compile(r"^(?:litellm\.\w+:\s*)+")
+
+
+def _provider_response(exc: BaseException) -> httpx.Response | None:
+    """The provider's own HTTP error answer, found down ``exc``'s cause chain.
+
+    litellm re-raises an upstream's HTTP error as its own exception whose
+    ``response`` is a placeholder without body or headers; the real answer, with
+    the provider's error message and its ``Retry-After``, stays on the
+    ``httpx.HTTPStatusError`` it was raised from.
+    """
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, httpx.HTTPStatusError):
+            return link.response
+        link = link.__cause__ or link.__context__
+    return None
+
+
+def _status_error(target: Target, exc: Exception, status: int) -> GatewayError:
+    """An upstream's HTTP error status, with the provider's message and ``Retry-After`` when it sent them.
+
+    Without the provider's answer, a client error keeps the first line of
+    litellm's own message (e.g. an unsupported parameter); a server error keeps
+    none, since litellm's text can carry a traceback with file paths.
+    """
+    response = _provider_response(exc)
+    if response is not None:
+        message = upstream_message(response.content)
+        headers: Mapping[str, str] | None = response.headers
+    else:
+        text = str(getattr(exc, "message", "") or "")
+        message = _LITELLM_PREFIX.sub("", text.strip().split("\n", 1)[0])[:500] if status < 500 else ""
+        placeholder = getattr(exc, "response", None)
+        headers = getattr(exc, "litellm_response_headers", None) or getattr(placeholder, "headers", None)
+    retry_after = headers.get("retry-after") if isinstance(headers, Mapping) else None
+    return status_error(target.model, status, message, retry_after)
+
+
 def _translate(target: Target, exc: Exception) -> GatewayError:
     """litellm's exceptions into the gateway's, most specific first."""
     module = _litellm()
@@ -54,9 +98,7 @@ def _translate(target: Target, exc: Exception) -> GatewayError:
         return UpstreamUnreachable(f"upstream {target.model} is unreachable")
     status = getattr(exc, "status_code", None)
     if isinstance(status, int):
-        response = getattr(exc, "response", None)
-        retry_after = response.headers.get("retry-after") if response is not None else None
-        return status_error(target.model, status, getattr(exc, "message", "") or "", retry_after)
+        return _status_error(target, exc, status)
     return UpstreamFailed(f"upstream {target.model} failed: {type(exc).__name__}")
 
 
