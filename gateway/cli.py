@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from gateway import breakeven_cli
 from gateway.settings import DEFAULT_POLICIES
 
 Command = Callable[[argparse.Namespace], int]
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_policy(sub)
     _add_demo(sub)
+    breakeven_cli.add_cli(sub)
     return parser
 
 

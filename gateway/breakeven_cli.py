@@ -1,0 +1,248 @@
+"""``hybrid-gateway breakeven``: when does fine-tuning the small model pay for itself?
+
+Turns command-line figures into :class:`gateway.economics.Scenario` objects,
+asks :func:`gateway.economics.break_even`, and prints a table or JSON. With no
+cost options it reproduces the decision guide's four scenarios and notes where
+the guide's stated break-even disagrees with its own inputs.
+
+Scenarios come from one source per run (:func:`_scenarios`): the guide, or the
+figures typed here. A later ``--from URL`` (observed volume and cost per query
+of a running gateway) is meant to be one more source there, returning the same
+``Scenario`` list; nothing below it would change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from gateway.economics import (
+    DEFAULT_HORIZON_MONTHS,
+    DEFAULT_UPFRONT,
+    GUIDE_SCENARIOS,
+    BreakEven,
+    Scenario,
+    TokenCost,
+    break_even,
+)
+
+__all__ = ["add_cli"]
+
+_SIDES = ("prompted", "fine_tuned")
+_TOKEN_FIELDS = ("input_per_m", "output_per_m", "tokens_in", "tokens_out")
+
+
+def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    """Register ``breakeven`` on ``subparsers``; the handler is ``args.command(args) -> exit code``."""
+    parser = subparsers.add_parser(
+        "breakeven", help="months until fine-tuning pays for itself, per monthly volume",
+        description=__doc__.splitlines()[0] + " With no cost options: the decision guide's four scenarios.")
+    volume = parser.add_argument_group("volume and running costs (each side: monthly, per query or per token)")
+    volume.add_argument("--volume", type=_non_negative, action="append", metavar="N",
+                        help="queries per month (repeatable)")
+    for side, label in (("prompted", "prompted large model"), ("fine-tuned", "fine-tuned small model")):
+        volume.add_argument(f"--{side}-monthly", type=_non_negative, action="append", metavar="USD",
+                            help=f"{label} USD/month, one per --volume in the same order (repeatable)")
+        volume.add_argument(f"--{side}-per-query", type=_non_negative, metavar="USD",
+                            help=f"{label} USD per query")
+        volume.add_argument(f"--{side}-input-per-m", type=_non_negative, metavar="USD",
+                            help=f"{label} USD per million input tokens")
+        volume.add_argument(f"--{side}-output-per-m", type=_non_negative, metavar="USD",
+                            help=f"{label} USD per million output tokens")
+        volume.add_argument(f"--{side}-tokens-in", type=_non_negative, metavar="N",
+                            help=f"{label} input tokens per query")
+        volume.add_argument(f"--{side}-tokens-out", type=_non_negative, metavar="N",
+                            help=f"{label} output tokens per query")
+    fine_tuning = parser.add_argument_group("fine-tuning's own costs")
+    fine_tuning.add_argument("--upfront", type=_non_negative, default=DEFAULT_UPFRONT, metavar="USD",
+                             help=f"one-off fine-tuning cost (default {DEFAULT_UPFRONT:,.0f})")
+    fine_tuning.add_argument("--maintenance-monthly", type=_non_negative, default=0.0, metavar="USD",
+                             help="fine-tuned model upkeep per month (default 0)")
+    fine_tuning.add_argument("--retraining-cost", type=_non_negative, default=0.0, metavar="USD",
+                             help="cost of one retraining, amortised over its cadence (default 0)")
+    fine_tuning.add_argument("--retraining-every-months", type=_positive, metavar="N",
+                             help="months between retrainings")
+    parser.add_argument("--horizon-months", type=_positive_int, default=DEFAULT_HORIZON_MONTHS, metavar="N",
+                        help=f"months to count savings over and to trust a pay-back within "
+                             f"(default {DEFAULT_HORIZON_MONTHS})")
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    parser.set_defaults(command=functools.partial(_run, parser))
+    return parser
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out if out is not None else sys.stdout
+    try:
+        rows = [_Row(result, _guide_note(result)) for result in map(break_even, _scenarios(args))]
+    except ValueError as exc:  # inconsistent options the parser could not see one by one
+        parser.error(str(exc))
+    if args.json:
+        json.dump([row.as_json() for row in rows], out, indent=2)
+        out.write("\n")
+    else:
+        out.write(_table(rows, args))
+    return 0
+
+
+def _scenarios(args: argparse.Namespace) -> list[Scenario]:
+    """The scenarios this run asks about: the guide's when no cost is given, else the typed figures."""
+    common: dict[str, Any] = {
+        "upfront": args.upfront, "maintenance_monthly": args.maintenance_monthly,
+        "retraining_cost": args.retraining_cost, "retraining_every_months": args.retraining_every_months,
+        "horizon_months": args.horizon_months,
+    }
+    if args.retraining_cost > 0 and args.retraining_every_months is None:
+        raise ValueError("--retraining-cost needs --retraining-every-months (how often it is paid)")
+    sides = {side: _side_costs(args, side) for side in _SIDES}
+    if not any(sides.values()):
+        if args.volume:
+            raise ValueError("--volume needs costs for both sides (monthly, per query or per token); "
+                             "omit it to see the guide's scenarios")
+        return [Scenario(volume=g.scenario.volume, prompted_monthly=g.scenario.prompted_monthly,
+                         fine_tuned_monthly=g.scenario.fine_tuned_monthly, **common) for g in GUIDE_SCENARIOS]
+    if not args.volume:
+        raise ValueError("give at least one --volume (queries per month)")
+    for side, costs in sides.items():
+        flag = side.replace("_", "-")
+        if not costs:
+            raise ValueError(f"no {flag} cost: give --{flag}-monthly, --{flag}-per-query "
+                             f"or all four --{flag}-input-per-m/-output-per-m/-tokens-in/-tokens-out")
+        if len(costs) > 1:
+            raise ValueError(f"give the {flag} cost one way only, got {' and '.join(costs)}")
+        monthly = getattr(args, f"{side}_monthly")
+        if monthly is not None and len(monthly) != len(args.volume):
+            raise ValueError(f"--{flag}-monthly is paired with --volume: got {len(monthly)} cost(s) "
+                             f"for {len(args.volume)} volume(s)")
+    scenarios = []
+    for i, volume in enumerate(args.volume):
+        per_side: dict[str, Any] = {}
+        for side in _SIDES:
+            monthly = getattr(args, f"{side}_monthly")
+            per_side[f"{side}_monthly"] = monthly[i] if monthly is not None else None
+            per_side[f"{side}_per_query"] = getattr(args, f"{side}_per_query")
+            per_side[f"{side}_tokens"] = _tokens(args, side)
+        scenarios.append(Scenario(volume=volume, **per_side, **common))
+    return scenarios
+
+
+def _side_costs(args: argparse.Namespace, side: str) -> list[str]:
+    """Which ways the cost of ``side`` was given, as option names; partial token prices are an error."""
+    flag = side.replace("_", "-")
+    given = [f"--{flag}-{kind}" for kind in ("monthly", "per-query")
+             if getattr(args, f"{side}_{kind.replace('-', '_')}") is not None]
+    tokens = [name for name in _TOKEN_FIELDS if getattr(args, f"{side}_{name}") is not None]
+    if tokens and len(tokens) != len(_TOKEN_FIELDS):
+        missing = ", ".join(f"--{flag}-{name.replace('_', '-')}" for name in _TOKEN_FIELDS if name not in tokens)
+        raise ValueError(f"per-token {flag} cost is missing {missing}")
+    if tokens:
+        given.append(f"--{flag}-input-per-m...")
+    return given
+
+
+def _tokens(args: argparse.Namespace, side: str) -> TokenCost | None:
+    values = [getattr(args, f"{side}_{name}") for name in _TOKEN_FIELDS]
+    if any(v is None for v in values):
+        return None
+    return TokenCost(*values)
+
+
+def _guide_note(result: BreakEven) -> str | None:
+    notes = (guide.note(result) for guide in GUIDE_SCENARIOS)
+    return next((note for note in notes if note), None)
+
+
+@dataclass(frozen=True)
+class _Row:
+    result: BreakEven
+    guide_note: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            "volume": _json_number(r.scenario.volume),
+            "prompted_monthly": float(r.prompted_monthly),
+            "fine_tuned_monthly": float(r.fine_tuned_monthly),
+            "savings_monthly": float(r.savings_monthly),
+            "months_to_break_even": r.months_to_break_even,
+            "cumulative_savings_at_horizon": float(r.cumulative_savings_at_horizon),
+            "horizon_months": r.scenario.horizon_months,
+            "verdict": r.verdict,
+            "guide_note": self.guide_note,
+        }
+
+
+def _table(rows: Sequence[_Row], args: argparse.Namespace) -> str:
+    horizon = args.horizon_months
+    header = ("queries/mo", "prompted $/mo", "fine-tuned $/mo", "savings $/mo", "break-even mo",
+              f"net @{horizon} mo", "verdict")
+    body = [(f"{r.scenario.volume:,.0f}", _money(r.prompted_monthly), _money(r.fine_tuned_monthly),
+             _money(r.savings_monthly), _months(r.months_to_break_even),
+             _money(r.cumulative_savings_at_horizon), r.verdict)
+            for r in (row.result for row in rows)]
+    widths = [max(len(line[i]) for line in (header, *body)) for i in range(len(header) - 1)]
+
+    def fmt(line: Sequence[str]) -> str:
+        cells = [cell.rjust(width) for cell, width in zip(line[:-1], widths, strict=True)]
+        return "  ".join([*cells, line[-1]]).rstrip()
+
+    retraining = (f"${args.retraining_cost:,.0f} every {args.retraining_every_months:g} months"
+                  if args.retraining_every_months else "none")
+    lines = [f"upfront ${args.upfront:,.0f}; maintenance ${args.maintenance_monthly:,.0f}/mo; "
+             f"retraining {retraining}; horizon {horizon} months", "", fmt(header), *map(fmt, body)]
+    notes = [row.guide_note for row in rows if row.guide_note]
+    if notes:
+        lines += ["", "Where the decision guide is wrong:", *(f"  - {note}" for note in notes)]
+    return "\n".join(lines) + "\n"
+
+
+def _money(value: float) -> str:
+    return f"{value:,.2f}"
+
+
+def _months(value: float | None) -> str:
+    if value is None:
+        return "never"
+    return f"{value:.2f}" if value < 10 else f"{value:,.1f}"
+
+
+def _json_number(value: float) -> float | int:
+    return int(value) if value == int(value) else value
+
+
+def _non_negative(text: str) -> float:
+    value = _float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = _float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text.replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
