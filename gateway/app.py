@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from gateway.api import routes
 from gateway.errors import GatewayError, InternalError, MethodNotAllowed, NotFound, error_response
+from gateway.knowledge import KnowledgeService
 from gateway.ledger import Ledger
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -43,12 +44,15 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     metrics = Metrics()
     policies = PolicyHolder(settings.policies_dir, on_reload=lambda result: metrics.policy_reloads.labels(result).inc())
-    gateway = GatewayState(settings, policies, Upstreams(), metrics, Ledger(metrics))
+    knowledge = KnowledgeService(settings.data_dir, settings.chroma_url, metrics)
+    gateway = GatewayState(settings, policies, Upstreams(), metrics, Ledger(metrics), knowledge)
+    gateway.readiness["knowledge"] = knowledge.readiness
     demo = _demo_check(policies.current)
     if demo is not None:
         gateway.readiness["demo_upstream"] = _readiness_of_demo(demo)  # type: ignore[assignment]
     app.state.gateway = gateway
-    tasks = [asyncio.create_task(policies.watch(settings.reload_interval_s), name="policy-watch")]
+    tasks = [asyncio.create_task(policies.watch(settings.reload_interval_s), name="policy-watch"),
+             asyncio.create_task(knowledge.start(policies.current), name="knowledge-start")]
     if any(not t.openai_compatible for t in policies.current.targets.values()):
         tasks.append(asyncio.create_task(warm_up(), name="litellm-warm-up"))
     try:

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import retrieval
 from gateway import breakeven_cli
 from gateway.settings import DEFAULT_POLICIES
 
@@ -83,12 +84,14 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hybrid-gateway", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="hybrid-gateway", description="OpenAI-compatible LLM gateway that routes "
+                                     "between a prompted large model and a fine-tuned small model.")
     sub = parser.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
     _add_serve(sub)
     _add_policy(sub)
     _add_demo(sub)
     breakeven_cli.add_cli(sub)
+    retrieval.add_cli(sub)
     return parser
 
 

@@ -9,6 +9,7 @@ fault, like ``httpx/_exceptions.py``::
     ├── ClientError (4xx: the request is wrong)
     │   ├── InvalidRequest          400 invalid_request_error
     │   ├── AuthenticationFailed    401 authentication_error
+    │   ├── PermissionDenied        403 permission_error
     │   ├── ModelNotFound           404 model_not_found
     │   ├── PayloadTooLarge         413 request_too_large
     │   ├── RateLimited             429 rate_limit_exceeded (upstream 429 passed on)
@@ -75,6 +76,12 @@ class AuthenticationFailed(ClientError):
     status = 401
     type = "authentication_error"
     code = "invalid_api_key"
+
+
+class PermissionDenied(ClientError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
 
 
 class ModelNotFound(ClientError):

@@ -10,7 +10,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from gateway.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge
+from gateway.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge, PermissionDenied
 from gateway.protocol import forbidden_field
 from gateway.settings import Settings
 
@@ -25,15 +25,25 @@ def request_id(request: Request) -> str:
     return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
-def authenticate(request: Request, settings: Settings) -> None:
-    if not settings.api_key_digests:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
+def _bearer(request: Request) -> str:
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise AuthenticationFailed("Missing API key: send 'Authorization: Bearer <key>'.")
-    if not settings.key_allowed(key.strip()):
+    return key.strip()
+
+
+def authenticate(request: Request, settings: Settings) -> None:
+    """Client endpoints: open unless API keys are configured."""
+    if settings.api_key_digests and not settings.key_allowed(_bearer(request)):
         raise AuthenticationFailed("Incorrect API key provided.")
+
+
+def authenticate_admin(request: Request, settings: Settings) -> None:
+    """Admin endpoints: closed unless admin keys are configured, and then only to them."""
+    if not settings.admin_key_digests:
+        raise PermissionDenied("The admin API is disabled: set HYBRID_GATEWAY_ADMIN_KEYS to enable it.")
+    if not settings.key_allowed(_bearer(request), admin=True):
+        raise AuthenticationFailed("Incorrect admin key provided.")
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:

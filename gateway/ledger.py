@@ -35,6 +35,8 @@ class RequestRecord:
     upstream_s: float = 0.0
     ttft_s: float | None = None
     stream: bool = False
+    rag: str | None = None
+    sources: str = ""
     closed: bool = False
 
     def elapsed(self) -> float:
@@ -92,5 +94,5 @@ class Ledger:
             "prompt_tokens": usage.prompt_tokens if usage else None,
             "completion_tokens": usage.completion_tokens if usage else None,
             "usage_estimated": usage.estimated if usage else None,
-            "cost_usd": record.cost_usd,
+            "cost_usd": record.cost_usd, "rag": record.rag,
         }).decode())

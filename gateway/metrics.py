@@ -44,6 +44,10 @@ class Metrics:
                                        ("target",), registry=r)
         self.errors = Counter("gateway_errors", "Requests answered with an error, by code.",
                               ("route", "code"), registry=r)
+        self.rag_requests = Counter("gateway_rag_requests", "Retrievals by result (hit, miss, unavailable).",
+                                    ("route", "result"), registry=r)
+        self.rag_duration = Histogram("gateway_rag_retrieval_seconds", "Retrieval time (embed and search).",
+                                      ("route",), buckets=_LATENCY, registry=r)
         self.policy_reloads = Counter("gateway_policy_reloads", "Policy reloads by result.", ("result",),
                                       registry=r)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.protocol import GATEWAY_FIELD, ChatCompletionRequest
-from policies import Arm, ArmName, PolicySet, Route, Target, public_names, resolve
+from policies import Arm, ArmName, Knowledge, PolicySet, Route, Target, public_names, resolve
 
 DIRECT_ARM = "direct"
 
@@ -27,6 +27,7 @@ class Plan:
     payload: dict[str, Any]
     stream: bool
     include_usage: bool
+    knowledge: Knowledge | None = None
 
 
 def _arm_messages(arm: Arm) -> list[dict[str, Any]]:
@@ -62,11 +63,13 @@ def plan_chat(policy: PolicySet, body: dict[str, Any], request: ChatCompletionRe
     if resolution is None:
         raise _unknown_model(policy, request.model)
     payload = {key: value for key, value in body.items() if key != GATEWAY_FIELD}
+    knowledge = None
     if resolution.route is not None:
         arm_name = _choose_arm(resolution.name, resolution.route, forced_arm)
         arm = getattr(resolution.route.arms, arm_name)
         target_name = arm.target
         payload["messages"] = _arm_messages(arm) + list(body["messages"])
+        knowledge = arm.knowledge
     else:
         arm_name, target_name = DIRECT_ARM, resolution.name
     target = policy.targets[target_name]
@@ -75,4 +78,4 @@ def plan_chat(policy: PolicySet, body: dict[str, Any], request: ChatCompletionRe
     if request.stream:
         # Always ask for usage so the stream can be accounted; the relay hides it unless the client asked.
         payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-    return Plan(resolution.name, arm_name, target_name, target, payload, request.stream, include_usage)
+    return Plan(resolution.name, arm_name, target_name, target, payload, request.stream, include_usage, knowledge)

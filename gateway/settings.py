@@ -48,10 +48,11 @@ class Settings:
     policies_dir: Path = DEFAULT_POLICIES
     data_dir: Path = Path("var")
     api_key_digests: frozenset[str] = field(default_factory=frozenset, repr=False)
+    admin_key_digests: frozenset[str] = field(default_factory=frozenset, repr=False)
     max_body_bytes: int = 4 * 1024 * 1024
     reload_interval_s: float = 1.0
     log_content: bool = False
-    demo_upstream_url: str = "http://127.0.0.1:8090"
+    chroma_url: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -59,16 +60,17 @@ class Settings:
             policies_dir=Path(_env("POLICIES", str(DEFAULT_POLICIES))),
             data_dir=Path(_env("DATA_DIR", "var")),
             api_key_digests=_key_digests(_env("API_KEYS"), _env("API_KEYS_FILE")),
+            admin_key_digests=_key_digests(_env("ADMIN_KEYS"), _env("ADMIN_KEYS_FILE")),
             max_body_bytes=int(_env("MAX_BODY_BYTES", str(4 * 1024 * 1024))),
             reload_interval_s=float(_env("RELOAD_INTERVAL_S", "1.0")),
             log_content=_flag("LOG_CONTENT", False),
-            demo_upstream_url=_env("DEMO_URL", "http://127.0.0.1:8090"),
+            chroma_url=_env("CHROMA_URL") or None,
         )
 
-    def key_allowed(self, presented: str) -> bool:
+    def key_allowed(self, presented: str, *, admin: bool = False) -> bool:
         """Compare the presented key's digest with every configured digest in constant time."""
         candidate = digest_key(presented)
         allowed = False
-        for digest in self.api_key_digests:
+        for digest in self.admin_key_digests if admin else self.api_key_digests:
             allowed |= hmac.compare_digest(candidate, digest)
         return allowed

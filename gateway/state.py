@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from gateway.knowledge import KnowledgeService
 from gateway.ledger import Ledger
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -21,4 +22,5 @@ class GatewayState:
     upstreams: Upstreams
     metrics: Metrics
     ledger: Ledger
+    knowledge: KnowledgeService
     readiness: dict[str, ReadinessCheck] = field(default_factory=dict)

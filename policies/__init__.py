@@ -6,12 +6,13 @@ The gateway imports only what ``__all__`` names; this package never imports ``ga
 from policies.loader import PolicyIssue, PolicyLoadError, load_policies
 from policies.reloader import PolicyHolder, ReloadResult
 from policies.resolution import Resolution, public_names, resolve
-from policies.schema import ARM_NAMES, Arm, ArmName, PolicySet, Price, Route, Target
+from policies.schema import ARM_NAMES, Arm, ArmName, Knowledge, PolicySet, Price, Route, Target
 
 __all__ = [
     "ARM_NAMES",
     "Arm",
     "ArmName",
+    "Knowledge",
     "PolicyHolder",
     "PolicyIssue",
     "PolicyLoadError",

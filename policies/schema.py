@@ -64,12 +64,26 @@ class FewShot(_Strict):
     assistant: str
 
 
+class Knowledge(_Strict):
+    """Retrieval for an arm: which collection, how much context, and how long to wait for it."""
+
+    collection: str = Field(min_length=1)
+    top_k: int = Field(default=4, ge=1, le=50)
+    min_score: float = Field(default=0.25, ge=-1, le=1)
+    max_context_tokens: int = Field(default=1200, ge=1, le=100_000)
+    filter_keys: tuple[str, ...] = Field(
+        default=(), description="Request metadata keys whose values must match chunk metadata."
+    )
+    timeout_ms: int = Field(default=500, gt=0, le=10_000)
+
+
 class Arm(_Strict):
     """How one side of a route calls its model."""
 
     target: str = Field(min_length=1)
     system_prompt: str | None = None
     few_shot: tuple[FewShot, ...] = ()
+    knowledge: Knowledge | None = None
 
 
 class Arms(_Strict):

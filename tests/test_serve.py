@@ -31,6 +31,10 @@ def test_demo_route_answers_with_its_system_prompt(served: GatewayProcess) -> No
     assert "customer support assistant of Lumen Freight" in answer
     assert "How do refunds work?" in answer
     assert float(raw.headers["x-gateway-cost-usd"]) > 0
+    # The shipped demo knowledge was ingested at start and is cited.
+    assert raw.headers["x-gateway-rag"] == "hit"
+    assert raw.headers["x-gateway-sources"].split(",")[0] == "refund-policy.md"
+    assert "According to [1] (refund-policy.md):" in answer
 
 
 def test_demo_tool_calls_parse_in_the_sdk(served: GatewayProcess) -> None:

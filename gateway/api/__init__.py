@@ -7,8 +7,8 @@ does not use.
 
 from starlette.routing import Route
 
-from gateway.api import chat, embeddings, health, models
+from gateway.api import chat, embeddings, health, knowledge, models
 
-routes: list[Route] = [*chat.routes, *embeddings.routes, *models.routes, *health.routes]
+routes: list[Route] = [*chat.routes, *embeddings.routes, *models.routes, *health.routes, *knowledge.routes]
 
 __all__ = ["routes"]

@@ -28,6 +28,10 @@ def gateway_headers(record: RequestRecord, cost: str) -> dict[str, str]:
         "x-gateway-cost-usd": cost,
         "x-gateway-overhead-ms": f"{record.overhead_s() * 1000:.3f}",
     }
+    if record.rag is not None:
+        headers["x-gateway-rag"] = record.rag
+        if record.sources:
+            headers["x-gateway-sources"] = record.sources
     if record.variant != "none":
         headers["x-gateway-variant"] = record.variant
     if record.usage is not None and record.usage.estimated:

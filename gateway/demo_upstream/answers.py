@@ -13,7 +13,8 @@ from typing import Any
 
 from gateway.demo_upstream.models import SimulatedModel
 
-_CITATION = re.compile(r"^\[(\d+)\][^\n]*\n(.+?)(?=\n\[\d+\]|\n<<<|\Z)", re.M | re.S)
+# A numbered passage as the knowledge layer renders it: "[1] (source: pricing.md)" then its text.
+_PASSAGE = re.compile(r"^\[(\d+)\] \(source: ([^)\n]+)\)\n(.*?)(?=\n\n\[\d+\] \(source:|\n</knowledge>|\Z)", re.M | re.S)
 _FILLER = (
     "This answer is simulated by the demo upstream.",
     "Real deployments replace it with a provider key.",
@@ -46,12 +47,12 @@ def compose(model: SimulatedModel, messages: Sequence[Mapping[str, Any]]) -> str
     system = " ".join(_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
     question = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
     parts = [f"[{model.id}, {model.role}] Answering: \"{_first_sentence(question, 120)}\"."]
-    if system:
-        parts.append(f"Following the instructions \"{_first_sentence(system, 100)}\".")
-    citations = _CITATION.findall(system)
-    if citations:
-        number, chunk = citations[0]
-        parts.append(f"According to [{number}], {_first_sentence(chunk)}")
+    persona = system.rsplit("</knowledge>", 1)[-1].strip()  # the arm's own prompt, after any injected context
+    if persona:
+        parts.append(f"Following the instructions \"{_first_sentence(persona, 100)}\".")
+    for number, source, text in _PASSAGE.findall(system)[:2]:
+        body = [line for line in text.splitlines() if line.strip() and " > " not in line]  # skip heading paths
+        parts.append(f"According to [{number}] ({source}): {_first_sentence(' '.join(body))}")
     seed = _seed(model, messages)
     low, high = model.answer_tokens
     target_words = low + seed % (high - low + 1)

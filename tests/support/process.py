@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +28,8 @@ class GatewayProcess:
         self.demo_port = free_port()
         self.args = ["serve", "--port", str(self.port), "--demo-port", str(self.demo_port), *args]
         environment = {k: v for k, v in os.environ.items() if not k.startswith(("HYBRID_GATEWAY_", "OPENAI_"))}
-        self.env = {**environment, **(env or {})}
+        self.data_dir = tempfile.mkdtemp(prefix="hybrid-gateway-test-")
+        self.env = {**environment, "HYBRID_GATEWAY_DATA_DIR": self.data_dir, **(env or {})}
         self.process: subprocess.Popen[str] | None = None
         self.started_in_s = 0.0
 
@@ -55,4 +58,5 @@ class GatewayProcess:
         assert self.process is not None
         os.killpg(self.process.pid, 15)
         _, err = self.process.communicate(timeout=20)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
         return err

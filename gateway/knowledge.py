@@ -1,0 +1,130 @@
+"""The gateway's use of the knowledge layer: open the store, augment requests, degrade instead of failing.
+
+The store opens in the background (chromadb and the encoder take seconds to
+load; the demo corpus is ingested on first start), so the gateway serves at
+once and answers without context until knowledge is ready. Any retrieval
+failure or overrun is an answer without context, marked ``unavailable`` in
+``x-gateway-rag`` and counted, never an error for the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
+
+from gateway.metrics import Metrics
+from policies import ARM_NAMES, Knowledge, PolicySet
+from retrieval import (
+    DEMO_COLLECTION,
+    AugmentConfig,
+    Hit,
+    KnowledgeStore,
+    RetrievalError,
+    augment,
+    ensure_demo_corpus,
+)
+
+log = logging.getLogger("hybrid_gateway.knowledge")
+RagResult = Literal["hit", "miss", "unavailable"]
+
+
+@dataclass(frozen=True)
+class RagOutcome:
+    result: RagResult
+    messages: list[dict[str, Any]]
+    sources: list[Hit] = field(default_factory=list)
+
+    def header(self) -> str:
+        """``x-gateway-sources``: the cited sources in citation order, percent-encoded for HTTP."""
+        return ",".join(quote(hit.source, safe="/._-") for hit in self.sources)
+
+    def body_field(self) -> list[dict[str, Any]]:
+        """The sources as the extra ``gateway.sources`` field of a JSON response."""
+        return [{"citation": index, "source": hit.source, "chunk_id": hit.chunk_id, "score": round(hit.score, 4)}
+                for index, hit in enumerate(self.sources, 1)]
+
+
+def collections_of(policy: PolicySet) -> set[str]:
+    return {arm.knowledge.collection for route in policy.routes.values() for name in ARM_NAMES
+            if (arm := getattr(route.arms, name)) is not None and arm.knowledge is not None}
+
+
+def _config(knowledge: Knowledge) -> AugmentConfig:
+    return AugmentConfig(knowledge.collection, knowledge.top_k, knowledge.min_score, knowledge.max_context_tokens,
+                         knowledge.filter_keys)
+
+
+class KnowledgeService:
+    def __init__(self, data_dir: Path, chroma_url: str | None, metrics: Metrics) -> None:
+        self._data_dir = data_dir
+        self._chroma_url = chroma_url
+        self._metrics = metrics
+        self.store: KnowledgeStore | None = None
+        self.problem: str | None = "loading"
+        self._collections: set[str] = set()
+
+    def _open(self, seed_demo: bool) -> KnowledgeStore:
+        store = KnowledgeStore.open(self._data_dir / "chroma", self._chroma_url)
+        store.encoder.embed(["warm up"])  # load the model now, not on the first request
+        if seed_demo:
+            # Several workers may start at once on one embedded directory: one of them ingests.
+            self._data_dir.mkdir(parents=True, exist_ok=True)
+            with open(self._data_dir / ".demo-corpus.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                report = ensure_demo_corpus(store)
+            if report is not None:
+                log.info("demo knowledge ingested into %s: %s", DEMO_COLLECTION, report)
+        return store
+
+    async def start(self, policy: PolicySet) -> None:
+        """Open the store in a thread; on failure stay degraded and say why in /readyz."""
+        self._collections = collections_of(policy)
+        if not self._collections:
+            self.problem = None
+            return
+        try:
+            self.store = await asyncio.to_thread(self._open, DEMO_COLLECTION in collections_of(policy))
+            self.problem = None
+        except (RetrievalError, OSError) as exc:
+            self.problem = f"unavailable: {exc}"
+            log.warning("knowledge store not available, answering without context: %s", exc)
+
+    async def readiness(self) -> str | None:
+        """None when the store answers a count of one routed collection; else what is wrong."""
+        if self.store is None or self.problem is not None or not self._collections:
+            return self.problem
+        store, collection = self.store, min(self._collections)
+        try:
+            await asyncio.to_thread(store.count, collection)
+        except RetrievalError as exc:
+            return f"unavailable: {exc}"
+        return None
+
+    async def augment(self, route: str, knowledge: Knowledge, messages: list[dict[str, Any]],
+                      metadata: Mapping[str, Any] | None) -> RagOutcome:
+        started = time.perf_counter()
+        outcome = await self._augment(knowledge, messages, metadata)
+        self._metrics.rag_requests.labels(route, outcome.result).inc()
+        if outcome.result != "unavailable":
+            self._metrics.rag_duration.labels(route).observe(time.perf_counter() - started)
+        return outcome
+
+    async def _augment(self, knowledge: Knowledge, messages: list[dict[str, Any]],
+                       metadata: Mapping[str, Any] | None) -> RagOutcome:
+        if self.store is None:
+            return RagOutcome("unavailable", messages)
+        try:
+            augmented = await augment(self.store, messages, _config(knowledge), metadata, knowledge.timeout_ms / 1000)
+        except RetrievalError as exc:
+            log.warning("retrieval failed, answering without context: %s", exc)
+            return RagOutcome("unavailable", messages)
+        if not augmented.sources:
+            return RagOutcome("miss", messages)
+        return RagOutcome("hit", augmented.messages, augmented.sources)

@@ -1,0 +1,138 @@
+"""RAG through the gateway: context reaches the upstream, sources come back, Chroma down degrades."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.app import create_app
+from gateway.settings import Settings, digest_key
+from retrieval import KnowledgeStore, ingest_paths
+from tests.conftest import POLICY
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.servers import ServerThread
+
+KB_ROUTE = """
+version: 1
+routes:
+  kb:
+    arms:
+      prompted:
+        target: big
+        system_prompt: You are the Orbital Tea help desk.
+        knowledge: {collection: facts, top_k: 2, min_score: 0.3}
+"""
+FACT = "# Orbital Tea shipping\n\nOrbital Tea ships loose-leaf tea to Mars colonies every 26 months, when the planets align.\n"
+ADMIN = {"authorization": "Bearer admin-secret"}
+
+
+def wait_ready(url: str) -> dict[str, object]:
+    pause = threading.Event()
+    with httpx.Client(timeout=10) as client:
+        for _ in range(600):  # polls readiness; bounded
+            body = client.get(url + "/readyz").json()
+            if body["checks"]["knowledge"] != "loading":
+                return body  # type: ignore[no-any-return]
+            pause.wait(0.05)
+    raise AssertionError("knowledge never finished loading")
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory: pytest.TempPathFactory, fake_server: tuple[FakeUpstream, ServerThread]) -> Iterator[ServerThread]:
+    root = tmp_path_factory.mktemp("rag")
+    policies = root / "policies"
+    policies.mkdir()
+    (policies / "base.yaml").write_text(POLICY.format(url=fake_server[1].url))
+    (policies / "kb.yaml").write_text(KB_ROUTE)
+    docs = root / "docs"
+    docs.mkdir()
+    (docs / "shipping.md").write_text(FACT)
+    ingest_paths(KnowledgeStore.embedded(root / "var" / "chroma"), [docs], "facts", base_dir=docs)
+    settings = Settings(policies_dir=policies, data_dir=root / "var",
+                        admin_key_digests=frozenset({digest_key("admin-secret")}))
+    server = ServerThread(create_app(settings)).start()
+    assert wait_ready(server.url)["status"] == "ready"
+    yield server
+    server.stop()
+
+
+def ask(server: ServerThread, question: str, **extra: object) -> httpx.Response:
+    return httpx.post(server.url + "/v1/chat/completions", timeout=30,
+                      json={"model": "kb", "messages": [{"role": "user", "content": question}], **extra})
+
+
+def test_context_reaches_the_upstream_and_sources_come_back(kb: ServerThread, fake: FakeUpstream) -> None:
+    response = ask(kb, "When can I get tea delivered on Mars?")
+    assert response.status_code == 200
+    assert response.headers["x-gateway-rag"] == "hit"
+    assert response.headers["x-gateway-sources"] == "shipping.md"
+    assert response.json()["gateway"]["sources"][0]["source"] == "shipping.md"
+    system = fake.received[-1]["messages"][0]
+    assert system["role"] == "system"
+    assert "[1] (source: shipping.md)" in system["content"]
+    assert "every 26 months" in system["content"]
+    assert system["content"].rstrip().endswith("You are the Orbital Tea help desk.")
+
+
+def test_streaming_carries_context_and_sources_header(kb: ServerThread, fake: FakeUpstream) -> None:
+    response = ask(kb, "How often do Mars tea shipments leave?", stream=True)
+    assert response.headers["x-gateway-sources"] == "shipping.md"
+    assert response.content.endswith(b"data: [DONE]\n\n")
+    assert "every 26 months" in fake.received[-1]["messages"][0]["content"]
+
+
+def test_unrelated_question_gets_no_context(kb: ServerThread, fake: FakeUpstream) -> None:
+    response = ask(kb, "Write a haiku about database indexes.")
+    assert response.headers["x-gateway-rag"] == "miss"
+    assert "x-gateway-sources" not in response.headers
+    assert "<knowledge>" not in fake.received[-1]["messages"][0]["content"]
+
+
+def test_admin_api_upserts_replaces_and_deletes_without_stale_chunks(kb: ServerThread, fake: FakeUpstream) -> None:
+    base = kb.url + "/admin/knowledge/facts"
+    assert httpx.get(base + "/sources").status_code == 401
+    assert httpx.get(base + "/sources", headers={"authorization": "Bearer nope"}).status_code == 401
+    doc = {"source": "returns.md", "text": "# Returns\n\nUnopened tea tins can be returned within 45 days.\n"}
+    added = httpx.post(base + "/documents", json={"documents": [doc]}, headers=ADMIN, timeout=30).json()
+    assert added["files_ok"] == ["returns.md"] and added["chunks_added"] >= 1
+    hits = httpx.post(base + "/query", json={"query": "how long to return tea", "k": 1}, headers=ADMIN).json()["hits"]
+    assert hits[0]["source"] == "returns.md" and "45 days" in hits[0]["text"]
+    changed = {"source": "returns.md", "text": "# Returns\n\nReturns are no longer accepted after 10 days.\n"}
+    httpx.post(base + "/documents", json={"documents": [changed]}, headers=ADMIN, timeout=30)
+    texts = [h["text"] for h in httpx.post(base + "/query", json={"query": "returns tea days", "k": 5},
+                                           headers=ADMIN).json()["hits"]]
+    assert any("10 days" in t for t in texts) and not any("45 days" in t for t in texts)
+    assert httpx.delete(base + "/sources/returns.md", headers=ADMIN).json()["sources_removed"] == ["returns.md"]
+    assert httpx.get(base + "/sources", headers=ADMIN).json()["sources"] == {"shipping.md": 1}
+    bad = httpx.post(base + "/documents", json={"documents": [{"source": "../x.md", "text": "x"}]}, headers=ADMIN)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "documents.source"
+
+
+def test_admin_api_is_off_without_admin_keys(gateway: ServerThread) -> None:
+    response = httpx.get(gateway.url + "/admin/knowledge/facts/sources", headers=ADMIN)
+    assert response.status_code == 403 and response.json()["error"]["code"] == "permission_denied"
+
+
+def test_chroma_down_answers_without_context(fake_server: tuple[FakeUpstream, ServerThread], fake: FakeUpstream,
+                                             tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "base.yaml").write_text(POLICY.format(url=fake_server[1].url))
+    (policies / "kb.yaml").write_text(KB_ROUTE)
+    settings = Settings(policies_dir=policies, data_dir=tmp_path / "var", chroma_url="http://127.0.0.1:9")
+    server = ServerThread(create_app(settings)).start()
+    try:
+        readiness = wait_ready(server.url)
+        assert readiness["status"] == "not_ready"
+        response = ask(server, "When can I get tea delivered on Mars?")
+        assert response.status_code == 200
+        assert response.headers["x-gateway-rag"] == "unavailable"
+        assert "<knowledge>" not in str(fake.received[-1]["messages"])
+        metrics = httpx.get(server.url + "/metrics").text
+        assert 'gateway_rag_requests_total{result="unavailable",route="kb"} 1.0' in metrics
+    finally:
+        server.stop()
