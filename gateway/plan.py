@@ -72,7 +72,7 @@ def plan_chat(policy: PolicySet, body: dict[str, Any], request: ChatCompletionRe
         knowledge = arm.knowledge
     else:
         arm_name, target_name = DIRECT_ARM, resolution.name
-    target = policy.targets[target_name]
+    target_name, target = policy.target(target_name)
     payload["model"] = target.model
     include_usage = bool(request.stream_options and request.stream_options.include_usage)
     if request.stream:

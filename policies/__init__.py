@@ -6,22 +6,47 @@ The gateway imports only what ``__all__`` names; this package never imports ``ga
 from policies.loader import PolicyIssue, PolicyLoadError, load_policies
 from policies.reloader import PolicyHolder, ReloadResult
 from policies.resolution import Resolution, public_names, resolve
-from policies.schema import ARM_NAMES, Arm, ArmName, Knowledge, PolicySet, Price, Route, Target
+from policies.schema import (
+    ARM_NAMES,
+    Alternate,
+    Arm,
+    ArmName,
+    Breaker,
+    Experiment,
+    Fallback,
+    Knowledge,
+    PolicySet,
+    Price,
+    Retry,
+    Route,
+    Shadow,
+    Target,
+    Trigger,
+    Variant,
+)
 
 __all__ = [
     "ARM_NAMES",
+    "Alternate",
     "Arm",
     "ArmName",
+    "Breaker",
+    "Experiment",
+    "Fallback",
     "Knowledge",
     "PolicyHolder",
     "PolicyIssue",
     "PolicyLoadError",
     "PolicySet",
     "Price",
+    "Retry",
     "ReloadResult",
     "Resolution",
     "Route",
+    "Shadow",
     "Target",
+    "Trigger",
+    "Variant",
     "load_policies",
     "public_names",
     "resolve",

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from policies.schema import ARM_NAMES, PolicyFile, PolicySet, Route, Target
+from policies.schema import ARM_NAMES, Experiment, PolicyFile, PolicySet, Route, Target
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _EXPANDED_TARGET_KEYS = ("api_base", "model")
@@ -141,16 +141,19 @@ def fingerprint(directory: Path) -> str:
 class _Merger:
     """Merges validated files and checks the references between them."""
 
+    SECTIONS = ("targets", "routes", "experiments")
+
     def __init__(self) -> None:
         self.targets: dict[str, Target] = {}
         self.routes: dict[str, Route] = {}
+        self.experiments: dict[str, Experiment] = {}
         self.origin: dict[tuple[str, str], tuple[_Parsed, Location]] = {}
         self.issues: list[PolicyIssue] = []
 
     def add(self, parsed: _Parsed, policy: PolicyFile) -> None:
-        for section, items in (("targets", policy.targets), ("routes", policy.routes)):
+        for section in self.SECTIONS:
             store: dict[str, Any] = getattr(self, section)
-            for name, item in items.items():
+            for name, item in getattr(policy, section).items():
                 loc: Location = (section, name)
                 if name in store:
                     first, _ = self.origin[(section, name)]
@@ -162,48 +165,74 @@ class _Merger:
     def _issue(self, parsed: _Parsed, loc: Location, message: str) -> None:
         self.issues.append(PolicyIssue(parsed.file, parsed.line_of(loc), _dotted(loc), message))
 
-    def _unknown_target(self, name: str) -> str:
-        known = ", ".join(sorted(self.targets)) or "none"
-        return f"unknown target {name!r} (known targets: {known})"
+    def _target(self, parsed: _Parsed, loc: Location, name: str) -> None:
+        if name not in self.targets:
+            known = ", ".join(sorted(self.targets)) or "none"
+            self._issue(parsed, loc, f"unknown target {name!r} (known targets: {known})")
+
+    def _arm(self, parsed: _Parsed, loc: Location, route: Route, arm: str) -> None:
+        if getattr(route.arms, arm) is None:
+            self._issue(parsed, loc, f"the route has no {arm} arm")
 
     def check(self) -> None:
         for name, target in self.targets.items():
             parsed, loc = self.origin[("targets", name)]
             if target.without_key is not None:
-                if target.without_key not in self.targets:
-                    self._issue(parsed, (*loc, "without_key"), self._unknown_target(target.without_key))
+                self._target(parsed, (*loc, "without_key"), target.without_key)
                 if target.api_key_env is None:
                     self._issue(parsed, (*loc, "without_key"), "needs api_key_env: it applies while that variable is unset")
             if name in self.routes and target.expose:
                 self._issue(parsed, (*loc, "expose"), f"an exposed target cannot share the route name {name!r}")
         for name, route in self.routes.items():
-            parsed, loc = self.origin[("routes", name)]
-            for arm_name in ARM_NAMES:
-                arm = getattr(route.arms, arm_name)
-                if arm is not None and arm.target not in self.targets:
-                    self._issue(parsed, (*loc, "arms", arm_name, "target"), self._unknown_target(arm.target))
-            if route.default_arm == "fine_tuned" and route.arms.fine_tuned is None:
-                self._issue(parsed, (*loc, "default_arm"), "is 'fine_tuned' but the route has no fine_tuned arm")
+            self._check_route(name, route)
+        routes_in_experiments: dict[str, str] = {}
+        for name, experiment in self.experiments.items():
+            self._check_experiment(name, experiment, routes_in_experiments)
+
+    def _check_route(self, name: str, route: Route) -> None:
+        parsed, loc = self.origin[("routes", name)]
+        for arm_name in ARM_NAMES:
+            arm = getattr(route.arms, arm_name)
+            if arm is None:
+                continue
+            arm_loc = (*loc, "arms", arm_name)
+            self._target(parsed, (*arm_loc, "target"), arm.target)
+            for index, step in enumerate(arm.fallback.to if arm.fallback else ()):
+                step_loc = (*arm_loc, "fallback", "to", index)
+                if step.target is not None:
+                    self._target(parsed, (*step_loc, "target"), step.target)
+                elif step.arm == arm_name:
+                    self._issue(parsed, (*step_loc, "arm"), "an arm cannot fall back to itself")
+                elif step.arm is not None:
+                    self._arm(parsed, (*step_loc, "arm"), route, step.arm)
+        if route.default_arm == "fine_tuned":
+            self._arm(parsed, (*loc, "default_arm"), route, "fine_tuned")
+        if route.shadow is not None:
+            self._target(parsed, (*loc, "shadow", "target"), route.shadow.target)
+
+    def _check_experiment(self, name: str, experiment: Experiment, taken: dict[str, str]) -> None:
+        parsed, loc = self.origin[("experiments", name)]
+        route = self.routes.get(experiment.route)
+        if route is None:
+            known = ", ".join(sorted(self.routes)) or "none"
+            self._issue(parsed, (*loc, "route"), f"unknown route {experiment.route!r} (known routes: {known})")
+            return
+        if experiment.route in taken:
+            self._issue(parsed, (*loc, "route"), f"route {experiment.route!r} already has experiment "
+                                                 f"{taken[experiment.route]!r}; one experiment per route")
+        taken[experiment.route] = name
+        for variant_name, variant in experiment.variants.items():
+            variant_loc = (*loc, "variants", variant_name)
+            if variant.arm is not None:
+                self._arm(parsed, (*variant_loc, "arm"), route, variant.arm)
+            if variant.target is not None:
+                self._target(parsed, (*variant_loc, "target"), variant.target)
 
 
-def _keyless_substitutes(targets: dict[str, Target]) -> dict[str, str]:
-    """Targets whose key variable is unset and that name a stand-in, e.g. the demo upstream."""
-    swaps: dict[str, str] = {}
-    for name, target in targets.items():
-        if target.without_key and target.api_key_env and not os.environ.get(target.api_key_env):
-            swaps[name] = target.without_key
-    return swaps
-
-
-def _apply_substitutes(routes: dict[str, Route], swaps: dict[str, str]) -> dict[str, Route]:
-    def swap_arm(arm: Any) -> Any:
-        return arm if arm is None or arm.target not in swaps else arm.model_copy(update={"target": swaps[arm.target]})
-
-    return {
-        name: route.model_copy(update={"arms": route.arms.model_copy(
-            update={arm: swap_arm(getattr(route.arms, arm)) for arm in ARM_NAMES})})
-        for name, route in routes.items()
-    }
+def _aliases(targets: dict[str, Target]) -> dict[str, str]:
+    """Targets whose key variable is unset and that name a stand-in (e.g. the demo upstream)."""
+    return {name: target.without_key for name, target in targets.items()
+            if target.without_key and target.api_key_env and not os.environ.get(target.api_key_env)}
 
 
 def load_policies(directory: str | Path) -> PolicySet:
@@ -231,5 +260,5 @@ def load_policies(directory: str | Path) -> PolicySet:
     issues.extend(merger.issues)
     if issues:
         raise PolicyLoadError(issues)
-    routes = _apply_substitutes(merger.routes, _keyless_substitutes(merger.targets))
-    return PolicySet(targets=merger.targets, routes=routes, fingerprint=fingerprint(root))
+    return PolicySet(targets=merger.targets, routes=merger.routes, experiments=merger.experiments,
+                     aliases=_aliases(merger.targets), fingerprint=fingerprint(root))

@@ -9,12 +9,20 @@ silently disables a setting.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ArmName = Literal["prompted", "fine_tuned"]
 ARM_NAMES: tuple[ArmName, ...] = ("prompted", "fine_tuned")
+
+# Why an upstream attempt failed, as retries, fallbacks and breakers see it.
+Trigger = Literal["timeout", "connection", "rate_limit", "server_error", "context_window", "content_filter",
+                  "circuit_open"]
+RETRY_TRIGGERS: tuple[Trigger, ...] = ("timeout", "connection", "rate_limit", "server_error")
+FALLBACK_TRIGGERS: tuple[Trigger, ...] = ("timeout", "connection", "rate_limit", "server_error", "context_window",
+                                          "content_filter", "circuit_open")
 
 # Providers spoken to directly over OpenAI's wire format; anything else goes through litellm.
 OPENAI_COMPATIBLE = frozenset({"openai", "azure", "vllm", "tgi", "ollama", "demo", "openai_compatible"})
@@ -29,6 +37,25 @@ class Price(_Strict):
 
     input_per_million: float = Field(ge=0)
     output_per_million: float = Field(ge=0)
+
+
+class Retry(_Strict):
+    """Retries of one target: exponential backoff with full jitter, ``Retry-After`` honoured up to a cap."""
+
+    attempts: int = Field(default=1, ge=1, le=10, description="Attempts in total, the first included.")
+    backoff_initial_ms: int = Field(default=200, ge=0, le=60_000)
+    backoff_max_ms: int = Field(default=4_000, ge=0, le=300_000)
+    max_retry_after_s: float = Field(default=10.0, ge=0, le=600)
+    on: tuple[Trigger, ...] = RETRY_TRIGGERS
+
+
+class Breaker(_Strict):
+    """Circuit breaker of one target: open after ``failures`` within ``window_s``, probe after ``cooldown_s``."""
+
+    failures: int = Field(default=5, ge=1, le=10_000)
+    window_s: float = Field(default=30.0, gt=0, le=3600)
+    cooldown_s: float = Field(default=15.0, gt=0, le=3600)
+    half_open_probes: int = Field(default=1, ge=1, le=100)
 
 
 class Target(_Strict):
@@ -46,6 +73,8 @@ class Target(_Strict):
     without_key: str | None = Field(
         default=None, description="Target to use instead while the api_key_env variable is unset."
     )
+    retry: Retry = Retry()
+    breaker: Breaker | None = None
 
     @property
     def openai_compatible(self) -> bool:
@@ -77,6 +106,26 @@ class Knowledge(_Strict):
     timeout_ms: int = Field(default=500, gt=0, le=10_000)
 
 
+class Alternate(_Strict):
+    """One step of a fallback chain: another arm of the route (its whole set-up), or a bare target."""
+
+    arm: ArmName | None = None
+    target: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Alternate:
+        if (self.arm is None) == (self.target is None):
+            raise ValueError("give exactly one of 'arm' or 'target'")
+        return self
+
+
+class Fallback(_Strict):
+    """Where an arm goes when its target fails for one of the ``on`` reasons."""
+
+    to: tuple[Alternate, ...] = Field(min_length=1)
+    on: tuple[Trigger, ...] = FALLBACK_TRIGGERS
+
+
 class Arm(_Strict):
     """How one side of a route calls its model."""
 
@@ -84,6 +133,7 @@ class Arm(_Strict):
     system_prompt: str | None = None
     few_shot: tuple[FewShot, ...] = ()
     knowledge: Knowledge | None = None
+    fallback: Fallback | None = None
 
 
 class Arms(_Strict):
@@ -100,6 +150,50 @@ class Route(_Strict):
     allow_arm_override: bool = Field(
         default=False, description="Let a request force its arm (header x-gateway-arm or body gateway.arm)."
     )
+    deadline_s: float = Field(default=120.0, gt=0, le=3600,
+                              description="Total time for a request, retries and fallbacks included.")
+    shadow: Shadow | None = None
+
+
+class Shadow(_Strict):
+    """Mirror a share of a route's requests to a candidate target, off the client's path."""
+
+    target: str = Field(min_length=1)
+    share: float = Field(gt=0, le=1)
+
+
+class Variant(_Strict):
+    """One side of an A/B experiment: an arm, a target, or a prompt variant of the route's default arm."""
+
+    weight: float = Field(gt=0)
+    arm: ArmName | None = None
+    target: str | None = None
+    system_prompt: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Variant:
+        if sum(x is not None for x in (self.arm, self.target, self.system_prompt)) > 1:
+            raise ValueError("give at most one of 'arm', 'target' or 'system_prompt'")
+        return self
+
+
+class Experiment(_Strict):
+    """An A/B split of one route; assignment is a hash of the experiment name and the key, so every
+    replica agrees without coordination."""
+
+    route: str = Field(min_length=1)
+    variants: dict[str, Variant] = Field(min_length=2)
+    key: str = Field(default="user", pattern=r"^(user|session|header:[A-Za-z0-9-]+)$",
+                     description="user: the body's user field; session: x-session-id; header:NAME: that header.")
+    start: datetime | None = None
+    end: datetime | None = None
+    allow_override: bool = Field(default=False, description="Let the x-gateway-variant header force a variant.")
+
+    @model_validator(mode="after")
+    def _window(self) -> Experiment:
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
 
 
 class PolicyFile(_Strict):
@@ -108,6 +202,7 @@ class PolicyFile(_Strict):
     version: Literal[1] = 1
     targets: dict[str, Target] = Field(default_factory=dict)
     routes: dict[str, Route] = Field(default_factory=dict)
+    experiments: dict[str, Experiment] = Field(default_factory=dict)
 
 
 class PolicySet(_Strict):
@@ -115,4 +210,12 @@ class PolicySet(_Strict):
 
     targets: dict[str, Target]
     routes: dict[str, Route]
+    experiments: dict[str, Experiment] = Field(default_factory=dict)
+    aliases: dict[str, str] = Field(default_factory=dict,
+                                    description="Target names standing in for others whose key is unset.")
     fingerprint: str = ""
+
+    def target(self, name: str) -> tuple[str, Target]:
+        """The target that really serves ``name``: its stand-in while its key is unset."""
+        effective = self.aliases.get(name, name)
+        return effective, self.targets[effective]

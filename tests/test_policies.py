@@ -87,9 +87,9 @@ def test_without_key_substitutes_while_the_key_is_unset(tmp_path: Path, monkeypa
 routes:""").replace("target: a", "target: cloud")
     write(tmp_path, text)
     monkeypatch.delenv("TEST_HG_KEY", raising=False)
-    assert load_policies(tmp_path).routes["r"].arms.prompted.target == "a"
+    assert load_policies(tmp_path).target("cloud")[0] == "a"
     monkeypatch.setenv("TEST_HG_KEY", "sk-x")
-    assert load_policies(tmp_path).routes["r"].arms.prompted.target == "cloud"
+    assert load_policies(tmp_path).target("cloud")[0] == "cloud"
 
 
 def test_policy_check_cli(tmp_path: Path) -> None:
