@@ -69,7 +69,7 @@ def completion_text(data: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
-def cost_usd(target: Target, usage: Usage) -> float | None:
-    """The call's cost in USD, or None when the target has no known price."""
-    price = price_of(target)
+def cost_usd(target: Target | None, usage: Usage) -> float | None:
+    """The call's cost in USD, or None when the target is unknown or has no known price."""
+    price = price_of(target) if target is not None else None
     return None if price is None else price.cost(usage.prompt_tokens, usage.completion_tokens)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -13,14 +14,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.api import routes
+from gateway.arm_choice import ArmChooser
+from gateway.attempts import AttemptRunner
 from gateway.errors import GatewayError, InternalError, MethodNotAllowed, NotFound, error_response
+from gateway.experiments import OutcomeRecorder
 from gateway.knowledge import KnowledgeService
 from gateway.ledger import Ledger
 from gateway.metrics import Metrics
 from gateway.settings import Settings
-from gateway.state import GatewayState
+from gateway.shadow import ShadowRunner
+from gateway.state import GatewayState, ReadinessCheck
 from gateway.upstream import Upstreams, warm_up
-from policies import PolicyHolder, PolicySet
+from policies import PolicyHolder, PolicySet, SharedState, breaker_board, outcome_store
+
+log = logging.getLogger("hybrid_gateway")
 
 
 def _demo_check(policy: PolicySet) -> str | None:
@@ -29,7 +36,7 @@ def _demo_check(policy: PolicySet) -> str | None:
     return bases[0] if bases else None
 
 
-def _readiness_of_demo(base: str) -> object:
+def _readiness_of_demo(base: str) -> ReadinessCheck:
     async def check() -> str | None:
         try:
             async with aiohttp.ClientSession() as session, session.get(f"{base}/models") as response:
@@ -39,20 +46,56 @@ def _readiness_of_demo(base: str) -> object:
     return check
 
 
+def _shared_state(settings: Settings, metrics: Metrics) -> SharedState:
+    def changed(up: bool) -> None:
+        metrics.redis_up.set(1 if up else 0)
+        metrics.redis_transitions.labels("up" if up else "down").inc()
+        (log.info if up else log.warning)("redis %s", "is back: shared state resynced" if up else
+                                          "is unreachable: serving with local state")
+    return SharedState.connect(settings.redis_url, prefix=settings.redis_prefix, on_change=changed)
+
+
+def _runtime(settings: Settings) -> GatewayState:
+    """Every long-lived object of one app instance, wired together."""
+    metrics = Metrics()
+    policies = PolicyHolder(settings.policies_dir, on_reload=lambda result: metrics.policy_reloads.labels(result).inc())
+    shared = _shared_state(settings, metrics)
+    ledger = Ledger(metrics)
+    outcomes = OutcomeRecorder(outcome_store(shared, settings.data_dir / "experiments"))
+    ledger.hooks.append(outcomes)
+    chooser = ArmChooser(settings.policies_dir, metrics)
+    chooser.warm(policies.current)
+    upstreams = Upstreams()
+    gateway = GatewayState(settings, policies, upstreams, metrics, ledger,
+                           KnowledgeService(settings.data_dir, settings.chroma_url, metrics),
+                           AttemptRunner(metrics, breaker_board(shared)), chooser, outcomes, shared,
+                           ShadowRunner(metrics, upstreams))
+    gateway.readiness["knowledge"] = gateway.knowledge.readiness
+    demo = _demo_check(policies.current)
+    if demo is not None:
+        gateway.readiness["demo_upstream"] = _readiness_of_demo(demo)
+    if shared.enabled:
+        gateway.readiness["redis"] = _readiness_of_redis(shared)
+    return gateway
+
+
+def _readiness_of_redis(shared: SharedState) -> ReadinessCheck:
+    async def check() -> str | None:
+        # Not ready without Redis: a replica that cannot share state should not take new traffic.
+        return None if shared.available or await shared.probe() else "unreachable: serving with local state"
+    return check
+
+
 @contextlib.asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    metrics = Metrics()
-    policies = PolicyHolder(settings.policies_dir, on_reload=lambda result: metrics.policy_reloads.labels(result).inc())
-    knowledge = KnowledgeService(settings.data_dir, settings.chroma_url, metrics)
-    gateway = GatewayState(settings, policies, Upstreams(), metrics, Ledger(metrics), knowledge)
-    gateway.readiness["knowledge"] = knowledge.readiness
-    demo = _demo_check(policies.current)
-    if demo is not None:
-        gateway.readiness["demo_upstream"] = _readiness_of_demo(demo)  # type: ignore[assignment]
+    gateway = _runtime(settings)
     app.state.gateway = gateway
+    policies = gateway.policies
+    if gateway.shared.enabled:
+        await gateway.shared.probe()
     tasks = [asyncio.create_task(policies.watch(settings.reload_interval_s), name="policy-watch"),
-             asyncio.create_task(knowledge.start(policies.current), name="knowledge-start")]
+             asyncio.create_task(gateway.knowledge.start(policies.current), name="knowledge-start")]
     if any(not t.openai_compatible for t in policies.current.targets.values()):
         tasks.append(asyncio.create_task(warm_up(), name="litellm-warm-up"))
     try:
@@ -61,7 +104,10 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await gateway.outcomes.drain()
+        await gateway.shadow.drain()
         await gateway.upstreams.aclose()
+        await gateway.shared.aclose()
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import retrieval
+import routes
 from gateway import breakeven_cli
 from gateway.settings import DEFAULT_POLICIES
 
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     breakeven_cli.add_cli(sub)
     retrieval.add_cli(sub)
+    routes.add_cli(sub)
     return parser
 
 

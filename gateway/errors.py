@@ -40,6 +40,8 @@ class GatewayError(Exception):
     status: int = 500
     type: str = "server_error"
     code: str | None = None
+    # Why an upstream attempt failed, in the policy's vocabulary (policies.schema.Trigger); None: not upstream.
+    trigger: str | None = None
 
     def __init__(
         self,
@@ -108,10 +110,23 @@ class RateLimited(ClientError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+    trigger = "rate_limit"
+
+    @property
+    def retry_after_s(self) -> float | None:
+        """The upstream's Retry-After in seconds, when given as a number."""
+        try:
+            return max(float(self.headers.get("retry-after", "")), 0.0)
+        except ValueError:
+            return None
 
 
 class UpstreamRejected(ClientError):
-    """The upstream refused the request as invalid; its status and message are passed on."""
+    """The upstream refused the request as invalid; its status and message are passed on.
+
+    ``trigger`` is set when the refusal is one a fallback can cure (a context window
+    or content filter of this particular model).
+    """
 
     code = "upstream_rejected"
 
@@ -124,17 +139,28 @@ class ServerError(GatewayError):
 class UpstreamFailed(ServerError):
     status = 502
     code = "upstream_error"
+    trigger = "server_error"
 
 
 class UpstreamUnreachable(ServerError):
     status = 502
     code = "upstream_connection_error"
+    trigger = "connection"
 
 
 class UpstreamTimeout(ServerError):
     status = 504
     type = "timeout_error"
     code = "upstream_timeout"
+    trigger = "timeout"
+
+
+class CircuitOpen(ServerError):
+    """Every target of the chain was skipped by an open circuit breaker."""
+
+    status = 503
+    code = "circuit_open"
+    trigger = "circuit_open"
 
 
 class ServiceUnavailable(ServerError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -28,14 +29,20 @@ class RequestRecord:
     arm: str = ""
     target: str = ""
     variant: str = "none"
+    experiment: str = ""
+    keyed: bool = False
     status: int = 200
     error_code: str | None = None
     usage: Usage | None = None
     cost_usd: float | None = None
+    counterfactual_usd: float | None = None  # the same tokens at the route's prompted target's prices
     upstream_s: float = 0.0
     ttft_s: float | None = None
     stream: bool = False
     rag: str | None = None
+    score: float | None = None
+    attempts: int = 0
+    fallback: str = ""
     sources: str = ""
     closed: bool = False
 
@@ -52,6 +59,7 @@ class RequestRecord:
 class Ledger:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        self.hooks: list[Callable[[RequestRecord], None]] = []
 
     def close(self, record: RequestRecord) -> None:
         """Record ``record``'s outcome in metrics and the access log, once."""
@@ -79,7 +87,11 @@ class Ledger:
                 m.unpriced.labels(record.target).inc()
         if record.cost_usd:
             m.cost.labels(*labels).inc(record.cost_usd)
+        if record.counterfactual_usd:
+            m.counterfactual_cost.labels(*labels).inc(record.counterfactual_usd)
         self._log(record, duration)
+        for hook in self.hooks:
+            hook(record)
 
     @staticmethod
     def _log(record: RequestRecord, duration: float) -> None:
@@ -94,5 +106,6 @@ class Ledger:
             "prompt_tokens": usage.prompt_tokens if usage else None,
             "completion_tokens": usage.completion_tokens if usage else None,
             "usage_estimated": usage.estimated if usage else None,
-            "cost_usd": record.cost_usd, "rag": record.rag,
+            "cost_usd": record.cost_usd, "rag": record.rag, "score": record.score, "attempts": record.attempts,
+            "fallback": record.fallback or None, "experiment": record.experiment or None,
         }).decode())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -37,17 +37,43 @@ class Metrics:
         self.tokens = Counter("gateway_tokens", "Tokens by direction (input, output).",
                               (*REQUEST_LABELS, "direction"), registry=r)
         self.cost = Counter("gateway_cost_usd", "Upstream cost in USD.", REQUEST_LABELS, registry=r)
+        self.counterfactual_cost = Counter(
+            "gateway_counterfactual_cost_usd", "What the same requests would have cost on the route's prompted "
+            "target alone, from their real token counts.", REQUEST_LABELS, registry=r)
         self.unpriced = Counter("gateway_unpriced_requests", "Requests with tokens but no known price.",
                                 ("target",), registry=r)
         self.estimated_usage = Counter("gateway_estimated_usage_requests",
                                        "Requests whose upstream reported no usage, counted locally.",
                                        ("target",), registry=r)
+        self.retries = Counter("gateway_retries", "Upstream attempts retried, by target and reason.",
+                               ("target", "reason"), registry=r)
+        self.fallbacks = Counter("gateway_fallbacks", "Moves to the next plan of a fallback chain.",
+                                 ("route", "from_target", "to_target", "reason"), registry=r)
+        self.decisions = Counter("gateway_classifier_decisions", "Arms chosen by the complexity classifier; "
+                                 "kind is 'scored' or 'unjudged' (low-confidence rule).", ("route", "arm", "kind"),
+                                 registry=r)
+        self.scores = Histogram("gateway_classifier_score", "Complexity scores (need for the prompted arm).",
+                                ("route",), buckets=tuple(i / 10 for i in range(1, 11)), registry=r)
         self.errors = Counter("gateway_errors", "Requests answered with an error, by code.",
                               ("route", "code"), registry=r)
         self.rag_requests = Counter("gateway_rag_requests", "Retrievals by result (hit, miss, unavailable).",
                                     ("route", "result"), registry=r)
         self.rag_duration = Histogram("gateway_rag_retrieval_seconds", "Retrieval time (embed and search).",
                                       ("route",), buckets=_LATENCY, registry=r)
+        self.shadow_requests = Counter("gateway_shadow_requests", "Mirrored requests by status ('dropped' when "
+                                       "too many were in flight).", ("route", "target", "status"), registry=r)
+        self.shadow_duration = Histogram("gateway_shadow_duration_seconds", "Latency of mirrored requests.",
+                                         ("route", "target"), buckets=_LATENCY, registry=r)
+        self.shadow_tokens = Counter("gateway_shadow_tokens", "Tokens of mirrored requests by direction.",
+                                     ("route", "target", "direction"), registry=r)
+        self.shadow_cost = Counter("gateway_shadow_cost_usd", "Cost of mirrored requests.", ("route", "target"),
+                                   registry=r)
+        self.redis_transitions = Counter("gateway_redis_transitions", "Redis went down or came back (state).",
+                                         ("state",), registry=r)
+        self.redis_up = Gauge("gateway_redis_up", "1 while Redis answers, 0 while the gateway runs on local state.",
+                              registry=r, multiprocess_mode="livemin")
+        self.circuit_state = Gauge("gateway_circuit_open", "1 while a target's circuit breaker is open or half-open.",
+                                   ("target",), registry=r, multiprocess_mode="livemax")
         self.policy_reloads = Counter("gateway_policy_reloads", "Policy reloads by result.", ("result",),
                                       registry=r)
 

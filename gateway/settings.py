@@ -53,6 +53,8 @@ class Settings:
     reload_interval_s: float = 1.0
     log_content: bool = False
     chroma_url: str | None = None
+    redis_url: str | None = None
+    redis_prefix: str = "hg:"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -65,6 +67,8 @@ class Settings:
             reload_interval_s=float(_env("RELOAD_INTERVAL_S", "1.0")),
             log_content=_flag("LOG_CONTENT", False),
             chroma_url=_env("CHROMA_URL") or None,
+            redis_url=_env("REDIS_URL") or None,
+            redis_prefix=_env("REDIS_PREFIX", "hg:"),
         )
 
     def key_allowed(self, presented: str, *, admin: bool = False) -> bool:

@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from gateway.arm_choice import ArmChooser
+from gateway.attempts import AttemptRunner
+from gateway.experiments import OutcomeRecorder
 from gateway.knowledge import KnowledgeService
 from gateway.ledger import Ledger
 from gateway.metrics import Metrics
 from gateway.settings import Settings
+from gateway.shadow import ShadowRunner
 from gateway.upstream import Upstreams
-from policies import PolicyHolder
+from policies import PolicyHolder, SharedState
 
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 
@@ -23,4 +27,9 @@ class GatewayState:
     metrics: Metrics
     ledger: Ledger
     knowledge: KnowledgeService
+    attempts: AttemptRunner
+    chooser: ArmChooser
+    outcomes: OutcomeRecorder
+    shared: SharedState
+    shadow: ShadowRunner
     readiness: dict[str, ReadinessCheck] = field(default_factory=dict)

@@ -3,15 +3,20 @@
 The gateway imports only what ``__all__`` names; this package never imports ``gateway``.
 """
 
+from policies.assignment import Assignment, assign, experiment_key
+from policies.breakers import BreakerBoard, breaker_board
 from policies.loader import PolicyIssue, PolicyLoadError, load_policies
+from policies.outcomes import Feedback, Outcome, OutcomeStore, OutcomesUnavailable, outcome_store
 from policies.reloader import PolicyHolder, ReloadResult
-from policies.resolution import Resolution, public_names, resolve
+from policies.resolution import Resolution, experiment_for, public_names, resolve
 from policies.schema import (
     ARM_NAMES,
     Alternate,
     Arm,
     ArmName,
     Breaker,
+    Classifier,
+    Economics,
     Experiment,
     Fallback,
     Knowledge,
@@ -24,16 +29,27 @@ from policies.schema import (
     Trigger,
     Variant,
 )
+from policies.shared_state import SharedState
+from policies.statistics import Observation, render_table, report
 
 __all__ = [
     "ARM_NAMES",
     "Alternate",
     "Arm",
     "ArmName",
+    "Assignment",
     "Breaker",
+    "BreakerBoard",
+    "Classifier",
+    "Economics",
     "Experiment",
     "Fallback",
+    "Feedback",
     "Knowledge",
+    "Observation",
+    "Outcome",
+    "OutcomeStore",
+    "OutcomesUnavailable",
     "PolicyHolder",
     "PolicyIssue",
     "PolicyLoadError",
@@ -44,10 +60,18 @@ __all__ = [
     "Retry",
     "Route",
     "Shadow",
+    "SharedState",
     "Target",
     "Trigger",
     "Variant",
+    "assign",
+    "breaker_board",
+    "experiment_for",
+    "experiment_key",
     "load_policies",
+    "outcome_store",
     "public_names",
+    "render_table",
+    "report",
     "resolve",
 ]

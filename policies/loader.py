@@ -209,6 +209,8 @@ class _Merger:
             self._arm(parsed, (*loc, "default_arm"), route, "fine_tuned")
         if route.shadow is not None:
             self._target(parsed, (*loc, "shadow", "target"), route.shadow.target)
+        if route.classifier is not None:
+            self._arm(parsed, (*loc, "classifier"), route, "fine_tuned")
 
     def _check_experiment(self, name: str, experiment: Experiment, taken: dict[str, str]) -> None:
         parsed, loc = self.origin[("experiments", name)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from policies.schema import PolicySet, Route, Target
+from policies.schema import Experiment, PolicySet, Route, Target
 
 
 @dataclass(frozen=True)
@@ -30,3 +30,8 @@ def public_names(policy: PolicySet) -> list[tuple[str, str]]:
     """(name, kind) of everything a client may call, routes first."""
     names = [(name, "route") for name in sorted(policy.routes)]
     return names + [(name, "target") for name, t in sorted(policy.targets.items()) if t.expose]
+
+
+def experiment_for(policy: PolicySet, route: str) -> tuple[str, Experiment] | None:
+    """The experiment running on ``route`` (the loader allows at most one), by name."""
+    return next(((name, e) for name, e in policy.experiments.items() if e.route == route), None)

@@ -46,7 +46,7 @@ class Retry(_Strict):
     backoff_initial_ms: int = Field(default=200, ge=0, le=60_000)
     backoff_max_ms: int = Field(default=4_000, ge=0, le=300_000)
     max_retry_after_s: float = Field(default=10.0, ge=0, le=600)
-    on: tuple[Trigger, ...] = RETRY_TRIGGERS
+    triggers: tuple[Trigger, ...] = RETRY_TRIGGERS  # not "on": YAML reads a bare on as true
 
 
 class Breaker(_Strict):
@@ -120,10 +120,10 @@ class Alternate(_Strict):
 
 
 class Fallback(_Strict):
-    """Where an arm goes when its target fails for one of the ``on`` reasons."""
+    """Where an arm goes when its target fails for one of the ``triggers``."""
 
     to: tuple[Alternate, ...] = Field(min_length=1)
-    on: tuple[Trigger, ...] = FALLBACK_TRIGGERS
+    triggers: tuple[Trigger, ...] = FALLBACK_TRIGGERS
 
 
 class Arm(_Strict):
@@ -141,6 +141,43 @@ class Arms(_Strict):
     fine_tuned: Arm | None = None
 
 
+class Classifier(_Strict):
+    """How a route picks its arm per request: a complexity score against a threshold.
+
+    Give ``threshold`` (score >= it goes to the prompted arm) or ``strong_share``
+    (the target fraction of traffic for the prompted arm, turned into a threshold
+    from the model's calibration quantiles); neither means 0.5.
+    """
+
+    model: str = Field(default="default", description="'default' (shipped) or a model file path.")
+    threshold: float | None = Field(default=None, ge=0, le=1)
+    strong_share: float | None = Field(default=None, ge=0, le=1)
+    low_confidence: ArmName = Field(default="prompted", description="Arm for requests the model cannot judge.")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Classifier:
+        if self.threshold is not None and self.strong_share is not None:
+            raise ValueError("give threshold or strong_share, not both")
+        return self
+
+
+class Economics(_Strict):
+    """The fine-tuning investment a route must pay back (the decision guide's break-even inputs)."""
+
+    upfront_usd: float = Field(ge=0, description="Data collection, labelling and training.")
+    maintenance_monthly_usd: float = Field(default=0.0, ge=0)
+    retraining_usd: float = Field(default=0.0, ge=0)
+    retraining_every_months: float | None = Field(default=None, gt=0)
+    projected_monthly_queries: float = Field(gt=0)
+    horizon_months: float = Field(default=24.0, gt=0, le=240)
+
+    @property
+    def fixed_monthly_usd(self) -> float:
+        """Maintenance plus retraining spread over its cadence."""
+        retraining = self.retraining_usd / self.retraining_every_months if self.retraining_every_months else 0.0
+        return self.maintenance_monthly_usd + retraining
+
+
 class Route(_Strict):
     """A public model name that clients call; the gateway picks an arm per request."""
 
@@ -153,6 +190,8 @@ class Route(_Strict):
     deadline_s: float = Field(default=120.0, gt=0, le=3600,
                               description="Total time for a request, retries and fallbacks included.")
     shadow: Shadow | None = None
+    classifier: Classifier | None = None
+    economics: Economics | None = None
 
 
 class Shadow(_Strict):

@@ -28,18 +28,8 @@ from gateway.economics import (
 GUIDE_INPUTS = [(10_000, 300, 150), (50_000, 1_500, 250), (100_000, 3_000, 500), (500_000, 15_000, 2_500)]
 GUIDE_UPFRONT = 12_000
 
-_RUNNER = """
-import argparse, sys
-from gateway import breakeven_cli
-parser = argparse.ArgumentParser(prog="hybrid-gateway")
-breakeven_cli.add_cli(parser.add_subparsers(dest="subcommand", required=True))
-args = parser.parse_args(sys.argv[1:])
-sys.exit(args.command(args))
-"""
-
-
 def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", _RUNNER, "breakeven", *argv],
+    return subprocess.run([sys.executable, "-m", "gateway.cli", "breakeven", *argv],
                           capture_output=True, text=True, timeout=30, check=False)
 
 

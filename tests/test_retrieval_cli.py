@@ -15,19 +15,10 @@ import pytest
 from retrieval.cli import ProgressBar
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNNER = (
-    "import argparse, sys, retrieval\n"
-    "parser = argparse.ArgumentParser(prog='hybrid-gateway')\n"
-    "retrieval.add_cli(parser.add_subparsers(required=True))\n"
-    "args = parser.parse_args()\n"
-    "sys.exit(args.command(args))\n"
-)
-
-
 def run_cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-c", RUNNER, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "gateway.cli", *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
     )
 
 

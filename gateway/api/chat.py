@@ -19,15 +19,18 @@ from gateway.accounting import (
     usage_from,
 )
 from gateway.api.common import failure, format_cost, gateway_headers, state_of
+from gateway.attempts import Journey
 from gateway.errors import InvalidRequest
+from gateway.experiments import assign_variant
 from gateway.intake import authenticate, read_json, request_id, validate
 from gateway.knowledge import RagOutcome
 from gateway.ledger import RequestRecord
-from gateway.plan import Plan, plan_chat
+from gateway.plan import Plan, alternates, plan_chat
 from gateway.protocol import ChatCompletionRequest
 from gateway.state import GatewayState
 from gateway.streaming import SSERelay
-from gateway.upstream import UpstreamReply
+from gateway.upstream import UpstreamReply, UpstreamStream
+from policies import Knowledge, PolicySet
 
 _ARMS = ("prompted", "fine_tuned")
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -42,15 +45,34 @@ def _forced_arm(request: Request, chat: ChatCompletionRequest) -> str | None:
     return header
 
 
-async def _ground(gateway: GatewayState, plan: Plan, record: RequestRecord, body: dict[str, Any]) -> RagOutcome | None:
-    """Put the arm's knowledge into the upstream messages, when the arm asks for it."""
-    if plan.knowledge is None:
-        return None
-    metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else None
-    outcome = await gateway.knowledge.augment(plan.route, plan.knowledge, plan.payload["messages"], metadata)
-    plan.payload["messages"] = outcome.messages
-    record.rag, record.sources = outcome.result, outcome.header()
-    return outcome
+class _Grounding:
+    """Retrieval for each plan that asks for it: once per knowledge set-up, however many attempts follow."""
+
+    def __init__(self, gateway: GatewayState, record: RequestRecord, body: dict[str, Any]) -> None:
+        self._gateway = gateway
+        self._record = record
+        metadata = body.get("metadata")
+        self._metadata = metadata if isinstance(metadata, dict) else None
+        self._outcomes: dict[Knowledge, RagOutcome] = {}
+        self._grounded: set[int] = set()
+
+    async def apply(self, plan: Plan) -> RagOutcome | None:
+        if plan.knowledge is None:
+            return None
+        outcome = self._outcomes.get(plan.knowledge)
+        if outcome is None:
+            outcome = await self._gateway.knowledge.augment(plan.route, plan.knowledge, plan.payload["messages"],
+                                                            self._metadata)
+            self._outcomes[plan.knowledge] = outcome
+        if id(plan.payload) not in self._grounded:
+            self._grounded.add(id(plan.payload))
+            if outcome.sources:
+                plan.payload["messages"] = outcome.messages
+        self._record.rag, self._record.sources = outcome.result, outcome.header()
+        return outcome
+
+    def outcome(self, plan: Plan) -> RagOutcome | None:
+        return self._outcomes.get(plan.knowledge) if plan.knowledge is not None else None
 
 
 def _with_sources(reply: UpstreamReply, rag: RagOutcome | None) -> bytes:
@@ -60,31 +82,51 @@ def _with_sources(reply: UpstreamReply, rag: RagOutcome | None) -> bytes:
     return orjson.dumps({**reply.data, "gateway": {"sources": rag.body_field()}})
 
 
-async def _complete(gateway: GatewayState, plan: Plan, record: RequestRecord, rag: RagOutcome | None) -> Response:
-    client = gateway.upstreams.for_target(plan.target)
-    started = time.perf_counter()
-    try:
-        reply = await client.complete(plan.target, plan.payload)
-    finally:
-        record.upstream_s = time.perf_counter() - started
+def _completed(gateway: GatewayState, plan: Plan, record: RequestRecord, reply: UpstreamReply,
+               rag: RagOutcome | None) -> Response:
     record.usage = usage_from(reply.data) or Usage(
         estimate_prompt_tokens(plan.payload["messages"]), estimate_tokens(completion_text(reply.data)), estimated=True)
     record.cost_usd = cost_usd(plan.target, record.usage)
+    record.counterfactual_usd = cost_usd(plan.baseline, record.usage)
     headers = gateway_headers(record, format_cost(record.cost_usd))
     gateway.ledger.close(record)
     return Response(_with_sources(reply, rag), media_type="application/json", headers=headers)
 
 
-async def _stream(gateway: GatewayState, plan: Plan, record: RequestRecord) -> Response:
-    client = gateway.upstreams.for_target(plan.target)
-    started = time.perf_counter()
-    try:
-        stream = await client.open_stream(plan.target, plan.payload)
-    finally:
-        record.upstream_s = time.perf_counter() - started
+def _streamed(gateway: GatewayState, plan: Plan, record: RequestRecord, stream: UpstreamStream) -> Response:
     relay = SSERelay(plan, record, gateway.ledger.close)
     headers = {**gateway_headers(record, "pending"), **_SSE_HEADERS}
     return StreamingResponse(relay.run(stream), media_type="text/event-stream", headers=headers)
+
+
+async def _serve(gateway: GatewayState, policy: PolicySet, record: RequestRecord, body: dict[str, Any],
+                 chat: ChatCompletionRequest, first: Plan) -> Response:
+    """Call upstream through retries, breakers and fallbacks; answer from whichever plan succeeded."""
+    grounding = _Grounding(gateway, record, body)
+    journey = Journey()
+
+    async def call(plan: Plan) -> UpstreamReply | UpstreamStream:
+        await grounding.apply(plan)
+        record.arm, record.target = plan.arm, plan.target_name
+        client = gateway.upstreams.for_target(plan.target)
+        started = time.perf_counter()
+        try:
+            if plan.stream:
+                return await client.open_stream(plan.target, plan.payload)
+            return await client.complete(plan.target, plan.payload)
+        finally:
+            record.upstream_s += time.perf_counter() - started
+
+    await grounding.apply(first)  # before mirroring, so a shadow sees the same prompt
+    gateway.shadow.maybe_mirror(policy, first.route, first.shadow, first.payload)
+    try:
+        final, result = await gateway.attempts.run(
+            call, first, alternates(policy, body, chat, first), journey)
+    finally:
+        record.attempts, record.fallback = journey.attempts, journey.header()
+    if isinstance(result, UpstreamReply):
+        return _completed(gateway, final, record, result, grounding.outcome(final))
+    return _streamed(gateway, final, record, result)
 
 
 async def chat_completions(request: Request) -> Response:
@@ -94,12 +136,19 @@ async def chat_completions(request: Request) -> Response:
         authenticate(request, gateway.settings)
         body = await read_json(request, gateway.settings.max_body_bytes)
         chat = validate(ChatCompletionRequest, body)
-        plan = plan_chat(gateway.policies.current, body, chat, _forced_arm(request, chat))
+        policy = gateway.policies.current  # one snapshot for the whole request, whatever reloads meanwhile
+        forced = _forced_arm(request, chat)
+        assigned = None if forced else assign_variant(policy, chat, request.headers)
+        variant = assigned[1] if assigned else None
+        if assigned:
+            record.experiment, record.variant, record.keyed = (assigned[0].experiment, assigned[0].variant,
+                                                               assigned[0].keyed)
+        decision = None if forced or (variant and variant.arm) else gateway.chooser.choose(
+            policy, chat.model, body["messages"])
+        plan = plan_chat(policy, body, chat, forced, decision.arm if decision else None, variant)
         record.route, record.arm, record.target, record.stream = plan.route, plan.arm, plan.target_name, plan.stream
-        rag = await _ground(gateway, plan, record, body)
-        if plan.stream:
-            return await _stream(gateway, plan, record)
-        return await _complete(gateway, plan, record, rag)
+        record.score = decision.score if decision else None
+        return await _serve(gateway, policy, record, body, chat, plan)
     except Exception as exc:  # the one boundary where every failure becomes an OpenAI error
         return failure(gateway, record, exc)
 

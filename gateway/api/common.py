@@ -19,6 +19,14 @@ def state_of(request: Request) -> GatewayState:
     return gateway
 
 
+def _journey_headers(record: RequestRecord) -> dict[str, str]:
+    """How many upstream attempts were made and which fallbacks were taken."""
+    headers = {"x-gateway-attempts": str(record.attempts)} if record.attempts else {}
+    if record.fallback:
+        headers["x-gateway-fallback"] = record.fallback
+    return headers
+
+
 def gateway_headers(record: RequestRecord, cost: str) -> dict[str, str]:
     headers = {
         "x-request-id": record.request_id,
@@ -28,12 +36,17 @@ def gateway_headers(record: RequestRecord, cost: str) -> dict[str, str]:
         "x-gateway-cost-usd": cost,
         "x-gateway-overhead-ms": f"{record.overhead_s() * 1000:.3f}",
     }
+    headers.update(_journey_headers(record))
+    if record.score is not None:
+        headers["x-gateway-score"] = f"{record.score:.4f}"
     if record.rag is not None:
         headers["x-gateway-rag"] = record.rag
         if record.sources:
             headers["x-gateway-sources"] = record.sources
-    if record.variant != "none":
+    if record.experiment:
+        headers["x-gateway-experiment"] = record.experiment
         headers["x-gateway-variant"] = record.variant
+        headers["x-gateway-assignment"] = "keyed" if record.keyed else "unkeyed"
     if record.usage is not None and record.usage.estimated:
         headers["x-gateway-usage"] = "estimated"
     return headers
@@ -50,6 +63,7 @@ def failure(gateway: GatewayState, record: RequestRecord, exc: Exception) -> Res
     if record.route:
         headers.update({"x-gateway-route": record.route, "x-gateway-arm": record.arm,
                         "x-gateway-target": record.target})
+    headers.update(_journey_headers(record))
     return error_response(exc, headers)
 
 

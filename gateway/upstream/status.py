@@ -14,6 +14,10 @@ import orjson
 from gateway.errors import GatewayError, RateLimited, UpstreamFailed, UpstreamRejected, UpstreamTimeout
 
 _PASSED_ON = frozenset({400, 409, 413, 415, 422})
+# How OpenAI, Azure, vLLM and Anthropic word these refusals.
+_CONTEXT_WINDOW = ("context_length_exceeded", "maximum context length", "context window", "prompt is too long",
+                   "too many tokens")
+_CONTENT_FILTER = ("content_filter", "content management policy", "content policy", "safety system")
 _MESSAGE_LIMIT = 500
 
 
@@ -37,7 +41,13 @@ def status_error(target: str, status: int, message: str, retry_after: str | None
         headers = {"retry-after": retry_after} if retry_after else {}
         return RateLimited(f"upstream {target} is rate limited: {message}".rstrip(": "), headers=headers)
     if status in _PASSED_ON:
-        return UpstreamRejected(message or f"upstream {target} rejected the request", status=status)
+        rejected = UpstreamRejected(message or f"upstream {target} rejected the request", status=status)
+        lowered = message.lower()
+        if any(marker in lowered for marker in _CONTEXT_WINDOW):
+            rejected.trigger = "context_window"
+        elif any(marker in lowered for marker in _CONTENT_FILTER):
+            rejected.trigger = "content_filter"
+        return rejected
     if status in (408, 504):
         return UpstreamTimeout(f"upstream {target} timed out (HTTP {status})")
     return UpstreamFailed(f"upstream {target} failed with HTTP {status}" + (f": {message}" if status >= 500 and message else ""))

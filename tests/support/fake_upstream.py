@@ -28,6 +28,7 @@ class Action:
     usage: bool = True
     break_after_chunks: int | None = None
     text: str = "Hello from the fake upstream."
+    error_message: str | None = None
 
 
 @dataclass
@@ -52,7 +53,8 @@ class FakeUpstream:
             await asyncio.sleep(action.delay_s)
         if action.status != 200:
             headers = {"retry-after": action.retry_after} if action.retry_after else {}
-            error = {"error": {"message": f"scripted failure {action.status}", "type": "server_error"}}
+            message = action.error_message or f"scripted failure {action.status}"
+            error = {"error": {"message": message, "type": "server_error"}}
             return Response(orjson.dumps(error), status_code=action.status, headers=headers,
                             media_type="application/json")
         words = action.text.split(" ")

@@ -1,0 +1,65 @@
+"""Per-decision latency of the shipped classifier over real prompts (median and p99).
+
+A decision is `routes.decide` on one chat: message parsing, feature extraction, the sparse dot
+product and the explanation. Prompts come from the routing data's test split (MMLU, GSM8K,
+MT-Bench), scored in a shuffled order, after one warm-up pass so imports and first calls are not
+counted; pass --cold to include that first pass. Run from the repo root:
+
+    .venv/bin/python bench/classifier_latency.py [--data-root ../shared/data/routing] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from routes import decide, load_classifier
+from routes._data import load_examples
+from routes._messages import prompt_messages
+
+DATASETS = ("mmlu", "gsm8k", "mt_bench")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", type=Path, default=Path("../shared/data/routing"))
+    parser.add_argument("--model", type=Path, help="model file (default: the shipped model)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed passes over the prompts")
+    parser.add_argument("--cold", action="store_true", help="time the first pass too (empty token cache)")
+    args = parser.parse_args()
+
+    prompts = [e.prompt for name in DATASETS for e in load_examples(args.data_root / name, "test")]
+    random.Random(0).shuffle(prompts)
+    chats = [prompt_messages(p) for p in prompts]
+    classifier = load_classifier(args.model)
+    threshold = classifier.threshold_for_share(0.3)
+    if not args.cold:
+        for chat in chats:
+            decide(classifier, chat, threshold)
+
+    timings = []
+    clock = time.perf_counter_ns
+    for _ in range(args.repeat):
+        for chat in chats:
+            start = clock()
+            decide(classifier, chat, threshold)
+            timings.append(clock() - start)
+    micros = np.asarray(timings) / 1000.0
+    print(f"command: {shlex.join([sys.executable, *sys.argv])}")
+    print(
+        f"decisions: {micros.size} ({len(prompts)} prompts x {args.repeat}, {'cold' if args.cold else 'warm'} start)"
+    )
+    print(
+        f"median: {np.median(micros):.0f} us   p99: {np.percentile(micros, 99):.0f} us   max: {micros.max():.0f} us"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

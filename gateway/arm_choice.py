@@ -1,0 +1,55 @@
+"""Pick each request's arm with the route's complexity classifier, and count what it chose.
+
+Models and thresholds are resolved once per policy set (``strong_share`` turns
+into a threshold from the model's calibration quantiles), so a decision costs
+one scoring call on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from gateway.metrics import Metrics
+from policies import Classifier, PolicySet
+from routes import Decision, LinearClassifier, decide, load_classifier
+
+DEFAULT_THRESHOLD = 0.5
+
+
+@lru_cache(maxsize=64)
+def _model(model: str, policies_dir: Path, threshold: float | None,
+           share: float | None) -> tuple[LinearClassifier, float]:
+    classifier = load_classifier(None if model == "default" else policies_dir / model)
+    if threshold is None:
+        threshold = classifier.threshold_for_share(share) if share is not None else DEFAULT_THRESHOLD
+    return classifier, threshold
+
+
+class ArmChooser:
+    def __init__(self, policies_dir: Path, metrics: Metrics) -> None:
+        self._policies_dir = policies_dir
+        self._metrics = metrics
+
+    def _resolved(self, config: Classifier) -> tuple[LinearClassifier, float]:
+        return _model(config.model, self._policies_dir, config.threshold, config.strong_share)
+
+    def choose(self, policy: PolicySet, model: str, messages: Sequence[Mapping[str, Any]]) -> Decision | None:
+        """The classifier's decision for a route that has one; None for everything else."""
+        route = policy.routes.get(model)
+        if route is None or route.classifier is None:
+            return None
+        classifier, threshold = self._resolved(route.classifier)
+        decision = decide(classifier, messages, threshold, route.classifier.low_confidence)
+        self._metrics.decisions.labels(model, decision.arm, "scored" if decision.score is not None else "unjudged").inc()
+        if decision.score is not None:
+            self._metrics.scores.labels(model).observe(decision.score)
+        return decision
+
+    def warm(self, policy: PolicySet) -> None:
+        """Load every model the policy names, so a bad model file shows at start, not on a request."""
+        for route in policy.routes.values():
+            if route.classifier is not None:
+                self._resolved(route.classifier)

@@ -1,0 +1,129 @@
+"""Run a request's upstream call through retries, circuit breakers and the fallback chain.
+
+Each target of the chain is tried with its own retry policy (tenacity:
+exponential backoff with full jitter, the upstream's ``Retry-After`` honoured up
+to a cap); an open breaker skips the target at once; a failure whose trigger the
+arm's fallback lists moves to the next plan. Everything stays inside the
+route's deadline. Only the final outcome is returned, so the request is
+accounted once, whatever happened on the way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_random_exponential
+
+from gateway.errors import CircuitOpen, GatewayError, RateLimited, UpstreamTimeout
+from gateway.metrics import Metrics
+from gateway.plan import Plan
+from policies import Breaker, BreakerBoard, Retry
+
+Result = TypeVar("Result")
+Call = Callable[[Plan], Awaitable[Result]]
+_BREAKER_FAILURES = frozenset({"timeout", "connection", "server_error"})
+_MIN_ATTEMPT_S = 0.05
+
+
+@dataclass
+class Journey:
+    """What the attempts did: shown in headers, metrics and the access log."""
+
+    attempts: int = 0
+    fallbacks: list[str] = field(default_factory=list)
+
+    def header(self) -> str:
+        return ",".join(self.fallbacks)
+
+
+class _Waiter:
+    """Backoff with full jitter, or the upstream's Retry-After when it gave one (capped)."""
+
+    def __init__(self, retry: Retry) -> None:
+        self._jitter = wait_random_exponential(multiplier=retry.backoff_initial_ms / 1000,
+                                               max=retry.backoff_max_ms / 1000)
+        self._cap = retry.max_retry_after_s
+
+    def __call__(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, RateLimited) and error.retry_after_s is not None:
+            return min(error.retry_after_s, self._cap)
+        return float(self._jitter(state))
+
+
+def _bounded(plan: Plan, remaining_s: float) -> Plan:
+    """The plan with its target's timeout cut to what is left of the deadline."""
+    if remaining_s >= plan.target.timeout_s:
+        return plan
+    return replace(plan, target=plan.target.model_copy(update={"timeout_s": max(remaining_s, _MIN_ATTEMPT_S)}))
+
+
+class AttemptRunner:
+    def __init__(self, metrics: Metrics, breakers: BreakerBoard) -> None:
+        self._metrics = metrics
+        self._breakers = breakers
+
+    async def _breaker_allows(self, plan: Plan) -> bool:
+        config: Breaker | None = plan.target.breaker
+        return config is None or await self._breakers.allow(plan.target_name, config)
+
+    async def _note(self, plan: Plan, error: GatewayError | None) -> None:
+        config = plan.target.breaker
+        if config is None or (error is not None and error.trigger not in _BREAKER_FAILURES):
+            return
+        await self._breakers.record(plan.target_name, config, error is None)
+
+    async def _with_retries(self, call: Call[Result], plan: Plan, deadline: float, journey: Journey) -> Result:
+        retry = plan.target.retry
+
+        def retryable(error: BaseException) -> bool:
+            return (isinstance(error, GatewayError) and error.trigger in retry.triggers
+                    and deadline - time.monotonic() > _MIN_ATTEMPT_S)
+
+        def count_retry(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            reason = error.trigger if isinstance(error, GatewayError) and error.trigger else "unknown"
+            self._metrics.retries.labels(plan.target_name, reason).inc()
+
+        async for attempt in AsyncRetrying(stop=stop_after_attempt(retry.attempts), wait=_Waiter(retry),
+                                           retry=retry_if_exception(retryable), before_sleep=count_retry,
+                                           reraise=True):
+            with attempt:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise UpstreamTimeout(f"the route's deadline passed before upstream {plan.target_name} answered")
+                journey.attempts += 1
+                try:
+                    result = await call(_bounded(plan, remaining))
+                except GatewayError as error:
+                    await self._note(plan, error)
+                    raise
+                await self._note(plan, None)
+                return result
+        raise AssertionError("tenacity reraises the last error")  # pragma: no cover
+
+    async def run(self, call: Call[Result], first: Plan, rest: Iterator[Plan],
+                  journey: Journey) -> tuple[Plan, Result]:
+        """The plan that succeeded and its result; the last error when every plan failed."""
+        deadline = time.monotonic() + first.deadline_s
+        plan: Plan | None = first
+        last_error: GatewayError | None = None
+        while plan is not None:
+            try:
+                if not await self._breaker_allows(plan):
+                    raise CircuitOpen(f"the circuit breaker of upstream {plan.target_name} is open")
+                return plan, await self._with_retries(call, plan, deadline, journey)
+            except GatewayError as error:
+                last_error = error
+                following = next(rest, None) if error.trigger in first.fallback_on else None
+                if following is None:
+                    raise
+                journey.fallbacks.append(f"{plan.target_name}>{following.target_name}:{error.trigger}")
+                self._metrics.fallbacks.labels(first.route, plan.target_name, following.target_name,
+                                               str(error.trigger)).inc()
+                plan = following
+        raise last_error or CircuitOpen("no upstream left to try")  # pragma: no cover

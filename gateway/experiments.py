@@ -1,0 +1,78 @@
+"""A/B experiments at the edge: assign each request its variant, record what it cost and how it went.
+
+Assignment is stateless (``policies.assignment``), so replicas agree without
+talking. Each finished request of an experiment becomes an ``Outcome`` in the
+outcome store (Redis when configured, else local files), written off the
+request path; feedback joins it there by request id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+
+from gateway.errors import InvalidRequest
+from gateway.ledger import RequestRecord
+from gateway.protocol import ChatCompletionRequest
+from policies import (
+    Assignment,
+    Outcome,
+    OutcomeStore,
+    PolicySet,
+    Variant,
+    assign,
+    experiment_for,
+    experiment_key,
+)
+
+log = logging.getLogger("hybrid_gateway.experiments")
+VARIANT_HEADER = "x-gateway-variant"
+
+
+def assign_variant(policy: PolicySet, chat: ChatCompletionRequest,
+                   headers: Mapping[str, str]) -> tuple[Assignment, Variant] | None:
+    """The running experiment's variant for this request, or None when the route has none active."""
+    found = experiment_for(policy, chat.model)
+    if found is None:
+        return None
+    name, experiment = found
+    try:
+        assignment = assign(name, experiment, experiment_key(experiment, chat.user, headers),
+                            forced=headers.get(VARIANT_HEADER))
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param=VARIANT_HEADER, code="invalid_variant") from exc
+    if assignment is None:
+        return None
+    return assignment, experiment.variants[assignment.variant]
+
+
+class OutcomeRecorder:
+    """A ledger hook: stores each finished experiment request, without delaying its response."""
+
+    def __init__(self, store: OutcomeStore) -> None:
+        self.store = store
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def __call__(self, record: RequestRecord) -> None:
+        if not record.experiment:
+            return
+        outcome = Outcome(request_id=record.request_id, experiment=record.experiment, variant=record.variant,
+                          route=record.route, arm=record.arm, target=record.target, status=record.status,
+                          latency_ms=record.elapsed() * 1000, cost_usd=record.cost_usd,
+                          crossed=bool(record.fallback), keyed=record.keyed, at=time.time())
+        task = asyncio.get_running_loop().create_task(self._write(outcome))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _write(self, outcome: Outcome) -> None:
+        try:
+            await self.store.record(outcome)
+        except OSError as exc:  # a full or read-only disk must not break serving
+            log.error("could not record the outcome of request %s: %s", outcome.request_id, exc)
+
+    async def drain(self) -> None:
+        """Wait for pending writes, at shutdown."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)

@@ -1,0 +1,152 @@
+"""`router` subcommands (train, eval, score) for the project's `hybrid-gateway` CLI.
+
+`add_cli` only registers parsers; each subcommand stores its handler as `command`, which takes the
+parsed namespace and returns an exit code. Heavy work is imported at call time so building the
+parser stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from ._data import DataError, load_examples
+from ._decision import ARMS, decide
+from ._linear import ModelFileError, load_classifier
+from ._messages import prompt_messages
+from ._train import TrainConfig
+
+DEFAULT_DATA_ROOT = Path("../shared/data/routing")
+TRAIN_DATASETS = ("mmlu", "gsm8k", "mt_bench")
+EVAL_DATASETS = ("mmlu", "gsm8k", "mt_bench")
+
+
+def add_cli(subparsers: Any) -> None:
+    """Register `router train|eval|score` on an argparse subparsers object."""
+    router = subparsers.add_parser("router", help="train, evaluate and run the complexity classifier")
+    commands = router.add_subparsers(dest="router_command", required=True)
+
+    train = commands.add_parser("train", help="train a classifier on the train split of dataset folders")
+    _data_arguments(train, TRAIN_DATASETS)
+    train.add_argument("--out", type=Path, required=True, help="where to write the model (.npz)")
+    train.add_argument("--l2", type=float, default=TrainConfig.l2, help="L2 penalty (default %(default)s)")
+    train.add_argument("--bits", type=int, default=TrainConfig.bits, help="log2 of hashed feature buckets")
+    train.set_defaults(command=_cmd_train)
+
+    evaluate = commands.add_parser("eval", help="APGR, CPT and ROC AUC beside random and length baselines")
+    _data_arguments(evaluate, EVAL_DATASETS)
+    evaluate.add_argument("--model", type=Path, help="model file (default: the shipped model)")
+    evaluate.add_argument("--split", choices=("test", "train"), default="test", help="default %(default)s")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    evaluate.set_defaults(command=_cmd_eval)
+
+    score = commands.add_parser(
+        "score", help="score JSON lines from stdin: {'prompt': ...} or {'messages': [...]}"
+    )
+    score.add_argument("--model", type=Path, help="model file (default: the shipped model)")
+    level = score.add_mutually_exclusive_group()
+    level.add_argument(
+        "--threshold", type=float, default=0.5, help="prompted when score >= this (default 0.5)"
+    )
+    level.add_argument(
+        "--strong-share", type=float, help="pick the threshold that sends this share to prompted"
+    )
+    score.add_argument(
+        "--low-confidence-arm", choices=ARMS, default="prompted", help="arm for unjudgeable input"
+    )
+    score.set_defaults(command=_cmd_score)
+
+
+def _data_arguments(parser: argparse.ArgumentParser, defaults: tuple[str, ...]) -> None:
+    parser.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        help=f"dataset folder, repeatable (default: {', '.join(defaults)} under --data-root)",
+    )
+    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT, help="default %(default)s")
+    parser.set_defaults(default_datasets=defaults)
+
+
+def _folders(args: argparse.Namespace) -> list[Path]:
+    return list(args.data) if args.data else [args.data_root / name for name in args.default_datasets]
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from ._train import train
+
+    try:
+        datasets = [load_examples(folder, "train") for folder in _folders(args)]
+    except DataError as exc:
+        print(f"router train: {exc}", file=sys.stderr)
+        return 2
+    model = train(datasets, TrainConfig(bits=args.bits, l2=args.l2))
+    model.save(args.out)
+    sizes = ", ".join(
+        f"{folder.name}={len(rows)}" for folder, rows in zip(_folders(args), datasets, strict=True)
+    )
+    print(f"trained on {sizes} train rows; wrote {args.out}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from ._evaluate import as_json, evaluate, format_table
+
+    try:
+        datasets = [(folder.name, load_examples(folder, args.split)) for folder in _folders(args)]
+        classifier = load_classifier(args.model)
+        reports = [evaluate(classifier, rows, name) for name, rows in datasets]
+    except (DataError, ModelFileError) as exc:
+        print(f"router eval: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(as_json(reports), indent=2))
+    else:
+        print(format_table(reports))
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
+    source, sink = stdin or sys.stdin, stdout or sys.stdout
+    try:
+        classifier = load_classifier(args.model)
+        threshold = (
+            args.threshold if args.strong_share is None else classifier.threshold_for_share(args.strong_share)
+        )
+    except (ModelFileError, ValueError) as exc:
+        print(f"router score: {exc}", file=sys.stderr)
+        return 2
+    for line in source:
+        try:
+            decision = decide(classifier, _request_messages(line), threshold, args.low_confidence_arm)
+            result: dict[str, Any] = {"score": _json_score(decision.score), "arm": decision.arm}
+        except ValueError as exc:
+            result = {"error": str(exc)}
+        sink.write(json.dumps(result) + "\n")
+        sink.flush()
+    return 0
+
+
+def _json_score(value: float | None) -> float | None:
+    """JSON value for a decision's score (None stays null: the request could not be judged)."""
+    return None if value is None else round(value, 6)
+
+
+def _request_messages(line: str) -> list[Mapping[str, Any]]:
+    """One stdin line -> chat messages; raises ValueError with a short reason when malformed."""
+    try:
+        request = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON: {exc.msg}") from exc
+    if not isinstance(request, dict):
+        raise ValueError("expected a JSON object")
+    if isinstance(request.get("prompt"), str):
+        return prompt_messages(request["prompt"])
+    messages = request.get("messages")
+    if isinstance(messages, list) and all(isinstance(m, dict) for m in messages):
+        return messages
+    raise ValueError("expected 'prompt' (string) or 'messages' (list of objects)")

@@ -1,0 +1,183 @@
+"""Features of one conversation: a few named cues plus hashed word and character n-grams.
+
+Named ("dense") features carry the signals known to predict when a weak model fails -- length,
+depth, maths, code, reasoning and multi-step cues, question layout, domain words -- and give the
+explanation its vocabulary. Hashed n-grams let the linear model learn the rest from data.
+
+Everything here runs on the request path, so it is built for a bounded cost: regexes are compiled
+once, only the first `WINDOW` characters are scanned (the length features still see the full
+length), token hashes are cached, and n-gram hashing is vectorised with numpy. Hashes are CRC32 and
+multiply-shift, never Python's salted `hash()`, so a saved model means the same in every process.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._lexicon import CUE_NAMES, WORD_CUE
+from ._messages import Conversation
+
+WINDOW = 6000
+CHAR_NGRAMS = (3, 4)
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio: multiply-shift hashing
+_BIGRAM_SALT = np.uint64(0x632BE59BD9B4E019)
+_FORMAT_SALTS = {True: 0x5BD1E995, False: 0x27D4EB2F}  # multiple-choice, free-form
+_FORMAT_MULTIPLIER = 2654435761  # Knuth's multiplicative hash constant
+
+_WORD_RE = re.compile(r"\w+")
+_NUMBER_RE = re.compile(r"\d+")
+_OPTION_RE = re.compile(r"^\s*\(?[A-J][.)]\s", re.MULTILINE)
+_SENTENCE_RE = re.compile(r"[.!?](?:\s|$)")
+_ASCII_OPERATORS = [ord(c) for c in "=+*/^<>"]
+_UNICODE_OPERATORS = "\u2264\u2265\u00d7\u00f7\u221a\u03c0\u2211\u222b"  # <= >= x / sqrt pi sum integral
+_CODE_BYTES = [ord(c) for c in "{};"]
+_NEGATIONS = ("NOT", "EXCEPT", "LEAST")
+
+DENSE_NAMES: tuple[str, ...] = (
+    "length_chars",
+    "length_words",
+    "lines",
+    "sentences",
+    "question_marks",
+    "prior_turns",
+    "context_chars",
+    "system_prompt",
+    "digit_share",
+    "numbers",
+    "math_operators",
+    "latex",
+    "code_fence",
+    "code_syntax",
+    "choice_options",
+    "statement_pair",
+    "negation_caps",
+    "passage",
+    "mean_word_length",
+    "long_word_share",
+    "uppercase_share",
+    "non_ascii_share",
+    *(f"cue_{name}" for name in CUE_NAMES),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """Dense values (aligned with DENSE_NAMES) and hashed (index, value) pairs.
+
+    Hashed entries are laid out as unigrams, then bigrams, then character n-grams (`n_shared`
+    entries in all), then the same entries again re-hashed by prompt format. The shared copy
+    carries what a word means anywhere; the format copy lets the same word weigh differently in
+    a multiple-choice exam question and in a free-form request, without one dataset's habits
+    leaking into the other's. `words` are the unigram tokens, kept so an explanation can name the
+    word that mattered most.
+    """
+
+    dense: NDArray[np.float64]
+    indices: NDArray[np.int64]
+    values: NDArray[np.float64]
+    words: tuple[str, ...]
+    n_unigrams: int
+    n_bigrams: int
+    n_shared: int
+
+
+@lru_cache(maxsize=1 << 17)
+def _token_hash(token: str) -> int:
+    return zlib.crc32(token.encode("utf-8"))
+
+
+def _mix(values: NDArray[np.uint64], bits: int) -> NDArray[np.int64]:
+    return ((values * _MIX) >> np.uint64(64 - bits)).astype(np.int64)
+
+
+def _char_ngram_hashes(data: NDArray[np.uint64], bits: int) -> NDArray[np.int64]:
+    parts = []
+    for n in CHAR_NGRAMS:
+        if data.size < n:
+            continue
+        rolled = np.full(data.size - n + 1, np.uint64(n))
+        for k in range(n):
+            rolled = rolled * np.uint64(257) + data[k : data.size - n + 1 + k]
+        parts.append(_mix(rolled, bits))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _unit(size: int) -> NDArray[np.float64]:
+    """Equal values with unit L2 norm, so long prompts do not get larger n-gram totals."""
+    return np.full(size, 1.0 / math.sqrt(size)) if size else np.zeros(0)
+
+
+def extract(conv: Conversation, bits: int) -> Features:
+    """Compute all features of `conv`; hashed indices fall in [0, 2**bits)."""
+    full = conv.text
+    text = full[:WINDOW]
+    raw = text.encode("utf-8")
+    n_bytes = max(len(raw), 1)
+    histogram = np.bincount(np.frombuffer(raw, dtype=np.uint8), minlength=256)
+    # Numbers differ in value, not in what they say about difficulty: all become "0".
+    lower, n_numbers = _NUMBER_RE.subn("0", text.lower())
+    words = _WORD_RE.findall(lower)
+    n_words = max(len(words), 1)
+    lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+    cues = [cue for cue in map(WORD_CUE.get, words) if cue is not None]
+    n_options = len(_OPTION_RE.findall(text))
+    unicode_ops = sum(map(text.count, _UNICODE_OPERATORS)) if len(raw) != len(text) else 0
+    dense = [
+        math.log1p(len(full)),
+        math.log1p(len(words)),
+        math.log1p(int(histogram[10])),
+        math.log1p(len(_SENTENCE_RE.findall(text))),
+        math.log1p(int(histogram[63])),
+        math.log1p(conv.prior_turns),
+        math.log1p(conv.context_chars),
+        float(conv.has_system),
+        int(histogram[48:58].sum()) / n_bytes,
+        math.log1p(n_numbers),
+        math.log1p(int(histogram[_ASCII_OPERATORS].sum()) + unicode_ops),
+        math.log1p(int(histogram[92])),  # backslashes: LaTeX commands
+        float("```" in text),
+        math.log1p(int(histogram[_CODE_BYTES].sum()) + text.count("==") + text.count("()")),
+        math.log1p(n_options),
+        float("statement 1" in lower),
+        math.log1p(sum(map(text.count, _NEGATIONS))),
+        float("refers to the following" in lower),
+        float(lengths.sum()) / n_words,
+        float((lengths >= 9).sum()) / n_words,
+        int(histogram[65:91].sum()) / n_bytes,
+        int(histogram[128:].sum()) / n_bytes,
+        *(math.log1p(cues.count(i)) for i in range(len(CUE_NAMES))),
+    ]
+
+    indices, values = _hashed(words, lower, multiple_choice=n_options >= 2, bits=bits)
+    n_unigrams = len(words)
+    n_bigrams = max(n_unigrams - 1, 0)
+    return Features(
+        dense=np.asarray(dense, dtype=np.float64),
+        indices=indices,
+        values=values,
+        words=tuple(words),
+        n_unigrams=n_unigrams,
+        n_bigrams=n_bigrams,
+        n_shared=indices.size // 2,
+    )
+
+
+def _hashed(
+    words: list[str], lower: str, multiple_choice: bool, bits: int
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Word unigrams and bigrams and character n-grams, each group unit-norm, plus their format copy."""
+    token_hashes = np.fromiter(map(_token_hash, words), dtype=np.uint64, count=len(words))
+    unigrams = (token_hashes & np.uint64((1 << bits) - 1)).astype(np.int64)
+    bigrams = _mix(token_hashes[:-1] * _BIGRAM_SALT + token_hashes[1:], bits)
+    chars = _char_ngram_hashes(np.frombuffer(lower.encode("utf-8"), dtype=np.uint8).astype(np.uint64), bits)
+    shared = np.concatenate((unigrams, bigrams, chars))
+    by_format = (shared * _FORMAT_MULTIPLIER + _FORMAT_SALTS[multiple_choice]) & ((1 << bits) - 1)
+    values = np.concatenate((_unit(unigrams.size), _unit(bigrams.size), _unit(chars.size)))
+    return np.concatenate((shared, by_format)), np.concatenate((values, values))

@@ -1,0 +1,151 @@
+"""SharedState: Redis when it answers, local state when it does not, and the way back."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from redis.asyncio import Redis
+
+from policies.shared_state import Script, SharedState
+from tests.support.process import free_port
+from tests.support.redis_server import RedisServer, delete_prefix, require_shared_redis, unique_prefix
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def shared() -> AsyncIterator[tuple[str, str]]:
+    url, prefix = require_shared_redis(), unique_prefix()
+    yield url, prefix
+    await delete_prefix(url, prefix)
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    with RedisServer() as running:
+        yield running
+
+
+async def test_without_url_everything_is_local() -> None:
+    state = SharedState.connect(None)
+    called: list[bool] = []
+
+    async def op(r: Redis) -> int:
+        called.append(True)
+        return 1
+
+    assert (state.enabled, state.available) == (False, False)
+    assert await state.run(op) is None
+    assert await state.probe() is False
+    assert called == [] and state.failures == 0
+    assert state.key("breaker", "t") == "hg:breaker:t"
+    await state.aclose()
+
+
+async def test_runs_against_redis_under_the_prefix(shared: tuple[str, str]) -> None:
+    url, prefix = shared
+    state = SharedState.connect(url, prefix=prefix)
+    key = state.key("a", "b")
+    assert key == f"{prefix}a:b"
+    assert await state.run(lambda r: r.set(key, "v")) is True
+    assert await state.run(lambda r: r.get(key)) == "v"
+    assert await state.probe() is True
+    assert (state.available, state.failures, state.outages) == (True, 0, 0)
+    await state.aclose()
+
+
+async def test_pool_waits_for_a_connection_instead_of_raising(shared: tuple[str, str]) -> None:
+    url, prefix = shared
+    state = SharedState.connect(url, prefix=prefix, max_connections=2, timeout_s=2.0)
+    key = state.key("counter")
+    results = await asyncio.gather(*(state.run(lambda r: r.incr(key)) for _ in range(40)))
+    assert sorted(results) == list(range(1, 41))  # a plain async pool raises "Too many connections"
+    assert state.failures == 0
+    await state.aclose()
+
+
+async def test_scripts_survive_a_flushed_script_cache(shared: tuple[str, str]) -> None:
+    url, prefix = shared
+    state = SharedState.connect(url, prefix=prefix)
+    script = Script(f"return '{prefix}' .. ARGV[1]")  # unique source: never cached on the shared server
+    assert await state.run(lambda r: script(r, [], ["x"])) == prefix + "x"
+    assert await state.run(lambda r: script(r, [], ["y"])) == prefix + "y"
+    await state.aclose()
+
+
+async def test_unreachable_redis_is_one_outage_not_one_error_per_call(caplog: pytest.LogCaptureFixture) -> None:
+    clock, changes = FakeClock(), []
+    state = SharedState.connect(f"redis://127.0.0.1:{free_port()}/0", on_change=changes.append, clock=clock)
+    calls: list[bool] = []
+
+    async def op(r: Redis) -> str:
+        calls.append(True)
+        return str(await r.ping())
+
+    with caplog.at_level(logging.WARNING, logger="hybrid_gateway.policies"):
+        assert await state.run(op) is None
+        for _ in range(5):
+            assert await state.run(op) is None  # skipped: no socket touched while down
+    assert (state.available, state.failures, state.outages, changes) == (False, 1, 1, [False])
+    assert calls == [True]
+    assert state.pending_probe is None  # the retry interval has not passed
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+    await state.aclose()
+
+
+async def test_outage_and_restart_of_a_private_redis(server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    clock, changes, resyncs = FakeClock(), [], []
+    state = SharedState.connect(server.url, prefix="t:", on_change=changes.append, clock=clock,
+                                retry_interval_s=1.0)
+
+    async def broken() -> None:
+        raise ValueError("a subscriber's bug")
+
+    async def resync() -> None:
+        resyncs.append(await state.run(lambda r: r.dbsize()))
+
+    state.on_resync(broken)
+    state.on_resync(resync)
+    assert await state.run(lambda r: r.set("t:k", "before")) is True
+
+    server.stop()
+    assert await state.run(lambda r: r.get("t:k")) is None
+    assert (state.available, state.failures, changes) == (False, 1, [False])
+
+    clock.now += 1.0  # the next call re-probes in the background, once
+    assert await state.run(lambda r: r.get("t:k")) is None
+    probe = state.pending_probe
+    assert probe is not None
+    assert await state.run(lambda r: r.get("t:k")) is None and state.pending_probe is probe
+    assert await probe is False
+    assert (state.failures, changes) == (2, [False])
+
+    server.start()
+    clock.now += 1.0
+    assert await state.run(lambda r: r.get("t:k")) is None  # still marked down: this call starts the probe
+    probe = state.pending_probe
+    assert probe is not None and await probe is True
+    assert (state.available, changes, resyncs) == (True, [False, True], [0])  # the restart lost the data
+    assert await state.run(lambda r: r.set("t:k", "after")) is True
+
+    server.stop()
+    server.start()  # restarted between two calls: the pool's dead connection is replaced silently
+    assert await state.run(lambda r: r.get("t:k")) is None  # a fresh server has no key, but it answered
+    assert (state.available, state.outages, changes) == (True, 1, [False, True])
+
+    server.stop()
+    assert await state.run(lambda r: r.get("t:k")) is None
+    server.start()
+    assert await state.probe() is True
+    assert (changes, state.outages, resyncs) == ([False, True, False, True], 2, [0, 0])
+    assert "a subscriber's bug" in caplog.text
+    await state.aclose()

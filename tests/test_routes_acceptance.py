@@ -1,0 +1,77 @@
+"""The shipped default model against the acceptance targets, on the shared routing data's test split.
+
+Needs `shared/` beside the repository (as on developer machines and in CI). Without it the test
+is skipped locally but fails under CI, so a missing data copy can never pass silently.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from routes import load_classifier
+from routes._data import load_examples
+from routes._evaluate import Report, evaluate, pooled_share
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "routing"
+
+
+def _require(folder: str) -> Path:
+    path = DATA / folder
+    if not path.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"routing data missing at {path} (CI must have shared/ beside the clone)")
+        pytest.skip(f"routing data not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def reports() -> dict[str, Report]:
+    clf = load_classifier()
+    return {
+        name: evaluate(clf, load_examples(_require(name), "test"), name)
+        for name in ("mmlu", "gsm8k", "mt_bench")
+    }
+
+
+def test_split_sizes_are_the_published_ones() -> None:
+    rows = load_examples(_require("mmlu"), "all")
+    test = load_examples(_require("mmlu"), "test")
+    assert len(rows) == 14_037  # 14,042 minus 5 contaminated
+    assert len(test) == 2_765
+
+
+def test_mmlu_targets(reports: dict[str, Report]) -> None:
+    model, length, random = reports["mmlu"].routers
+    assert model.apgr >= 0.66 and model.cpt50 <= 0.30
+    assert model.apgr > length.apgr > random.apgr
+
+
+def test_strong_share_is_calibrated_on_the_pooled_test_split(reports: dict[str, Report]) -> None:
+    assert abs(pooled_share(list(reports.values())) - 0.3) <= 0.03
+
+
+def test_gsm8k_beats_random_clearly(reports: dict[str, Report]) -> None:
+    """Regression guard; the 0.64 target itself is not met yet (see the xfail below)."""
+    model, _, random = reports["gsm8k"].routers
+    assert model.apgr >= 0.58 > random.apgr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: default model gets APGR 0.600 on the 256-prompt GSM8K test split "
+    "(5-fold CV on train: 0.682; bootstrap sd on test: 0.056); not tuned on test",
+)
+def test_gsm8k_target(reports: dict[str, Report]) -> None:
+    assert reports["gsm8k"].routers[0].apgr >= 0.64
+
+
+def test_scores_spread_and_stay_in_range() -> None:
+    clf = load_classifier()
+    examples = load_examples(_require("gsm8k"), "test")
+    values = np.array([clf.score([{"role": "user", "content": e.prompt}]).value for e in examples])
+    assert values.min() >= 0.0 and values.max() <= 1.0
+    assert values.std() > 0.0
