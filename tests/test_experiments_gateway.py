@@ -1,0 +1,206 @@
+"""A/B experiments, feedback and reports through the gateway; shared Redis across two gateways; shadows."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from scipy import stats
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from tests.conftest import POLICY
+from tests.support.fake_upstream import Action, FakeUpstream
+from tests.support.redis_server import RedisServer, delete_prefix, require_shared_redis, unique_prefix
+from tests.support.servers import ServerThread
+
+EXPERIMENT = """
+version: 1
+routes:
+  ab:
+    arms:
+      prompted: {{target: big}}
+      fine_tuned:
+        target: small
+        fallback: {{to: [{{arm: prompted}}]}}
+{shadow}
+experiments:
+  ft-rollout:
+    route: ab
+    key: user
+    allow_override: {override}
+    variants:
+      control: {{weight: 50, arm: prompted}}
+      treatment: {{weight: 50, arm: fine_tuned}}
+"""
+
+
+def write_policies(directory: Path, url: str, *, share: float = 1.0, override: bool = False) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "base.yaml").write_text(POLICY.format(url=url))
+    shadow = f"    shadow: {{target: mystery, share: {share}}}" if share else ""
+    (directory / "ab.yaml").write_text(EXPERIMENT.format(shadow=shadow, override=str(override).lower()))
+    return directory
+
+
+def ask(server: ServerThread, user: str | None, **headers: str) -> httpx.Response:
+    body: dict[str, object] = {"model": "ab", "messages": [{"role": "user", "content": "hi"}]}
+    if user is not None:
+        body["user"] = user
+    return httpx.post(server.url + "/v1/chat/completions", json=body, headers=headers, timeout=30)
+
+
+def metric(server: ServerThread, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in httpx.get(server.url + "/metrics").text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def wait_for(condition: object, what: str) -> None:
+    pause = threading.Event()
+    for _ in range(400):  # polls a condition, bounded
+        if condition():  # type: ignore[operator]
+            return
+        pause.wait(0.025)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def local_gateway(tmp_path: Path, fake_server: tuple[FakeUpstream, ServerThread],
+                  fake: FakeUpstream) -> Iterator[ServerThread]:
+    policies = write_policies(tmp_path / "policies", fake_server[1].url, share=1.0)
+    server = ServerThread(create_app(Settings(policies_dir=policies, data_dir=tmp_path / "var"))).start()
+    yield server
+    server.stop()
+
+
+def test_variant_decides_the_arm_and_is_sticky(local_gateway: ServerThread, fake: FakeUpstream) -> None:
+    seen: dict[str, str] = {}
+    for index in range(40):
+        response = ask(local_gateway, f"user-{index}")
+        variant = response.headers["x-gateway-variant"]
+        assert response.headers["x-gateway-experiment"] == "ft-rollout"
+        assert response.headers["x-gateway-assignment"] == "keyed"
+        assert response.headers["x-gateway-arm"] == ("prompted" if variant == "control" else "fine_tuned")
+        seen[f"user-{index}"] = variant
+    assert set(seen.values()) == {"control", "treatment"}
+    for user, variant in list(seen.items())[:10]:
+        assert ask(local_gateway, user).headers["x-gateway-variant"] == variant
+    assert metric(local_gateway, "gateway_requests_total", variant="treatment") == sum(
+        v == "treatment" for v in seen.values()) + sum(v == "treatment" for v in list(seen.values())[:10])
+
+
+def test_unkeyed_requests_are_marked_and_overrides_refused(local_gateway: ServerThread, fake: FakeUpstream) -> None:
+    assert ask(local_gateway, None).headers["x-gateway-assignment"] == "unkeyed"
+    refused = ask(local_gateway, "u", **{"x-gateway-variant": "treatment"})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_variant"
+
+
+def test_shadow_mirrors_without_touching_the_answer(local_gateway: ServerThread, fake: FakeUpstream) -> None:
+    response = ask(local_gateway, "shadowed")
+    assert response.status_code == 200
+    wait_for(lambda: metric(local_gateway, "gateway_shadow_requests_total", target="mystery", status="200") == 1,
+             "the shadow call")
+    assert sorted(body["model"] for body in fake.received) == sorted([response.json()["model"], "mystery-model"])
+    assert metric(local_gateway, "gateway_shadow_tokens_total", target="mystery", direction="output") == 5
+    # The client's request is accounted once, under its own labels; the shadow is not a client request.
+    assert metric(local_gateway, "gateway_requests_total") == 1
+
+
+def test_feedback_and_report_match_an_independent_computation(local_gateway: ServerThread,
+                                                              fake: FakeUpstream) -> None:
+    outcomes: dict[str, list[bool]] = {"control": [], "treatment": []}
+    for index in range(60):
+        response = ask(local_gateway, f"fb-{index}")
+        variant = response.headers["x-gateway-variant"]
+        success = (index % 3 != 0) if variant == "control" else (index % 5 != 0)
+        given = httpx.post(local_gateway.url + "/v1/feedback",
+                           json={"request_id": response.headers["x-request-id"], "success": success})
+        assert given.status_code == 200 and given.json()["variant"] == variant
+        outcomes[variant].append(success)
+    unknown = httpx.post(local_gateway.url + "/v1/feedback", json={"request_id": "nope", "success": True})
+    assert unknown.status_code == 404
+    assert httpx.post(local_gateway.url + "/v1/feedback", json={"request_id": "x"}).status_code == 400
+
+    report = httpx.get(local_gateway.url + "/v1/experiments/ft-rollout").json()
+    n1, n2 = len(outcomes["control"]), len(outcomes["treatment"])
+    s1, s2 = sum(outcomes["control"]), sum(outcomes["treatment"])
+    pooled = (s1 + s2) / (n1 + n2)
+    z = (s2 / n2 - s1 / n1) / math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    p = 2 * stats.norm.sf(abs(z))
+    success = report["comparisons"][0]["success"]
+    assert abs(abs(success["statistic"]) - abs(z)) < 1e-6
+    assert abs(success["p_value"] - p) < 1e-6
+    by_name = {v["name"]: v for v in report["variants"]}
+    assert by_name["control"]["n"] == n1 and by_name["treatment"]["n"] == n2
+    assert httpx.get(local_gateway.url + "/v1/experiments/none").status_code == 404
+
+
+def test_crossed_requests_are_excluded_and_counted(local_gateway: ServerThread, fake: FakeUpstream) -> None:
+    treated = next(f"x-{i}" for i in range(100) if ask(local_gateway, f"x-{i}").headers["x-gateway-variant"] == "treatment")
+    fake.then(Action(status=500))  # the treatment's fine-tuned target fails: the prompted arm answers
+    response = ask(local_gateway, treated)
+    assert response.headers["x-gateway-fallback"] == "small>big:server_error"
+    httpx.post(local_gateway.url + "/v1/feedback", json={"request_id": response.headers["x-request-id"],
+                                                          "success": True})
+    wait_for(lambda: httpx.get(local_gateway.url + "/v1/experiments/ft-rollout").json()["variants"][1]
+             ["excluded_crossed"] == 1, "the crossed request in the report")
+
+
+def test_two_gateways_sharing_redis_agree(tmp_path: Path, fake_server: tuple[FakeUpstream, ServerThread],
+                                          fake: FakeUpstream) -> None:
+    url, prefix = require_shared_redis(), unique_prefix()
+    servers = []
+    try:
+        for index in range(2):
+            policies = write_policies(tmp_path / f"p{index}", fake_server[1].url, share=0.0)
+            settings = Settings(policies_dir=policies, data_dir=tmp_path / f"var{index}", redis_url=url,
+                                redis_prefix=prefix)
+            servers.append(ServerThread(create_app(settings)).start())
+        for index in range(30):
+            first, second = (ask(server, f"shared-{index}") for server in servers)
+            assert first.headers["x-gateway-variant"] == second.headers["x-gateway-variant"]
+        # Feedback given to one replica joins a request served by the other.
+        served = ask(servers[0], "cross-replica")
+        given = httpx.post(servers[1].url + "/v1/feedback", json={"request_id": served.headers["x-request-id"],
+                                                                  "score": 4.5})
+        assert given.status_code == 200
+    finally:
+        for server in servers:
+            server.stop()
+        asyncio.run(delete_prefix(url, prefix))
+
+
+def test_redis_outage_keeps_serving_and_resyncs(tmp_path: Path, fake_server: tuple[FakeUpstream, ServerThread],
+                                                fake: FakeUpstream) -> None:
+    with RedisServer() as redis_server:
+        policies = write_policies(tmp_path / "policies", fake_server[1].url, share=0.0)
+        settings = Settings(policies_dir=policies, data_dir=tmp_path / "var", redis_url=redis_server.url)
+        gateway = ServerThread(create_app(settings)).start()
+        try:
+            assert ask(gateway, "before").status_code == 200
+            redis_server.stop()
+            during = ask(gateway, "during")
+            assert during.status_code == 200
+            readiness = httpx.get(gateway.url + "/readyz").json()
+            assert readiness["checks"]["redis"].startswith("unreachable")
+            assert metric(gateway, "gateway_redis_transitions_total", state="down") == 1
+            redis_server.start()
+            wait_for(lambda: httpx.get(gateway.url + "/readyz").status_code == 200, "Redis to be back")
+            # The test Redis keeps nothing on disk, so the request from before the outage died with it;
+            # the one served during the outage was journalled locally and replayed, exactly once.
+            given = httpx.post(gateway.url + "/v1/feedback", json={"request_id": during.headers["x-request-id"],
+                                                                   "success": True})
+            assert given.status_code == 200
+            report = httpx.get(gateway.url + "/v1/experiments/ft-rollout").json()
+            assert sum(v["n"] for v in report["variants"]) == 1
+            assert sum(v["n_feedback"] for v in report["variants"]) == 1
+        finally:
+            gateway.stop()
