@@ -14,7 +14,7 @@ from pathlib import Path
 
 import retrieval
 import routes
-from gateway import breakeven_cli
+from gateway import breakeven_cli, experiments_cli
 from gateway.settings import DEFAULT_POLICIES
 
 Command = Callable[[argparse.Namespace], int]
@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     breakeven_cli.add_cli(sub)
     retrieval.add_cli(sub)
     routes.add_cli(sub)
+    experiments_cli.add_cli(sub)
     return parser
 
 

@@ -18,6 +18,7 @@ from gateway.ledger import RequestRecord
 from gateway.protocol import ChatCompletionRequest
 from policies import (
     Assignment,
+    Observation,
     Outcome,
     OutcomeStore,
     PolicySet,
@@ -76,3 +77,10 @@ class OutcomeRecorder:
         """Wait for pending writes, at shutdown."""
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
+
+
+async def observations(store: OutcomeStore, experiment: str) -> list[Observation]:
+    """An experiment's recorded requests joined with their feedback, as the statistics read them."""
+    return [Observation(outcome.variant, feedback.success if feedback else None, feedback.score if feedback else None,
+                        outcome.latency_ms, outcome.cost_usd, outcome.crossed)
+            for outcome, feedback in await store.rows(experiment)]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -204,3 +207,19 @@ def test_redis_outage_keeps_serving_and_resyncs(tmp_path: Path, fake_server: tup
             assert sum(v["n_feedback"] for v in report["variants"]) == 1
         finally:
             gateway.stop()
+
+
+def test_report_cli_reads_the_same_store(local_gateway: ServerThread, fake: FakeUpstream, tmp_path: Path) -> None:
+    for index in range(8):
+        response = ask(local_gateway, f"cli-{index}")
+        httpx.post(local_gateway.url + "/v1/feedback", json={"request_id": response.headers["x-request-id"],
+                                                             "score": float(index)})
+    served = httpx.get(local_gateway.url + "/v1/experiments/ft-rollout").json()
+    base = [sys.executable, "-m", "gateway.cli", "experiments", "report", "ft-rollout",
+            "--policies", str(tmp_path / "policies"), "--data-dir", str(tmp_path / "var")]
+    as_json = subprocess.run([*base, "--json"], capture_output=True, text=True, check=True)
+    assert [v["n"] for v in json.loads(as_json.stdout)["variants"]] == [v["n"] for v in served["variants"]]
+    table = subprocess.run(base, capture_output=True, text=True, check=True).stdout
+    assert "treatment vs control (control)" in table and "mean score" in table
+    remote = subprocess.run([*base[:6], "--url", local_gateway.url], capture_output=True, text=True, check=True)
+    assert json.loads(remote.stdout)["variants"] == served["variants"]

@@ -16,8 +16,9 @@ from starlette.routing import Route
 
 from gateway.api.common import state_of
 from gateway.errors import GatewayError, NotFound, ServiceUnavailable, error_response
+from gateway.experiments import observations
 from gateway.intake import authenticate, read_json, validate
-from policies import Experiment, Feedback, Observation, OutcomeStore, OutcomesUnavailable, report
+from policies import Experiment, Feedback, OutcomeStore, OutcomesUnavailable, report
 
 _COMMENT_LIMIT = 2000
 
@@ -41,12 +42,8 @@ def _json(data: object) -> Response:
 
 
 async def experiment_report(store: OutcomeStore, name: str, experiment: Experiment) -> dict[str, object]:
-    """The report of ``name`` from the recorded outcomes and their feedback."""
-    rows = await store.rows(name)
-    observations = [Observation(outcome.variant, feedback.success if feedback else None,
-                                feedback.score if feedback else None, outcome.latency_ms, outcome.cost_usd,
-                                outcome.crossed) for outcome, feedback in rows]
-    result = report(list(experiment.variants), observations).as_dict()
+    """The report of ``name`` from the recorded outcomes and their feedback, as JSON."""
+    result = report(list(experiment.variants), await observations(store, name)).as_dict()
     return {"experiment": name, "route": experiment.route, **result}
 
 
