@@ -25,7 +25,8 @@ def client(gateway: GatewayProcess) -> openai.OpenAI:
 
 def test_demo_route_answers_with_its_system_prompt(served: GatewayProcess) -> None:
     raw = client(served).chat.completions.with_raw_response.create(
-        model="support", messages=[{"role": "user", "content": "How do refunds work?"}])
+        model="support", messages=[{"role": "user", "content": "How do refunds work?"}],
+        extra_headers={"x-gateway-arm": "prompted"})
     answer = raw.parse().choices[0].message.content or ""
     assert raw.headers["x-gateway-target"] == "demo-large"
     assert "customer support assistant of Lumen Freight" in answer
@@ -35,6 +36,19 @@ def test_demo_route_answers_with_its_system_prompt(served: GatewayProcess) -> No
     assert raw.headers["x-gateway-rag"] == "hit"
     assert raw.headers["x-gateway-sources"].split(",")[0] == "refund-policy.md"
     assert "According to [1] (refund-policy.md):" in answer
+
+
+def test_classifier_sends_simple_and_hard_prompts_to_different_arms(served: GatewayProcess) -> None:
+    arms = {}
+    for kind, prompt in [("simple", "Where is my parcel LF-123?"),
+                         ("hard", "Prove that the sum of the first n odd numbers equals n^2, then derive a closed "
+                                  "form for the sum of the squares of the first n integers, step by step.")]:
+        raw = client(served).chat.completions.with_raw_response.create(
+            model="support", messages=[{"role": "user", "content": prompt}], user=f"{kind}-user")
+        arms[kind] = (raw.headers["x-gateway-arm"], float(raw.headers["x-gateway-score"]))
+        assert raw.headers["x-gateway-experiment"] == "support-tone"
+    assert arms["simple"][0] == "fine_tuned" and arms["hard"][0] == "prompted"
+    assert arms["simple"][1] < arms["hard"][1]
 
 
 def test_demo_tool_calls_parse_in_the_sdk(served: GatewayProcess) -> None:
