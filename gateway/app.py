@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -60,7 +61,7 @@ def _runtime(settings: Settings) -> GatewayState:
     metrics = Metrics()
     policies = PolicyHolder(settings.policies_dir, on_reload=lambda result: metrics.policy_reloads.labels(result).inc())
     shared = _shared_state(settings, metrics)
-    ledger = Ledger(metrics)
+    ledger = Ledger(metrics, sys.stdout.buffer if settings.access_log else None)
     outcomes = OutcomeRecorder(outcome_store(shared, settings.data_dir / "experiments"))
     ledger.hooks.append(outcomes)
     chooser = ArmChooser(settings.policies_dir, metrics)

@@ -27,16 +27,13 @@ _DEMO_START_TIMEOUT_S = 15.0
 
 
 def _log_config(level: str) -> dict[str, object]:
-    """One JSON object per access-log line on stdout; everything else as plain lines on stderr."""
+    """Plain log lines on stderr; the access log (JSON lines on stdout) is written by the ledger."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"bare": {"format": "%(message)s"},
-                       "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-        "handlers": {"access": {"class": "logging.StreamHandler", "formatter": "bare", "stream": "ext://sys.stdout"},
-                     "default": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+        "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
         "loggers": {
-            "hybrid_gateway.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
             "hybrid_gateway": {"handlers": ["default"], "level": level.upper(), "propagate": False},
             "uvicorn": {"handlers": ["default"], "level": level.upper(), "propagate": False},
             "uvicorn.error": {"level": level.upper()},

@@ -51,7 +51,7 @@ class Settings:
     admin_key_digests: frozenset[str] = field(default_factory=frozenset, repr=False)
     max_body_bytes: int = 4 * 1024 * 1024
     reload_interval_s: float = 1.0
-    log_content: bool = False
+    access_log: bool = False
     chroma_url: str | None = None
     redis_url: str | None = None
     redis_prefix: str = "hg:"
@@ -65,7 +65,7 @@ class Settings:
             admin_key_digests=_key_digests(_env("ADMIN_KEYS"), _env("ADMIN_KEYS_FILE")),
             max_body_bytes=int(_env("MAX_BODY_BYTES", str(4 * 1024 * 1024))),
             reload_interval_s=float(_env("RELOAD_INTERVAL_S", "1.0")),
-            log_content=_flag("LOG_CONTENT", False),
+            access_log=_flag("ACCESS_LOG", True),
             chroma_url=_env("CHROMA_URL") or None,
             redis_url=_env("REDIS_URL") or None,
             redis_prefix=_env("REDIS_PREFIX", "hg:"),
