@@ -34,7 +34,7 @@ def estimate_tokens(text: str) -> int:
     return len(_PIECE.findall(text))
 
 
-def _content_text(content: Any) -> str:
+def content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -44,7 +44,7 @@ def _content_text(content: Any) -> str:
 
 def estimate_prompt_tokens(messages: Iterable[Mapping[str, Any]]) -> int:
     """Approximate prompt tokens, with OpenAI's per-message framing overhead of ~4 tokens."""
-    return sum(4 + estimate_tokens(_content_text(m.get("content"))) for m in messages) + 2
+    return sum(4 + estimate_tokens(content_text(m.get("content"))) for m in messages) + 2
 
 
 def usage_from(data: Mapping[str, Any]) -> Usage | None:
@@ -63,10 +63,16 @@ def completion_text(data: Mapping[str, Any]) -> str:
     parts: list[str] = []
     for choice in data.get("choices") or ():
         message = choice.get("message") or {}
-        parts.append(_content_text(message.get("content")))
+        parts.append(content_text(message.get("content")))
         for call in message.get("tool_calls") or ():
             parts.append(str((call.get("function") or {}).get("arguments", "")))
     return " ".join(parts)
+
+
+def reply_usage(data: Mapping[str, Any], messages: Iterable[Mapping[str, Any]]) -> Usage:
+    """A completion's usage: the upstream's own, else estimated from the prompt and the answer."""
+    return usage_from(data) or Usage(estimate_prompt_tokens(messages), estimate_tokens(completion_text(data)),
+                                     estimated=True)
 
 
 def cost_usd(target: Target | None, usage: Usage) -> float | None:

@@ -15,14 +15,7 @@ import random
 import time
 from typing import Any
 
-from gateway.accounting import (
-    Usage,
-    completion_text,
-    cost_usd,
-    estimate_prompt_tokens,
-    estimate_tokens,
-    usage_from,
-)
+from gateway.accounting import cost_usd, reply_usage
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
 from gateway.upstream import Upstreams
@@ -66,8 +59,7 @@ class ShadowRunner:
         finally:
             self._metrics.shadow_requests.labels(route, name, status).inc()
             self._metrics.shadow_duration.labels(route, name).observe(time.perf_counter() - started)
-        usage = usage_from(reply.data) or Usage(estimate_prompt_tokens(body["messages"]),
-                                                estimate_tokens(completion_text(reply.data)), estimated=True)
+        usage = reply_usage(reply.data, body["messages"])
         self._metrics.shadow_tokens.labels(route, name, "input").inc(usage.prompt_tokens)
         self._metrics.shadow_tokens.labels(route, name, "output").inc(usage.completion_tokens)
         cost = cost_usd(target, usage)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from gateway.app import create_app
 from gateway.settings import Settings, digest_key
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.redis_server import delete_prefix, require_shared_redis, unique_prefix
 from tests.support.servers import ServerThread
 
 POLICY = """
@@ -126,5 +126,10 @@ def keyed_gateway(start_gateway: GatewayFactory, fake: FakeUpstream) -> ServerTh
     return start_gateway(api_key_digests=frozenset({digest_key("sk-test-1"), digest_key("sk-test-2")}))
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
+@pytest.fixture
+async def shared_redis() -> AsyncIterator[tuple[str, str]]:
+    """The shared Redis URL and a fresh key prefix, whose keys are deleted afterwards."""
+    url, prefix = require_shared_redis(), unique_prefix()
+    yield url, prefix
+    await delete_prefix(url, prefix)
+

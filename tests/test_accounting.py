@@ -11,6 +11,7 @@ from gateway.accounting import estimate_tokens
 from gateway.pricing import price_of
 from policies import Price, Target
 from tests.support.fake_upstream import Action, FakeUpstream
+from tests.support.metrics import metric_sum
 from tests.support.servers import ServerThread
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -59,12 +60,6 @@ def test_unpriced_target_is_counted_not_guessed(gateway: ServerThread, fake: Fak
     assert 'gateway_unpriced_requests_total{target="mystery"} 1.0' in httpx.get(gateway.url + "/metrics").text
 
 
-def _metric_sum(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def test_metrics_cost_equals_the_sum_of_headers(gateway: ServerThread, fake: FakeUpstream) -> None:
@@ -79,7 +74,7 @@ def test_metrics_cost_equals_the_sum_of_headers(gateway: ServerThread, fake: Fak
     stream = httpx.post(gateway.url + "/v1/chat/completions", json={**body, "stream": True})
     header_total += float(re.search(rb": x-gateway-cost-usd=([\d.]+)", stream.content).group(1))  # type: ignore[union-attr]
     metrics = httpx.get(gateway.url + "/metrics").text
-    assert _metric_sum(metrics, "gateway_cost_usd_total") == pytest.approx(header_total, abs=1e-9)
-    assert _metric_sum(metrics, "gateway_requests_total", status="200") == 4
-    assert _metric_sum(metrics, "gateway_requests_total", status="502") == 1
-    assert _metric_sum(metrics, "gateway_tokens_total", route="chat", direction="output") == 5 + len(longer.split())
+    assert metric_sum(metrics, "gateway_cost_usd_total") == pytest.approx(header_total, abs=1e-9)
+    assert metric_sum(metrics, "gateway_requests_total", status="200") == 4
+    assert metric_sum(metrics, "gateway_requests_total", status="502") == 1
+    assert metric_sum(metrics, "gateway_tokens_total", route="chat", direction="output") == 5 + len(longer.split())

@@ -19,6 +19,7 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from tests.conftest import POLICY
 from tests.support.fake_upstream import Action, FakeUpstream
+from tests.support.metrics import scrape
 from tests.support.redis_server import RedisServer, delete_prefix, require_shared_redis, unique_prefix
 from tests.support.servers import ServerThread
 
@@ -58,12 +59,9 @@ def ask(server: ServerThread, user: str | None, **headers: str) -> httpx.Respons
     return httpx.post(server.url + "/v1/chat/completions", json=body, headers=headers, timeout=30)
 
 
+
 def metric(server: ServerThread, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in httpx.get(server.url + "/metrics").text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return scrape(server.url, name, **labels)
 
 
 def wait_for(condition: object, what: str) -> None:

@@ -9,24 +9,13 @@ import pytest
 from policies.breakers import BreakerBoard, LocalBreakers, SharedBreakers, breaker_board
 from policies.schema import Breaker
 from policies.shared_state import SharedState
+from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer, delete_prefix, require_shared_redis, unique_prefix
 
 CONFIG = Breaker(failures=3, window_s=10.0, cooldown_s=5.0, half_open_probes=1)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
 
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-async def shared() -> AsyncIterator[tuple[str, str]]:
-    url, prefix = require_shared_redis(), unique_prefix()
-    yield url, prefix
-    await delete_prefix(url, prefix)
 
 
 @pytest.fixture(params=["local", "shared"])
@@ -121,8 +110,8 @@ async def test_late_results_while_open_are_ignored_and_a_lost_probe_round_expire
     assert breakers.states()["t"] == "closed"
 
 
-async def test_two_replicas_share_one_breaker(shared: tuple[str, str]) -> None:
-    url, prefix = shared
+async def test_two_replicas_share_one_breaker(shared_redis: tuple[str, str]) -> None:
+    url, prefix = shared_redis
     clock = FakeClock()
     one, two = SharedState.connect(url, prefix=prefix), SharedState.connect(url, prefix=prefix)
     first, second = SharedBreakers(one, clock), SharedBreakers(two, clock)

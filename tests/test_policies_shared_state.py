@@ -4,29 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 from redis.asyncio import Redis
 
 from policies.shared_state import Script, SharedState
+from tests.support.clock import FakeClock
 from tests.support.process import free_port
-from tests.support.redis_server import RedisServer, delete_prefix, require_shared_redis, unique_prefix
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-async def shared() -> AsyncIterator[tuple[str, str]]:
-    url, prefix = require_shared_redis(), unique_prefix()
-    yield url, prefix
-    await delete_prefix(url, prefix)
+from tests.support.redis_server import RedisServer
 
 
 @pytest.fixture
@@ -51,8 +37,8 @@ async def test_without_url_everything_is_local() -> None:
     await state.aclose()
 
 
-async def test_runs_against_redis_under_the_prefix(shared: tuple[str, str]) -> None:
-    url, prefix = shared
+async def test_runs_against_redis_under_the_prefix(shared_redis: tuple[str, str]) -> None:
+    url, prefix = shared_redis
     state = SharedState.connect(url, prefix=prefix)
     key = state.key("a", "b")
     assert key == f"{prefix}a:b"
@@ -63,8 +49,8 @@ async def test_runs_against_redis_under_the_prefix(shared: tuple[str, str]) -> N
     await state.aclose()
 
 
-async def test_pool_waits_for_a_connection_instead_of_raising(shared: tuple[str, str]) -> None:
-    url, prefix = shared
+async def test_pool_waits_for_a_connection_instead_of_raising(shared_redis: tuple[str, str]) -> None:
+    url, prefix = shared_redis
     state = SharedState.connect(url, prefix=prefix, max_connections=2, timeout_s=2.0)
     key = state.key("counter")
     results = await asyncio.gather(*(state.run(lambda r: r.incr(key)) for _ in range(40)))
@@ -73,8 +59,8 @@ async def test_pool_waits_for_a_connection_instead_of_raising(shared: tuple[str,
     await state.aclose()
 
 
-async def test_scripts_survive_a_flushed_script_cache(shared: tuple[str, str]) -> None:
-    url, prefix = shared
+async def test_scripts_survive_a_flushed_script_cache(shared_redis: tuple[str, str]) -> None:
+    url, prefix = shared_redis
     state = SharedState.connect(url, prefix=prefix)
     script = Script(f"return '{prefix}' .. ARGV[1]")  # unique source: never cached on the shared server
     assert await state.run(lambda r: script(r, [], ["x"])) == prefix + "x"

@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import GatewayFactory
 from tests.support.fake_upstream import Action, FakeUpstream
+from tests.support.metrics import scrape
 from tests.support.servers import ServerThread
 
 RESILIENT = """
@@ -80,12 +81,9 @@ def models_called(fake: FakeUpstream) -> list[str]:
     return [body["model"] for body in fake.received]
 
 
-def metric(gateway: ServerThread, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in httpx.get(gateway.url + "/metrics").text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+
+def metric(server: ServerThread, name: str, **labels: str) -> float:
+    return scrape(server.url, name, **labels)
 
 
 def test_retries_a_5xx_and_bills_only_the_success(gateway: ServerThread, fake: FakeUpstream) -> None:

@@ -10,14 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.accounting import (
-    Usage,
-    completion_text,
-    cost_usd,
-    estimate_prompt_tokens,
-    estimate_tokens,
-    usage_from,
-)
+from gateway.accounting import cost_usd, reply_usage
 from gateway.api.common import failure, format_cost, gateway_headers, state_of
 from gateway.attempts import Journey
 from gateway.errors import InvalidRequest
@@ -84,8 +77,7 @@ def _with_sources(reply: UpstreamReply, rag: RagOutcome | None) -> bytes:
 
 def _completed(gateway: GatewayState, plan: Plan, record: RequestRecord, reply: UpstreamReply,
                rag: RagOutcome | None) -> Response:
-    record.usage = usage_from(reply.data) or Usage(
-        estimate_prompt_tokens(plan.payload["messages"]), estimate_tokens(completion_text(reply.data)), estimated=True)
+    record.usage = reply_usage(reply.data, plan.payload["messages"])
     record.cost_usd = cost_usd(plan.target, record.usage)
     record.counterfactual_usd = cost_usd(plan.baseline, record.usage)
     headers = gateway_headers(record, format_cost(record.cost_usd))

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gateway.accounting import content_text
 from gateway.demo_upstream.models import SimulatedModel
 
 # A numbered passage as the knowledge layer renders it: "[1] (source: pricing.md)" then its text.
@@ -23,12 +24,6 @@ _FILLER = (
 )
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
-    return ""
 
 
 def _first_sentence(text: str, limit: int = 160) -> str:
@@ -39,13 +34,13 @@ def _first_sentence(text: str, limit: int = 160) -> str:
 def _seed(model: SimulatedModel, messages: Sequence[Mapping[str, Any]]) -> int:
     digest = hashlib.sha256(model.id.encode())
     for message in messages:
-        digest.update(_text(message.get("content")).encode())
+        digest.update(content_text(message.get("content")).encode())
     return int.from_bytes(digest.digest()[:4], "big")
 
 
 def compose(model: SimulatedModel, messages: Sequence[Mapping[str, Any]]) -> str:
-    system = " ".join(_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
-    question = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+    system = " ".join(content_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
+    question = next((content_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
     parts = [f"[{model.id}, {model.role}] Answering: \"{_first_sentence(question, 120)}\"."]
     persona = system.rsplit("</knowledge>", 1)[-1].strip()  # the arm's own prompt, after any injected context
     if persona:
