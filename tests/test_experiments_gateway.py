@@ -20,6 +20,7 @@ from gateway.settings import Settings
 from tests.conftest import POLICY
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.metrics import scrape
+from tests.support.process import GatewayProcess
 from tests.support.redis_server import RedisServer, delete_prefix, require_shared_redis, unique_prefix
 from tests.support.servers import ServerThread
 
@@ -221,3 +222,26 @@ def test_report_cli_reads_the_same_store(local_gateway: ServerThread, fake: Fake
     assert "treatment vs control (control)" in table and "mean score" in table
     remote = subprocess.run([*base[:6], "--url", local_gateway.url], capture_output=True, text=True, check=True)
     assert json.loads(remote.stdout)["variants"] == served["variants"]
+
+
+def test_two_gateway_processes_on_one_redis_agree(shared_redis: tuple[str, str]) -> None:
+    url, prefix = shared_redis
+    env = {"HYBRID_GATEWAY_REDIS_URL": url, "HYBRID_GATEWAY_REDIS_PREFIX": prefix,
+           "HYBRID_GATEWAY_DEMO_LATENCY_SCALE": "0"}
+    gateways = [GatewayProcess(env=env).start() for _ in range(2)]
+    try:
+        for index in range(20):
+            variants = {ask_process(gateway, f"proc-{index}").headers["x-gateway-variant"] for gateway in gateways}
+            assert len(variants) == 1
+        served = ask_process(gateways[0], "proc-feedback")
+        given = httpx.post(gateways[1].url + "/v1/feedback",
+                           json={"request_id": served.headers["x-request-id"], "success": True})
+        assert given.status_code == 200 and given.json()["variant"] == served.headers["x-gateway-variant"]
+    finally:
+        for gateway in gateways:
+            gateway.stop()
+
+
+def ask_process(gateway: GatewayProcess, user: str) -> httpx.Response:
+    return httpx.post(gateway.url + "/v1/chat/completions", timeout=30,
+                      json={"model": "support", "user": user, "messages": [{"role": "user", "content": "hi"}]})
