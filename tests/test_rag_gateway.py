@@ -13,6 +13,7 @@ from gateway.app import create_app
 from gateway.settings import Settings, digest_key
 from retrieval import KnowledgeStore, ingest_paths
 from tests.conftest import POLICY
+from tests.support.chroma_server import ChromaServer
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.servers import ServerThread
 
@@ -136,3 +137,30 @@ def test_chroma_down_answers_without_context(fake_server: tuple[FakeUpstream, Se
         assert 'gateway_rag_requests_total{result="unavailable",route="kb"} 1.0' in metrics
     finally:
         server.stop()
+
+
+def test_a_chroma_server_serves_the_gateway(tmp_path: Path, fake_server: tuple[FakeUpstream, ServerThread],
+                                           fake: FakeUpstream) -> None:
+    with ChromaServer() as chroma:
+        docs = tmp_path / "docs"
+        docs.mkdir()
+        (docs / "shipping.md").write_text(FACT)
+        store = KnowledgeStore.server(chroma.url)
+        report = ingest_paths(store, [docs], "facts", base_dir=docs)
+        assert report.ok and report.chunks_added >= 1
+        policies = tmp_path / "policies"
+        policies.mkdir()
+        (policies / "base.yaml").write_text(POLICY.format(url=fake_server[1].url))
+        (policies / "kb.yaml").write_text(KB_ROUTE)
+        settings = Settings(policies_dir=policies, data_dir=tmp_path / "var", chroma_url=chroma.url)
+        server = ServerThread(create_app(settings)).start()
+        try:
+            assert wait_ready(server.url)["status"] == "ready"
+            response = ask(server, "When can I get tea delivered on Mars?")
+            assert response.headers["x-gateway-rag"] == "hit"
+            assert "every 26 months" in fake.received[-1]["messages"][0]["content"]
+        finally:
+            server.stop()
+        (docs / "shipping.md").unlink()
+        assert ingest_paths(store, [docs], "facts", base_dir=docs).sources_removed == ["shipping.md"]
+        assert store.count("facts") == 0
