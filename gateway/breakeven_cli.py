@@ -5,10 +5,10 @@ asks :func:`gateway.economics.break_even`, and prints a table or JSON. With no
 cost options it reproduces the decision guide's four scenarios and notes where
 the guide's stated break-even disagrees with its own inputs.
 
-Scenarios come from one source per run (:func:`_scenarios`): the guide, or the
-figures typed here. A later ``--from URL`` (observed volume and cost per query
-of a running gateway) is meant to be one more source there, returning the same
-``Scenario`` list; nothing below it would change.
+Scenarios come from one source per run (:func:`_scenarios`): the guide, the
+figures typed here, or ``--from URL``: the observed monthly volume and cost
+per query of a running gateway's routes (``GET /v1/economics``), with each
+route's own investment from its policy.
 """
 
 from __future__ import annotations
@@ -16,10 +16,13 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
+
+import httpx
 
 from gateway.economics import (
     DEFAULT_HORIZON_MONTHS,
@@ -70,6 +73,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser: 
     parser.add_argument("--horizon-months", type=_positive_int, default=DEFAULT_HORIZON_MONTHS, metavar="N",
                         help=f"months to count savings over and to trust a pay-back within "
                              f"(default {DEFAULT_HORIZON_MONTHS})")
+    parser.add_argument("--from", dest="from_url", metavar="URL",
+                        help="use the observed figures of a running gateway (its routes with an economics block)")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     parser.set_defaults(command=functools.partial(_run, parser))
     return parser
@@ -89,8 +94,30 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, out: TextIO 
     return 0
 
 
+def _observed(args: argparse.Namespace) -> list[Scenario]:
+    """One scenario per route of a running gateway, at its observed volume and costs per query."""
+    try:
+        response = httpx.get(args.from_url.rstrip("/") + "/v1/economics", timeout=30)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise ValueError(f"cannot read {args.from_url}/v1/economics: {exc}") from exc
+    routes = response.json()["routes"]
+    if not routes:
+        raise ValueError(f"{args.from_url} has no route with an economics block")
+    # The header shows the first route's investment; each scenario carries its own.
+    args.upfront, args.maintenance_monthly = routes[0]["upfront_usd"], routes[0]["fixed_monthly_usd"]
+    args.retraining_cost, args.retraining_every_months = 0.0, None
+    args.horizon_months = math.ceil(routes[0]["horizon_months"])
+    return [Scenario(volume=r["observed_monthly_queries"], prompted_per_query=r["prompted_only_cost_per_query_usd"],
+                     fine_tuned_per_query=r["actual_cost_per_query_usd"], upfront=r["upfront_usd"],
+                     maintenance_monthly=r["fixed_monthly_usd"], horizon_months=math.ceil(r["horizon_months"]))
+            for r in routes]
+
+
 def _scenarios(args: argparse.Namespace) -> list[Scenario]:
-    """The scenarios this run asks about: the guide's when no cost is given, else the typed figures."""
+    """The scenarios this run asks about: observed, the guide's when no cost is given, else the typed figures."""
+    if args.from_url:
+        return _observed(args)
     common: dict[str, Any] = {
         "upfront": args.upfront, "maintenance_monthly": args.maintenance_monthly,
         "retraining_cost": args.retraining_cost, "retraining_every_months": args.retraining_every_months,

@@ -10,6 +10,7 @@ scrape time.
 from __future__ import annotations
 
 import os
+import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -21,6 +22,7 @@ REQUEST_LABELS = ("route", "arm", "target", "variant")
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.started = time.time()  # the start of the window the counters cover
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter("gateway_requests", "Completed chat requests by outcome.",

@@ -1,0 +1,61 @@
+"""The live break-even view: observed volume and costs per query through the guide's arithmetic."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.observed_economics import SECONDS_PER_MONTH
+from tests.conftest import GatewayFactory
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.servers import ServerThread
+
+ECON = """
+version: 1
+routes:
+  econ:
+    default_arm: fine_tuned
+    allow_arm_override: true
+    arms:
+      prompted: {target: big}
+      fine_tuned: {target: small}
+    economics: {upfront_usd: 0.5, maintenance_monthly_usd: 0.01, retraining_usd: 0.03,
+                retraining_every_months: 3, projected_monthly_queries: 1000000}
+"""
+BIG = (11 * 2.0 + 5 * 8.0) / 1e6  # the fake's usage at the big target's policy prices
+
+
+@pytest.fixture
+def gateway(start_gateway: GatewayFactory, policy_dir: Path, fake: FakeUpstream) -> ServerThread:
+    (policy_dir / "econ.yaml").write_text(ECON)
+    return start_gateway()
+
+
+def test_observed_economics_follow_the_traffic(gateway: ServerThread) -> None:
+    costs = []
+    for arm in ["fine_tuned"] * 6 + ["prompted"] * 2:
+        response = httpx.post(gateway.url + "/v1/chat/completions", headers={"x-gateway-arm": arm},
+                              json={"model": "econ", "messages": [{"role": "user", "content": "hi"}]})
+        costs.append(float(response.headers["x-gateway-cost-usd"]))
+    [entry] = httpx.get(gateway.url + "/v1/economics").json()["routes"]
+    assert entry["requests"] == 8
+    assert entry["actual_cost_per_query_usd"] == pytest.approx(sum(costs) / 8)
+    assert entry["prompted_only_cost_per_query_usd"] == pytest.approx(BIG)
+    rate = 8 / (entry["window_s"] / SECONDS_PER_MONTH)
+    assert entry["observed_monthly_queries"] == pytest.approx(rate, rel=1e-6)
+    assert entry["volume_share_of_projection"] == pytest.approx(rate / 1_000_000, rel=1e-6)
+    fixed = 0.01 + 0.03 / 3
+    assert entry["fixed_monthly_usd"] == pytest.approx(fixed)
+    savings = rate * (BIG - sum(costs) / 8) - fixed
+    assert entry["savings_monthly_usd"] == pytest.approx(savings, rel=1e-6)
+    assert entry["months_to_break_even"] == pytest.approx(0.5 / savings, rel=1e-6)
+
+    run = subprocess.run([sys.executable, "-m", "gateway.cli", "breakeven", "--from", gateway.url, "--json"],
+                         capture_output=True, text=True, check=True)
+    [row] = json.loads(run.stdout)
+    assert row["months_to_break_even"] == pytest.approx(entry["months_to_break_even"], rel=1e-3)
