@@ -17,6 +17,7 @@ from starlette.responses import Response
 from gateway.api import routes
 from gateway.arm_choice import ArmChooser
 from gateway.attempts import AttemptRunner
+from gateway.cluster_ledger import ClusterLedger
 from gateway.errors import GatewayError, InternalError, MethodNotAllowed, NotFound, error_response
 from gateway.experiments import OutcomeRecorder
 from gateway.knowledge import KnowledgeService
@@ -77,6 +78,8 @@ def _runtime(settings: Settings) -> GatewayState:
         gateway.readiness["demo_upstream"] = _readiness_of_demo(demo)
     if shared.enabled:
         gateway.readiness["redis"] = _readiness_of_redis(shared)
+        gateway.cluster = ClusterLedger(shared)
+        ledger.hooks.append(gateway.cluster)
     return gateway
 
 
@@ -107,6 +110,8 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         await asyncio.gather(*tasks, return_exceptions=True)
         await gateway.outcomes.drain()
         await gateway.shadow.drain()
+        if gateway.cluster is not None:
+            await gateway.cluster.drain()
         await gateway.upstreams.aclose()
         await gateway.shared.aclose()
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from gateway.arm_choice import ArmChooser
 from gateway.attempts import AttemptRunner
+from gateway.cluster_ledger import ClusterLedger
 from gateway.experiments import OutcomeRecorder
 from gateway.knowledge import KnowledgeService
 from gateway.ledger import Ledger
@@ -32,4 +33,5 @@ class GatewayState:
     outcomes: OutcomeRecorder
     shared: SharedState
     shadow: ShadowRunner
+    cluster: ClusterLedger | None = None
     readiness: dict[str, ReadinessCheck] = field(default_factory=dict)

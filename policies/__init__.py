@@ -29,7 +29,7 @@ from policies.schema import (
     Trigger,
     Variant,
 )
-from policies.shared_state import SharedState
+from policies.shared_state import Script, SharedState
 from policies.statistics import Observation, render_table, report
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     "Resolution",
     "Retry",
     "Route",
+    "Script",
     "Shadow",
     "SharedState",
     "Target",

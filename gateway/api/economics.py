@@ -1,8 +1,14 @@
-"""GET /v1/economics: the break-even projection recomputed from this gateway's real traffic."""
+"""GET /v1/economics and GET /v1/ledger: totals and the break-even recomputed from real traffic.
+
+With Redis configured and up, both read the cluster ledger (every replica's
+requests); otherwise this process's own counters. ``scope`` says which.
+"""
 
 from __future__ import annotations
 
 import time
+from collections import defaultdict
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -12,7 +18,27 @@ from starlette.routing import Route
 from gateway.api.common import state_of
 from gateway.errors import GatewayError, error_response
 from gateway.intake import authenticate
-from gateway.observed_economics import economics_report, observed_by_route
+from gateway.observed_economics import Observed, economics_report, observed_by_route
+from gateway.state import GatewayState
+
+
+async def _totals(gateway: GatewayState) -> tuple[str, float, dict[str, Observed], list[dict[str, Any]]]:
+    """(scope, window start, per-route totals, rows) from the cluster ledger, else this process."""
+    cluster = await gateway.cluster.totals() if gateway.cluster is not None else None
+    if cluster is None:
+        observed = observed_by_route(gateway.metrics.exposition())
+        rows = [{"route": route, **vars(totals)} for route, totals in sorted(observed.items())]
+        return "process", gateway.metrics.started, observed, rows
+    since, rows = cluster
+    sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for row in rows:
+        for name in ("requests", "cost_usd", "counterfactual_usd"):
+            sums[row["route"]][name] += row.get(name, 0.0)
+    return "cluster", since, {route: Observed(**values) for route, values in sums.items()}, rows
+
+
+def _json(data: object) -> Response:
+    return Response(orjson.dumps(data), media_type="application/json")
 
 
 async def economics(request: Request) -> Response:
@@ -21,10 +47,19 @@ async def economics(request: Request) -> Response:
         authenticate(request, gateway.settings)
     except GatewayError as exc:
         return error_response(exc)
-    observed = observed_by_route(gateway.metrics.exposition())
-    window_s = time.time() - gateway.metrics.started
-    body = {"routes": economics_report(gateway.policies.current, observed, window_s)}
-    return Response(orjson.dumps(body), media_type="application/json")
+    scope, since, observed, _ = await _totals(gateway)
+    return _json({"scope": scope,
+                  "routes": economics_report(gateway.policies.current, observed, time.time() - since)})
 
 
-routes = [Route("/v1/economics", economics, methods=["GET"])]
+async def ledger(request: Request) -> Response:
+    gateway = state_of(request)
+    try:
+        authenticate(request, gateway.settings)
+    except GatewayError as exc:
+        return error_response(exc)
+    scope, since, _, rows = await _totals(gateway)
+    return _json({"scope": scope, "since": since, "rows": rows})
+
+
+routes = [Route("/v1/economics", economics, methods=["GET"]), Route("/v1/ledger", ledger, methods=["GET"])]
