@@ -70,6 +70,9 @@ class Metrics:
                                      ("route", "target", "direction"), registry=r)
         self.shadow_cost = Counter("gateway_shadow_cost_usd", "Cost of mirrored requests.", ("route", "target"),
                                    registry=r)
+        self.economics = Gauge("gateway_economics", "The live break-even view per route (see /v1/economics): "
+                               "quantity is one of its numeric fields, e.g. months_to_break_even.",
+                               ("route", "quantity"), registry=r, multiprocess_mode="mostrecent")
         self.redis_transitions = Counter("gateway_redis_transitions", "Redis went down or came back (state).",
                                          ("state",), registry=r)
         self.redis_up = Gauge("gateway_redis_up", "1 while Redis answers, 0 while the gateway runs on local state.",

@@ -13,6 +13,7 @@ import pytest
 from gateway.observed_economics import SECONDS_PER_MONTH
 from tests.conftest import GatewayFactory
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.metrics import metric_sum
 from tests.support.servers import ServerThread
 
 ECON = """
@@ -59,3 +60,15 @@ def test_observed_economics_follow_the_traffic(gateway: ServerThread) -> None:
                          capture_output=True, text=True, check=True)
     [row] = json.loads(run.stdout)
     assert row["months_to_break_even"] == pytest.approx(entry["months_to_break_even"], rel=1e-3)
+
+
+def test_economics_gauges_follow_the_view(gateway: ServerThread) -> None:
+    for _ in range(3):
+        httpx.post(gateway.url + "/v1/chat/completions",
+                   json={"model": "econ", "messages": [{"role": "user", "content": "hi"}]})
+    metrics = httpx.get(gateway.url + "/metrics").text
+    [entry] = httpx.get(gateway.url + "/v1/economics").json()["routes"]
+    upfront = metric_sum(metrics, "gateway_economics", route="econ", quantity="upfront_usd")
+    months = metric_sum(metrics, "gateway_economics", route="econ", quantity="months_to_break_even")
+    assert upfront == 0.5
+    assert months == pytest.approx(entry["months_to_break_even"], rel=0.05)  # one scrape apart in time

@@ -6,6 +6,7 @@ requests); otherwise this process's own counters. ``scope`` says which.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from typing import Any
@@ -37,8 +38,24 @@ async def _totals(gateway: GatewayState) -> tuple[str, float, dict[str, Observed
     return "cluster", since, {route: Observed(**values) for route, values in sums.items()}, rows
 
 
+_GAUGED = frozenset({"observed_monthly_queries", "projected_monthly_queries", "volume_share_of_projection",
+                     "actual_cost_per_query_usd", "prompted_only_cost_per_query_usd", "prompted_only_monthly_usd",
+                     "hybrid_monthly_usd", "savings_monthly_usd", "months_to_break_even", "horizon_months",
+                     "upfront_usd", "savings_so_far_usd", "net_after_upfront_usd"})
+
+
 def _json(data: object) -> Response:
     return Response(orjson.dumps(data), media_type="application/json")
+
+
+async def refresh_gauges(gateway: GatewayState) -> None:
+    """Copy the live economics into ``gateway_economics`` just before a scrape."""
+    _, since, observed, _ = await _totals(gateway)
+    for entry in economics_report(gateway.policies.current, observed, time.time() - since):
+        for quantity, value in entry.items():
+            if quantity in _GAUGED:
+                gateway.metrics.economics.labels(entry["route"], quantity).set(
+                    math.inf if value is None else float(value))
 
 
 async def economics(request: Request) -> Response:

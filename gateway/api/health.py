@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.common import state_of
+from gateway.api.economics import refresh_gauges
 
 _CHECK_TIMEOUT_S = 2.0
 
@@ -39,7 +40,9 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return Response(state_of(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    gateway = state_of(request)
+    await refresh_gauges(gateway)
+    return Response(gateway.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 routes = [
