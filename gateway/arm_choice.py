@@ -14,15 +14,16 @@ from typing import Any
 
 from gateway.metrics import Metrics
 from policies import Classifier, PolicySet
-from routes import Decision, LinearClassifier, decide, load_classifier
+from routes import SHIPPED_MODELS, Decision, RoutingModel, decide, load_classifier
 
 DEFAULT_THRESHOLD = 0.5
 
 
 @lru_cache(maxsize=64)
 def _model(model: str, policies_dir: Path, threshold: float | None,
-           share: float | None) -> tuple[LinearClassifier, float]:
-    classifier = load_classifier(None if model == "default" else policies_dir / model)
+           share: float | None) -> tuple[RoutingModel, float]:
+    """A shipped model by name (``default``, ``fast``), else a model file relative to the policies."""
+    classifier = load_classifier(model if model in SHIPPED_MODELS else policies_dir / model)
     if threshold is None:
         threshold = classifier.threshold_for_share(share) if share is not None else DEFAULT_THRESHOLD
     return classifier, threshold
@@ -33,7 +34,7 @@ class ArmChooser:
         self._policies_dir = policies_dir
         self._metrics = metrics
 
-    def _resolved(self, config: Classifier) -> tuple[LinearClassifier, float]:
+    def _resolved(self, config: Classifier) -> tuple[RoutingModel, float]:
         return _model(config.model, self._policies_dir, config.threshold, config.strong_share)
 
     def choose(self, policy: PolicySet, model: str, messages: Sequence[Mapping[str, Any]]) -> Decision | None:

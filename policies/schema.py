@@ -149,7 +149,8 @@ class Classifier(_Strict):
     from the model's calibration quantiles); neither means 0.5.
     """
 
-    model: str = Field(default="default", description="'default' (shipped) or a model file path.")
+    model: str = Field(default="default", description="A shipped model ('default': best quality, "
+                       "'fast': under a millisecond) or a model file path relative to the policies.")
     threshold: float | None = Field(default=None, ge=0, le=1)
     strong_share: float | None = Field(default=None, ge=0, le=1)
     low_confidence: ArmName = Field(default="prompted", description="Arm for requests the model cannot judge.")

@@ -2,24 +2,32 @@
 
 The gateway uses only what `__all__` lists. Typical use::
 
-    clf = load_classifier()                      # shipped default model, cached
+    clf = load_classifier()                      # shipped `default` model, cached ("fast": the linear one)
     threshold = clf.threshold_for_share(0.3)     # ~30% of traffic to the prompted arm
     decision = decide(clf, messages, threshold)  # Decision(arm="prompted" | "fine_tuned", ...)
 
-The default model is a logistic regression over named cues and hashed n-grams, trained on
-RouteLLM's public GPT-4 vs Mixtral labels (see `routes/_train.py`); rebuild it with
-`hybrid-gateway router train --out routes/models/default.npz`.
+Two models ship, trained on RouteLLM's public GPT-4 vs Mixtral labels (see `routes/_train.py`):
+`fast`, a logistic regression over named cues and hashed n-grams (< 1 ms per decision), and
+`default`, the same score stacked with a MiniLM topic prior (best quality, < 10 ms per decision;
+see `routes/_embedding.py`). Rebuild both with `hybrid-gateway router train --shipped`; the
+cross-validated figures behind every choice come from `hybrid-gateway router cv`.
 """
 
 from ._cli import add_cli
 from ._decision import Decision, decide
-from ._linear import LinearClassifier, load_classifier
+from ._embedding import EmbeddingClassifier
+from ._linear import LinearClassifier
+from ._models import SHIPPED as SHIPPED_MODELS
+from ._models import RoutingModel, load_classifier
 from ._types import Classifier, Score
 
 __all__ = [
+    "SHIPPED_MODELS",
     "Classifier",
     "Decision",
+    "EmbeddingClassifier",
     "LinearClassifier",
+    "RoutingModel",
     "Score",
     "add_cli",
     "decide",

@@ -1,4 +1,9 @@
-"""`router` subcommands (train, eval, score) for the project's `hybrid-gateway` CLI.
+"""`router` subcommands (train, cv, eval, score) for the project's `hybrid-gateway` CLI.
+
+Rebuild the two shipped models (`routes/models/fast.npz`, `routes/models/default.npz`) from the
+train split with one command, run from the repository root beside `../shared`:
+
+    hybrid-gateway router train --shipped
 
 `add_cli` only registers parsers; each subcommand stores its handler as `command`, which takes the
 parsed namespace and returns an exit code. Heavy work is imported at call time so building the
@@ -16,30 +21,53 @@ from typing import Any, TextIO
 
 from ._data import DataError, load_examples
 from ._decision import ARMS, decide
-from ._linear import ModelFileError, load_classifier
+from ._linear import ModelFileError
 from ._messages import prompt_messages
+from ._models import MODELS_DIR, SHIPPED, load_classifier
 from ._train import TrainConfig
 
 DEFAULT_DATA_ROOT = Path("../shared/data/routing")
 TRAIN_DATASETS = ("mmlu", "gsm8k", "mt_bench")
 EVAL_DATASETS = ("mmlu", "gsm8k", "mt_bench")
+_MODEL_HELP = "shipped model name (default, fast) or a model file (default: default)"
 
 
 def add_cli(subparsers: Any) -> None:
-    """Register `router train|eval|score` on an argparse subparsers object."""
+    """Register `router train|cv|eval|score` on an argparse subparsers object."""
     router = subparsers.add_parser("router", help="train, evaluate and run the complexity classifier")
     commands = router.add_subparsers(dest="router_command", required=True)
 
     train = commands.add_parser("train", help="train a classifier on the train split of dataset folders")
     _data_arguments(train, TRAIN_DATASETS)
-    train.add_argument("--out", type=Path, required=True, help="where to write the model (.npz)")
+    where = train.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, help="where to write the model (.npz)")
+    where.add_argument(
+        "--shipped",
+        action="store_true",
+        help=f"train both shipped models and write {', '.join(f'{n}.npz' for n in SHIPPED)} into routes/models/",
+    )
+    train.add_argument(
+        "--kind",
+        choices=("linear", "embedding"),
+        default="linear",
+        help="with --out: linear (the `fast` model) or embedding (the `default` model); default %(default)s",
+    )
     train.add_argument("--l2", type=float, default=TrainConfig.l2, help="L2 penalty (default %(default)s)")
     train.add_argument("--bits", type=int, default=TrainConfig.bits, help="log2 of hashed feature buckets")
     train.set_defaults(command=_cmd_train)
 
+    cv = commands.add_parser(
+        "cv", help="cross-validate both models on the train split (how model choices are made)"
+    )
+    _data_arguments(cv, TRAIN_DATASETS)
+    cv.add_argument("--folds", type=int, default=5, help="default %(default)s")
+    cv.add_argument("--seed", type=int, default=0, help="fold assignment seed (default %(default)s)")
+    cv.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    cv.set_defaults(command=_cmd_cv)
+
     evaluate = commands.add_parser("eval", help="APGR, CPT and ROC AUC beside random and length baselines")
     _data_arguments(evaluate, EVAL_DATASETS)
-    evaluate.add_argument("--model", type=Path, help="model file (default: the shipped model)")
+    evaluate.add_argument("--model", help=_MODEL_HELP)
     evaluate.add_argument("--split", choices=("test", "train"), default="test", help="default %(default)s")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     evaluate.set_defaults(command=_cmd_eval)
@@ -47,7 +75,7 @@ def add_cli(subparsers: Any) -> None:
     score = commands.add_parser(
         "score", help="score JSON lines from stdin: {'prompt': ...} or {'messages': [...]}"
     )
-    score.add_argument("--model", type=Path, help="model file (default: the shipped model)")
+    score.add_argument("--model", help=_MODEL_HELP)
     level = score.add_mutually_exclusive_group()
     level.add_argument(
         "--threshold", type=float, default=0.5, help="prompted when score >= this (default 0.5)"
@@ -77,19 +105,39 @@ def _folders(args: argparse.Namespace) -> list[Path]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ._train import train
+    from ._train import train, train_embedding
 
     try:
         datasets = [load_examples(folder, "train") for folder in _folders(args)]
     except DataError as exc:
         print(f"router train: {exc}", file=sys.stderr)
         return 2
-    model = train(datasets, TrainConfig(bits=args.bits, l2=args.l2))
-    model.save(args.out)
+    config = TrainConfig(bits=args.bits, l2=args.l2)
+    if args.shipped:
+        model = train_embedding(datasets, config)
+        model.linear.save(MODELS_DIR / "fast.npz")
+        model.save(MODELS_DIR / "default.npz")
+        written = f"{MODELS_DIR / 'fast.npz'} and {MODELS_DIR / 'default.npz'}"
+    else:
+        (train_embedding(datasets, config) if args.kind == "embedding" else train(datasets, config)).save(args.out)
+        written = str(args.out)
     sizes = ", ".join(
         f"{folder.name}={len(rows)}" for folder, rows in zip(_folders(args), datasets, strict=True)
     )
-    print(f"trained on {sizes} train rows; wrote {args.out}")
+    print(f"trained on {sizes} train rows; wrote {written}")
+    return 0
+
+
+def _cmd_cv(args: argparse.Namespace) -> int:
+    from ._crossval import as_json, cross_validate, format_table
+
+    try:
+        datasets = {folder.name: load_examples(folder, "train") for folder in _folders(args)}
+    except DataError as exc:
+        print(f"router cv: {exc}", file=sys.stderr)
+        return 2
+    report = cross_validate(datasets, TrainConfig(), folds=args.folds, seed=args.seed)
+    print(json.dumps(as_json(report), indent=2) if args.json else format_table(report))
     return 0
 
 

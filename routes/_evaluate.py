@@ -14,9 +14,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._data import Example
-from ._linear import LinearClassifier
 from ._messages import prompt_messages
 from ._metrics import apgr, cpt, roc_auc, routing_curve
+from ._models import RoutingModel
 
 RANDOM_SEEDS = 10
 CALIBRATION_SHARE = 0.3
@@ -52,9 +52,9 @@ def figures(router: str, scores: NDArray[np.float64], examples: Sequence[Example
     )
 
 
-def evaluate(classifier: LinearClassifier, examples: Sequence[Example], dataset: str) -> Report:
+def evaluate(classifier: RoutingModel, examples: Sequence[Example], dataset: str) -> Report:
     """The classifier beside the random and length baselines, plus share calibration at 30%."""
-    scores = np.array([classifier.score(prompt_messages(e.prompt)).value for e in examples])
+    scores = classifier.score_batch([prompt_messages(e.prompt) for e in examples])
     lengths = np.array([float(len(e.prompt)) for e in examples])
     randoms = [
         figures("random", np.random.default_rng(seed).random(len(examples)), examples)

@@ -39,6 +39,15 @@ _ASCII_OPERATORS = [ord(c) for c in "=+*/^<>"]
 _UNICODE_OPERATORS = "\u2264\u2265\u00d7\u00f7\u221a\u03c0\u2211\u222b"  # <= >= x / sqrt pi sum integral
 _CODE_BYTES = [ord(c) for c in "{};"]
 _NEGATIONS = ("NOT", "EXCEPT", "LEAST")
+# Word-problem cues (GSM8K-style maths): what makes a chain of arithmetic long or error-prone.
+_QUANTITY_RE = re.compile(r"\d[\d,]*(?:\.\d+)?")
+_DECIMAL_RE = re.compile(r"\d\.\d")
+_FRACTION_DIGITS_RE = re.compile(r"\d/\d")
+_FRACTION_WORDS = frozenset(["half", "halves", "third", "thirds", "quarter", "quarters", "fourth", "fifth", "fifths", "tenth", "twice", "double", "triple"])
+_SEQUENCE_WORDS = frozenset(["first", "second", "third", "last", "next", "then", "after", "before", "remaining", "rest", "left"])
+_COMPARISON_WORDS = frozenset(["more", "less", "fewer", "than", "times"])
+_UNIT_STEMS = ["second", "minute", "hour", "day", "week", "month", "year", "inch", "feet", "foot", "yard", "mile", "meter", "cm", "km", "pound", "ounce", "gram", "kg", "liter", "gallon", "cup", "dozen"]
+_UNIT_OF = {form: stem for stem in _UNIT_STEMS for form in (stem, stem + "s", stem + "es")}
 
 DENSE_NAMES: tuple[str, ...] = (
     "length_chars",
@@ -64,6 +73,13 @@ DENSE_NAMES: tuple[str, ...] = (
     "uppercase_share",
     "non_ascii_share",
     *(f"cue_{name}" for name in CUE_NAMES),
+    "quantities",
+    "decimals",
+    "fractions",
+    "percentages",
+    "sequence_words",
+    "comparisons",
+    "unit_kinds",
 )
 
 
@@ -153,6 +169,7 @@ def extract(conv: Conversation, bits: int) -> Features:
         int(histogram[65:91].sum()) / n_bytes,
         int(histogram[128:].sum()) / n_bytes,
         *(math.log1p(cues.count(i)) for i in range(len(CUE_NAMES))),
+        *_word_problem(text, lower, words),
     ]
 
     indices, values = _hashed(words, lower, multiple_choice=n_options >= 2, bits=bits)
@@ -166,6 +183,36 @@ def extract(conv: Conversation, bits: int) -> Features:
         n_unigrams=n_unigrams,
         n_bigrams=n_bigrams,
         n_shared=indices.size // 2,
+    )
+
+
+def _word_problem(text: str, lower: str, words: list[str]) -> tuple[float, ...]:
+    """Cues of a multi-step arithmetic word problem; `lower` and `words` have digit runs as "0".
+
+    Chosen by 5-fold cross-validation on the GSM8K train split (see `routes/_train.py`): decimals,
+    fractions and sequencing words ("then", "remaining", "left") each carry signal the hashed words
+    miss; quantity, percentage, comparison and unit counts are kept as the word-problem basics.
+    """
+    fractions = sequence = comparisons = 0
+    units = set()
+    for word in words:
+        if word in _FRACTION_WORDS:
+            fractions += 1
+        if word in _SEQUENCE_WORDS:
+            sequence += 1
+        if word in _COMPARISON_WORDS:
+            comparisons += 1
+        unit = _UNIT_OF.get(word)
+        if unit is not None:
+            units.add(unit)
+    return (
+        math.log1p(len(_QUANTITY_RE.findall(text))),
+        math.log1p(len(_DECIMAL_RE.findall(text))),
+        math.log1p(len(_FRACTION_DIGITS_RE.findall(text)) + fractions),
+        math.log1p(text.count("%") + lower.count("percent")),
+        math.log1p(sequence),
+        math.log1p(comparisons),
+        math.log1p(len(units)),
     )
 
 

@@ -1,4 +1,9 @@
-"""Fit a LinearClassifier from labelled examples, and calibrate its score quantiles.
+"""Fit the two serving models from labelled examples, and calibrate their score quantiles.
+
+`train` fits the fast LinearClassifier; `train_embedding` fits the same linear model and stacks
+it with a MiniLM topic prior (the default EmbeddingClassifier, see `routes/_embedding.py`). The
+shipped pair is rebuilt by one command, `hybrid-gateway router train --shipped`, and evaluated by
+cross-validation on the train split with `hybrid-gateway router cv`.
 
 Target. For each prompt the label is (1 + strong - weak) / 2, a soft label in [0, 1]: 1 when only
 the strong arm got it right, 0 when only the weak one did, 0.5 when they tie. Log loss on soft
@@ -13,7 +18,13 @@ overfitted).
 
 Choices made by 5-fold cross-validation on the train split only (mean fold APGR, MMLU / GSM8K):
 soft gain label 0.677 / 0.682 vs "weak failed" 0.588 / 0.592; L2 2e-3; MT-Bench included (neutral
-on the two benchmarks, and it is the only open-ended chat the model sees).
+on the two benchmarks, and it is the only open-ended chat the model sees). Later rounds (pooled
+out-of-fold APGR, MMLU / GSM8K / MMLU-only model on GSM8K; `router cv` seeds 0 and 1): the
+word-problem cues of `_features._word_problem` 0.664, 0.666 / 0.669, 0.651 / 0.584 against
+0.668, 0.670 / 0.649, 0.644 / 0.587 without (same folds);
+tried and rejected as no better than noise: GSM8K weighted x2 or x0.5, dense features
+re-weighted per prompt format, a ridge "reasoning steps" target (length of GPT-4's solution)
+stacked in, 384 MiniLM dimensions as extra linear features, a small MLP on embeddings.
 
 Calibration. Quantiles are taken from out-of-fold scores: scores the model gave to training
 prompts it had not seen, which is how it will see live traffic. In-sample scores would be
@@ -23,12 +34,13 @@ over-confident and put the thresholds in the wrong place.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ._data import Example
+from ._embedding import Embedder, EmbeddingClassifier, topic_encoder, topic_logits, topic_text
 from ._features import Features, extract
 from ._linear import LinearClassifier
 from ._logistic import SparseRows, fit
@@ -46,16 +58,28 @@ class TrainConfig:
     max_iter: int = 300
     calibration_folds: int = 5
     seed: int = 0
+    # Topic prior of the embedding model (routes/_embedding.py): 256 clusters, the 5 nearest
+    # weighted by exp(20 * cosine), labels shrunk by 5 pseudo-rows; CV against 1024 clusters and
+    # a single nearest cluster (MMLU 0.687-0.688 vs 0.678-0.681 with whole-prompt embeddings).
+    clusters: int = 256
+    topic_top: int = 5
+    topic_temperature: float = 20.0
+    topic_prior: float = 5.0
+    kmeans_iter: int = 20
+    stack_l2: float = 1e-4
 
 
 @dataclass(frozen=True, slots=True)
-class _Design:
+class Design:
+    """Training rows: dense cues, hashed n-grams (CSR), soft targets, row weights, judged texts."""
+
     dense: NDArray[np.float64]
     sparse: SparseRows
     target: NDArray[np.float64]
     weight: NDArray[np.float64]
+    texts: tuple[str, ...]
 
-    def rows(self, index: NDArray[np.int64]) -> _Design:
+    def rows(self, index: NDArray[np.int64]) -> Design:
         starts, ends = self.sparse.indptr[index], self.sparse.indptr[index + 1]
         lengths = ends - starts
         take = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths) + np.arange(
@@ -67,7 +91,8 @@ class _Design:
             values=self.sparse.values[take],
             n_cols=self.sparse.n_cols,
         )
-        return _Design(self.dense[index], sparse, self.target[index], self.weight[index])
+        texts = tuple(self.texts[i] for i in index)
+        return Design(self.dense[index], sparse, self.target[index], self.weight[index], texts)
 
 
 def soft_target(example: Example) -> float:
@@ -78,36 +103,67 @@ def soft_target(example: Example) -> float:
 def train(datasets: Sequence[Sequence[Example]], config: TrainConfig | None = None) -> LinearClassifier:
     """Fit on all rows of all datasets, then calibrate on out-of-fold scores."""
     config = config or TrainConfig()
-    design = _design(datasets, config.bits)
-    if design.target.size < config.calibration_folds * 2:
-        raise ValueError(
-            f"need at least {config.calibration_folds * 2} examples to train, got {design.target.size}"
-        )
-    model = _fit(design, config, calibration=np.zeros(CALIBRATION_LEVELS))
-    fold = np.random.default_rng(config.seed).permutation(design.target.size) % config.calibration_folds
-    held_out = np.empty(design.target.size)
+    model, _, _ = _linear_with_held_out(design(datasets, config.bits), config)
+    return model
+
+
+def train_embedding(
+    datasets: Sequence[Sequence[Example]],
+    config: TrainConfig | None = None,
+    embedder: Embedder | None = None,
+    embeddings: NDArray[np.float32] | None = None,
+) -> EmbeddingClassifier:
+    """The linear model plus a topic prior, stacked on out-of-fold logits of both.
+
+    `embeddings` (rows in dataset order, from `embed_rows`) saves re-embedding when the caller
+    trains many times on the same prompts, as cross-validation does.
+    """
+    config = config or TrainConfig()
+    rows = design(datasets, config.bits)
+    linear, linear_held_out, fold = _linear_with_held_out(rows, config)
+    if embeddings is None:
+        embeddings = embed_rows(rows.texts, embedder)
+    topic_held_out = np.empty(rows.target.size)
     for k in range(config.calibration_folds):
         inside, outside = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
-        part = _fit(design.rows(inside), config, calibration=np.zeros(CALIBRATION_LEVELS))
-        held_out[outside] = _raw_scores(part, design.rows(outside))
-    calibration = np.quantile(held_out, np.linspace(0.0, 1.0, CALIBRATION_LEVELS))
-    return LinearClassifier(
-        bits=model.bits,
-        dense_weights=model.dense_weights,
-        dense_means=model.dense_means,
-        hashed_weights=model.hashed_weights,
-        bias=model.bias,
-        calibration=calibration,
+        centroids, values = _fit_topics(embeddings[inside], rows.target[inside], config)
+        topic_held_out[outside] = _topic_logits(embeddings[outside], centroids, values, config)
+    centroids, values = _fit_topics(embeddings, rows.target, config)
+    stacked = np.column_stack((linear_held_out, topic_held_out))
+    weights, _, bias = fit(stacked, _no_columns(stacked.shape[0]), rows.target, rows.weight, config.stack_l2)
+    model = EmbeddingClassifier(
+        linear=linear,
+        centroids=centroids,
+        centroid_values=values,
+        top=min(config.topic_top, values.size),
+        temperature=config.topic_temperature,
+        weights=weights,
+        bias=bias,
+        topic_mean=float(topic_held_out.mean()),
+        calibration=np.zeros(CALIBRATION_LEVELS),
+        embedder=embedder,
     )
+    held_out = model.combine(linear_held_out, topic_held_out)
+    return replace(model, calibration=np.quantile(held_out, np.linspace(0.0, 1.0, CALIBRATION_LEVELS)))
 
 
-def _design(datasets: Sequence[Sequence[Example]], bits: int) -> _Design:
+def embed_rows(texts: Sequence[str], embedder: Embedder | None = None) -> NDArray[np.float32]:
+    """Topic embeddings of judged turns, exactly as the serving model computes them."""
+    encoder = embedder if embedder is not None else topic_encoder()
+    return encoder.embed([topic_text(text) for text in texts])
+
+
+def design(datasets: Sequence[Sequence[Example]], bits: int) -> Design:
+    """Features, soft targets and row weights of all rows, datasets in order."""
     features: list[Features] = []
     targets: list[float] = []
     weights: list[float] = []
+    texts: list[str] = []
     for rows in datasets:
         for example in rows:
-            features.append(extract(conversation(prompt_messages(example.prompt)), bits))
+            conv = conversation(prompt_messages(example.prompt))
+            features.append(extract(conv, bits))
+            texts.append(conv.text)
             targets.append(soft_target(example))
             weights.append(1.0 / np.sqrt(len(rows)))
     if not features:
@@ -119,19 +175,49 @@ def _design(datasets: Sequence[Sequence[Example]], bits: int) -> _Design:
         values=np.concatenate([f.values for f in features]),
         n_cols=1 << bits,
     )
-    return _Design(np.array([f.dense for f in features]), sparse, np.array(targets), np.array(weights))
+    return Design(
+        np.array([f.dense for f in features]), sparse, np.array(targets), np.array(weights), tuple(texts)
+    )
 
 
-def _fit(design: _Design, config: TrainConfig, calibration: NDArray[np.float64]) -> LinearClassifier:
+def linear_logits(model: LinearClassifier, rows: Design) -> NDArray[np.float64]:
+    """Log-odds exactly as `LinearClassifier.logit` computes them, but for many rows at once."""
+    return (
+        rows.dense @ model.dense_weights
+        + rows.sparse.dot(model.hashed_weights.astype(np.float64))
+        + model.bias
+    )
+
+
+def _linear_with_held_out(
+    rows: Design, config: TrainConfig
+) -> tuple[LinearClassifier, NDArray[np.float64], NDArray[np.int64]]:
+    """The model fitted on all rows, its out-of-fold logits, and the fold of each row."""
+    if rows.target.size < config.calibration_folds * 2:
+        raise ValueError(
+            f"need at least {config.calibration_folds * 2} examples to train, got {rows.target.size}"
+        )
+    model = _fit(rows, config, calibration=np.zeros(CALIBRATION_LEVELS))
+    fold = np.random.default_rng(config.seed).permutation(rows.target.size) % config.calibration_folds
+    held_out = np.empty(rows.target.size)
+    for k in range(config.calibration_folds):
+        inside, outside = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+        part = _fit(rows.rows(inside), config, calibration=np.zeros(CALIBRATION_LEVELS))
+        held_out[outside] = linear_logits(part, rows.rows(outside))
+    calibration = np.quantile(0.5 * (1.0 + np.tanh(0.5 * held_out)), np.linspace(0.0, 1.0, CALIBRATION_LEVELS))
+    return replace(model, calibration=calibration), held_out, fold
+
+
+def _fit(rows: Design, config: TrainConfig, calibration: NDArray[np.float64]) -> LinearClassifier:
     """Standardise the dense columns, fit, and fold the standardisation back into the weights."""
-    means = design.dense.mean(axis=0)
-    scales = design.dense.std(axis=0)
+    means = rows.dense.mean(axis=0)
+    scales = rows.dense.std(axis=0)
     scales[scales == 0] = 1.0
     w_dense, w_sparse, bias = fit(
-        (design.dense - means) / scales,
-        design.sparse,
-        design.target,
-        design.weight,
+        (rows.dense - means) / scales,
+        rows.sparse,
+        rows.target,
+        rows.weight,
         config.l2,
         config.max_iter,
     )
@@ -146,11 +232,37 @@ def _fit(design: _Design, config: TrainConfig, calibration: NDArray[np.float64])
     )
 
 
-def _raw_scores(model: LinearClassifier, design: _Design) -> NDArray[np.float64]:
-    """Probabilities exactly as `LinearClassifier.score` computes them, but for many rows at once."""
-    logits = (
-        design.dense @ model.dense_weights
-        + design.sparse.dot(model.hashed_weights.astype(np.float64))
-        + model.bias
+def _fit_topics(
+    embeddings: NDArray[np.float32], target: NDArray[np.float64], config: TrainConfig
+) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
+    """Spherical k-means centroids and each cluster's mean target, shrunk towards the global mean."""
+    n_clusters = max(1, min(config.clusters, embeddings.shape[0] // 4))
+    rng = np.random.default_rng(config.seed)
+    centroids = embeddings[rng.choice(embeddings.shape[0], n_clusters, replace=False)].copy()
+    for _ in range(config.kmeans_iter):
+        assigned = np.argmax(embeddings @ centroids.T, axis=1)
+        sums = np.zeros_like(centroids)
+        np.add.at(sums, assigned, embeddings)
+        norms = np.linalg.norm(sums, axis=1)
+        filled = norms > 0  # an empty cluster keeps its old centroid
+        centroids[filled] = sums[filled] / norms[filled, None]
+    assigned = np.argmax(embeddings @ centroids.T, axis=1)
+    counts = np.bincount(assigned, minlength=n_clusters)
+    totals = np.bincount(assigned, weights=target, minlength=n_clusters)
+    values = (totals + config.topic_prior * target.mean()) / (counts + config.topic_prior)
+    return centroids, values
+
+
+def _topic_logits(
+    embeddings: NDArray[np.float32],
+    centroids: NDArray[np.float32],
+    values: NDArray[np.float64],
+    config: TrainConfig,
+) -> NDArray[np.float64]:
+    return topic_logits(
+        embeddings, centroids, values, min(config.topic_top, values.size), config.topic_temperature
     )
-    return 0.5 * (1.0 + np.tanh(0.5 * logits))
+
+
+def _no_columns(n_rows: int) -> SparseRows:
+    return SparseRows(np.zeros(n_rows + 1, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0), 1)

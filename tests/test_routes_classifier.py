@@ -1,4 +1,4 @@
-"""Scoring odd inputs, the arm decision, share thresholds and model files."""
+"""Scoring odd inputs, the arm decision, share thresholds and model files, for both model kinds."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from routes import Classifier, Decision, LinearClassifier, Score, decide, load_classifier
+from routes import Classifier, Decision, EmbeddingClassifier, LinearClassifier, Score, decide, load_classifier
 from routes._features import DENSE_NAMES
-from routes._linear import ModelFileError, read_model
+from routes._linear import ModelFileError
+from routes._messages import conversation
+from routes._models import read_model
 
 BITS = 10
 
@@ -115,3 +117,79 @@ def test_shipped_default_model_loads_and_scores() -> None:
     hard = clf.score(_user("Prove that there are infinitely many primes p such that p + 2 is also prime."))
     assert hard.judgeable and 0.0 <= hard.value <= 1.0 and hard.reasons
     assert 0.0 < clf.threshold_for_share(0.3) < 1.0
+
+
+class _FakeEmbedder:
+    """Two-dimensional 'embeddings': maths-like prompts point one way, the rest the other."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        rows = [[1.0, 0.0] if any(c.isdigit() for c in t) else [0.0, 1.0] for t in texts]
+        return np.asarray(rows, dtype=np.float32)
+
+
+def _embedding_model(embedder: _FakeEmbedder) -> EmbeddingClassifier:
+    return EmbeddingClassifier(
+        linear=_model(),
+        centroids=np.eye(2, dtype=np.float32),
+        centroid_values=np.array([0.9, 0.2]),
+        top=1,
+        temperature=20.0,
+        weights=np.array([1.0, 1.0]),
+        bias=0.0,
+        topic_mean=0.0,
+        calibration=np.linspace(0.1, 0.9, 101),
+        embedder=embedder,
+    )
+
+
+def test_embedding_model_adds_the_topic_prior_to_the_linear_logit() -> None:
+    clf = _embedding_model(_FakeEmbedder())
+    assert isinstance(clf, Classifier)
+    maths, chat = clf.score(_user("Add 3 and 4 apples.")), clf.score(_user("Add some and more apples."))
+    assert maths.value > chat.value  # same length, different topic
+    linear_logit = clf.linear.logit(conversation(_user("Add 3 and 4 apples.")))[0]
+    expected = 1.0 / (1.0 + np.exp(-(np.log(0.9 / 0.1) + linear_logit)))
+    assert maths.value == pytest.approx(expected)
+    assert any(reason.startswith("topic+") for reason in maths.reasons)
+    assert clf.score([]) == Score(0.5, ("no text to judge",), judgeable=False)
+
+
+def test_embedding_model_batch_scores_equal_single_scores() -> None:
+    embedder = _FakeEmbedder()
+    clf = _embedding_model(embedder)
+    chats = [_user("Add 3 and 4."), [], _user("Tell me a story about a cat."), _user("x " * 300)]
+    batch = clf.score_batch(chats)
+    assert embedder.calls == 1
+    assert batch.tolist() == pytest.approx([clf.score(c).value for c in chats])
+    assert clf.threshold_for_share(0.3) == pytest.approx(0.1 + 0.8 * 0.7)
+
+
+def test_embedding_model_round_trip(tmp_path: Path) -> None:
+    embedder = _FakeEmbedder()
+    path = tmp_path / "e.npz"
+    _embedding_model(embedder).save(path)
+    loaded = read_model(path, embedder=embedder)
+    assert isinstance(loaded, EmbeddingClassifier)
+    for text in ("Add 3 and 4.", "Write a poem."):
+        assert loaded.score(_user(text)).value == pytest.approx(_embedding_model(embedder).score(_user(text)).value)
+
+
+def test_unknown_model_kind_is_refused(tmp_path: Path) -> None:
+    np.savez(tmp_path / "odd.npz", format_version=np.int64(2), kind=np.asarray("forest"))
+    with pytest.raises(ModelFileError, match="unknown model kind"):
+        read_model(tmp_path / "odd.npz")
+
+
+def test_shipped_models_by_name() -> None:
+    default, fast = load_classifier("default"), load_classifier("fast")
+    assert default is load_classifier() and isinstance(default, EmbeddingClassifier)
+    assert isinstance(fast, LinearClassifier)
+    prompt = _user("A train leaves at 3:15 pm and travels 2.5 hours at 60 miles per hour. When does it arrive?")
+    # the fast model is the default model's linear half, shipped on its own
+    assert fast.score(prompt).reasons == default.linear.score(prompt).reasons
+    assert 0.0 < default.score(prompt).value < 1.0
+    assert 0.0 < default.threshold_for_share(0.3) < 1.0

@@ -118,3 +118,34 @@ def test_default_data_root_is_relative_to_cwd(tmp_path: Path) -> None:
     result = _run("eval", cwd=tmp_path)
     assert result.returncode == 2
     assert str(Path("../shared/data/routing/mmlu")) in result.stderr
+
+
+def test_embedding_model_trains_and_scores_by_path(tmp_path: Path) -> None:
+    data = tmp_path / "toy"
+    _write_dataset(data)
+    model = tmp_path / "toy-embedding.npz"
+    trained = _run("train", "--data", str(data), "--out", str(model), "--bits", "12", "--kind", "embedding")
+    assert trained.returncode == 0, trained.stderr
+    lines = [
+        json.dumps({"prompt": "Prove the theorem: integrate x^3 + 2x = 0 step by step, then derive the limit."}),
+        json.dumps({"prompt": "Say hello number 7."}),
+    ]
+    score = _run("score", "--model", str(model), stdin="\n".join(lines) + "\n")
+    assert score.returncode == 0, score.stderr
+    hard, easy = (json.loads(line)["score"] for line in score.stdout.splitlines())
+    assert hard > easy
+
+
+def test_cv_reports_both_models(tmp_path: Path) -> None:
+    data = tmp_path / "toy"
+    _write_dataset(data, rows=120)
+    result = _run("cv", "--data", str(data), "--folds", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert {f["router"] for f in payload["figures"]} == {"fast", "default", "length"}
+    assert all(f["apgr"] > 0.7 for f in payload["figures"] if f["router"] != "length")
+    assert payload["cross_domain"] == []  # needs mmlu and gsm8k folders
+
+
+def test_train_needs_out_or_shipped() -> None:
+    assert _run("train").returncode == 2

@@ -1,0 +1,196 @@
+"""The default serving model: the fast linear score stacked with a topic prior from MiniLM embeddings.
+
+Why a topic prior. How much GPT-4 adds over Mixtral depends strongly on the subject (college
+mathematics, professional law and formal logic gain far more than marketing or sociology), and
+subject is a smooth, non-additive property of the whole prompt that hashed n-grams capture only
+word by word. The prior is a kernel smoother over semantic space: training prompts are clustered
+(spherical k-means on MiniLM embeddings), each cluster keeps its mean soft label shrunk towards
+the global mean, and a new prompt reads the similarity-weighted mean of its `top` nearest
+clusters. Centroids, not training prompts, are stored, so the model holds no training text.
+
+Why only the first words. The retrieval layer's int8 MiniLM encoder costs a fixed ~5 ms per call
+plus ~0.3 ms per word piece on the 2-core target, so embedding whole prompts (up to 256 pieces)
+takes 20-80 ms. The topic sits in the opening words; the encoder reads the first
+`TOPIC_TOKENS` word pieces (including [CLS] and [SEP]), which keeps a decision's p99 under 10 ms.
+Prototype cross-validation on the train split (5 folds x 3 seeds, MMLU / GSM8K APGR of the
+stack): 12 pieces 0.673 / 0.662, 16 pieces 0.671 / 0.659, 20 pieces 0.672 / 0.658 (over 10 ms
+p99), whole prompt 0.683 / 0.656 (20-80 ms); the linear model alone 0.665 / 0.664.
+
+What it buys, honestly. `hybrid-gateway router cv` (seeds 0 and 1) gives MMLU APGR 0.669 / 0.667
+against the linear model's 0.664 / 0.666, GSM8K equal (0.669 / 0.651 both), and trained on MMLU
+only, GSM8K 0.599 against 0.584: a small, consistent gain, mostly on subject-driven traffic,
+for ~6 ms more per decision. Pick `fast` where a millisecond matters more.
+
+Stacking. The final log-odds are `w_linear * linear_logit + w_topic * topic_logit + bias`, the
+three numbers fitted by logistic regression on out-of-fold logits of both parts (see
+`routes/_train.py`), so the blend is learned, not hand-set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._linear import (
+    FORMAT_VERSION,
+    UNJUDGEABLE,
+    LinearClassifier,
+    ModelFileError,
+    linear_fields,
+    linear_from_fields,
+    share_threshold,
+    sigmoid,
+    top_reasons,
+)
+from ._messages import Conversation, conversation
+from ._types import Score
+
+KIND = "embedding"
+TOPIC_TOKENS = 12
+TOPIC_WORDS = 48  # a cheap cap before tokenising: 48 words always exceed 12 word pieces
+_P_CLIP = 1e-6
+_FIELDS = frozenset({"centroids", "centroid_values", "top", "temperature", "weights", "bias", "topic_mean"})
+
+
+class Embedder(Protocol):
+    """Anything with MiniLMEncoder's `embed`: texts -> L2-normalised float32 rows."""
+
+    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]: ...
+
+
+def topic_text(text: str) -> str:
+    """The part of a judged turn the topic prior reads (the encoder truncates it further)."""
+    return " ".join(text.split()[:TOPIC_WORDS])
+
+
+@lru_cache(maxsize=1)
+def topic_encoder() -> Embedder:
+    """The retrieval layer's offline MiniLM, reading only the first TOPIC_TOKENS word pieces.
+
+    One per process (loading takes ~0.2 s); onnxruntime sessions are thread-safe.
+    """
+    from retrieval import MiniLMEncoder
+
+    class TopicEncoder(MiniLMEncoder):
+        max_tokens = TOPIC_TOKENS
+
+    return TopicEncoder()
+
+
+def topic_logits(
+    embeddings: NDArray[np.float32],
+    centroids: NDArray[np.float32],
+    values: NDArray[np.float64],
+    top: int,
+    temperature: float,
+) -> NDArray[np.float64]:
+    """Log-odds of the similarity-weighted mean label of each row's `top` nearest centroids."""
+    sims = (embeddings @ centroids.T).astype(np.float64)
+    nearest = np.argpartition(-sims, top - 1, axis=1)[:, :top]
+    near_sims = np.take_along_axis(sims, nearest, axis=1)
+    weights = np.exp(temperature * (near_sims - near_sims.max(axis=1, keepdims=True)))
+    p = np.clip((values[nearest] * weights).sum(axis=1) / weights.sum(axis=1), _P_CLIP, 1.0 - _P_CLIP)
+    return np.log(p) - np.log1p(-p)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class EmbeddingClassifier:
+    """A LinearClassifier plus a MiniLM topic prior, blended in log-odds; see the module docstring."""
+
+    linear: LinearClassifier
+    centroids: NDArray[np.float32]
+    centroid_values: NDArray[np.float64]
+    top: int
+    temperature: float
+    weights: NDArray[np.float64]  # (linear, topic)
+    bias: float
+    topic_mean: float  # mean out-of-fold topic logit: the reference point of the "topic" reason
+    calibration: NDArray[np.float64]
+    embedder: Embedder | None = field(default=None, repr=False)
+
+    def score(self, messages: Sequence[Mapping[str, Any]]) -> Score:
+        """Estimated need for the strong arm, in [0, 1], with the top contributing features."""
+        conv = conversation(messages)
+        if not conv.judgeable:
+            return UNJUDGEABLE
+        linear_logit, feats, hashed = self.linear.logit(conv)
+        topic = float(self.topic_logits(self.embed([conv]))[0])
+        w_linear, w_topic = float(self.weights[0]), float(self.weights[1])
+        named = [(name, w_linear * value) for name, value in self.linear.contributions(feats, hashed)]
+        named.append(("topic", w_topic * (topic - self.topic_mean)))
+        return Score(sigmoid(w_linear * linear_logit + w_topic * topic + self.bias), top_reasons(named), True)
+
+    def score_batch(self, chats: Sequence[Sequence[Mapping[str, Any]]]) -> NDArray[np.float64]:
+        """`score(chat).value` for many chats, with one batched MiniLM call (same numbers, faster)."""
+        convs = [conversation(chat) for chat in chats]
+        values = np.full(len(convs), UNJUDGEABLE.value)
+        judged = [i for i, conv in enumerate(convs) if conv.judgeable]
+        if judged:
+            linear = np.array([self.linear.logit(convs[i])[0] for i in judged])
+            topic = self.topic_logits(self.embed([convs[i] for i in judged]))
+            values[judged] = self.combine(linear, topic)
+        return values
+
+    def embed(self, convs: Sequence[Conversation]) -> NDArray[np.float32]:
+        encoder = self.embedder if self.embedder is not None else topic_encoder()
+        return encoder.embed([topic_text(c.text) for c in convs])
+
+    def topic_logits(self, embeddings: NDArray[np.float32]) -> NDArray[np.float64]:
+        return topic_logits(embeddings, self.centroids, self.centroid_values, self.top, self.temperature)
+
+    def combine(self, linear_logits: NDArray[np.float64], topic: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Scores for many rows at once, exactly as `score` blends one (training and CV use this)."""
+        logit = self.weights[0] * linear_logits + self.weights[1] * topic + self.bias
+        return 0.5 * (1.0 + np.tanh(0.5 * logit))
+
+    def threshold_for_share(self, share: float) -> float:
+        """Threshold that sends about `share` (0..1) of traffic like the training mix to the strong arm."""
+        return share_threshold(self.calibration, share)
+
+    def save(self, path: str | Path) -> None:
+        """Write the model (its linear part included) as one compressed .npz, without pickles."""
+        np.savez_compressed(
+            Path(path),
+            format_version=np.int64(FORMAT_VERSION),
+            kind=np.asarray(KIND),
+            centroids=self.centroids.astype(np.float32),
+            centroid_values=self.centroid_values,
+            top=np.int64(self.top),
+            temperature=np.float64(self.temperature),
+            weights=self.weights,
+            bias=np.float64(self.bias),
+            topic_mean=np.float64(self.topic_mean),
+            calibration=self.calibration,
+            **linear_fields(self.linear, prefix="linear_"),
+        )
+
+
+def embedding_from_fields(
+    fields: Mapping[str, NDArray[Any]], path: str | Path, embedder: Embedder | None = None
+) -> EmbeddingClassifier:
+    missing = sorted((_FIELDS | {"calibration"}) - fields.keys())
+    if missing:
+        raise ModelFileError(f"{path}: model file lacks {missing}")
+    centroids = fields["centroids"].astype(np.float32)
+    values = fields["centroid_values"].astype(np.float64)
+    top = int(fields["top"])
+    if centroids.ndim != 2 or values.shape != (centroids.shape[0],) or not 1 <= top <= values.size:
+        raise ModelFileError(f"{path}: topic centroids and values do not match")
+    return EmbeddingClassifier(
+        linear=linear_from_fields(fields, path, prefix="linear_"),
+        centroids=centroids,
+        centroid_values=values,
+        top=top,
+        temperature=float(fields["temperature"]),
+        weights=fields["weights"].astype(np.float64),
+        bias=float(fields["bias"]),
+        topic_mean=float(fields["topic_mean"]),
+        calibration=fields["calibration"].astype(np.float64),
+        embedder=embedder,
+    )
