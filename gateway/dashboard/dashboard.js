@@ -1,0 +1,219 @@
+// The gateway's built-in dashboard: polls /metrics and /v1/economics, draws with inline SVG. No dependencies.
+"use strict";
+(() => {
+  const POLL_MS = 2000;
+  const $ = (id) => document.getElementById(id);
+  const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  const num = (v) => (v == null || !isFinite(v) ? "—" : Math.round(v).toLocaleString("en-US"));
+  const compact = (v) => (v == null || !isFinite(v) ? "—"
+    : new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 }).format(v));
+  const pct = (v) => (v == null || !isFinite(v) ? "—" : `${(v * 100).toFixed(v < 0.1 ? 1 : 0)}%`);
+  const secs = (v) => (v == null ? "—" : v < 1 ? `${Math.round(v * 1000)} ms` : `${v.toFixed(2)} s`);
+
+  function usd(v) { // 4 significant digits below $1, cents above, compact from $10k
+    if (v == null || !isFinite(v)) return "—";
+    const a = Math.abs(v), sign = v < 0 ? "-" : "";
+    if (a === 0) return "$0.00";
+    if (a >= 10000) return `${sign}$${compact(a)}`;
+    if (a >= 1) return `${sign}$${a.toFixed(2)}`;
+    const digits = Math.min(12, 3 - Math.floor(Math.log10(a)));
+    return `${sign}$${a.toFixed(digits).replace(/(\.\d\d\d*?)0+$/, "$1")}`;
+  }
+  const months = (v) => (v == null ? "never" : v >= 10 ? v.toFixed(0) : v >= 1 ? v.toFixed(1) : v.toPrecision(2));
+
+  const niceStep = (span, n) => { // 1, 2 or 5 times a power of ten
+    const raw = span / n, mag = 10 ** Math.floor(Math.log10(raw));
+    return [1, 2, 5, 10].find((m) => m * mag >= raw) * mag;
+  };
+  function ticks(lo, hi, step) {
+    const out = [];
+    for (let i = Math.ceil(lo / step - 1e-9); i * step <= hi + step * 1e-9; i++) out.push(i * step);
+    return out;
+  }
+
+  // Prometheus text format -> [{name, labels, value}]
+  function parseMetrics(text) {
+    const out = [];
+    for (const line of text.split("\n")) {
+      if (!line || line[0] === "#") continue;
+      const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+      if (!m) continue;
+      const labels = {};
+      for (const l of (m[2] || "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) {
+        labels[l[1]] = l[2].replace(/\\(.)/g, (_, c) => (c === "n" ? "\n" : c));
+      }
+      const value = m[3] === "+Inf" ? Infinity : m[3] === "-Inf" ? -Infinity : parseFloat(m[3]);
+      out.push({ name: m[1], labels, value });
+    }
+    return out;
+  }
+
+  // Sum of `name` grouped by key(labels), over samples passing where(labels).
+  function group(samples, name, key, where = () => true) {
+    const out = new Map();
+    for (const s of samples) {
+      if (s.name !== name || !where(s.labels)) continue;
+      const k = key(s.labels);
+      out.set(k, (out.get(k) || 0) + s.value);
+    }
+    return out;
+  }
+  const total = (samples, name, where) => group(samples, name, () => "", where).get("") || 0;
+
+  // histogram_quantile over cumulative buckets {le: count}, interpolating linearly inside a bucket.
+  function quantile(q, buckets) {
+    const bs = [...buckets].map(([le, c]) => [le === "+Inf" ? Infinity : parseFloat(le), c]).sort((a, b) => a[0] - b[0]);
+    const n = bs.length ? bs[bs.length - 1][1] : 0;
+    if (!n) return null;
+    const rank = q * n;
+    let lo = 0, below = 0;
+    for (const [le, c] of bs) {
+      if (c >= rank) return le === Infinity ? lo : lo + ((le - lo) * (rank - below)) / (c - below || 1);
+      lo = le; below = c;
+    }
+    return lo;
+  }
+
+  function economicsFromGauges(samples) { // when /v1/economics needs a key: the same numbers, minus the verdict
+    const rows = {};
+    for (const s of samples) {
+      if (s.name !== "gateway_economics") continue;
+      const row = (rows[s.labels.route] ||= { route: s.labels.route, verdict: null });
+      row[s.labels.quantity] = isFinite(s.value) ? s.value : null;
+    }
+    return Object.values(rows);
+  }
+
+  function verdictClass(v) {
+    if (!v) return "";
+    if (/never|stay with prompting/.test(v)) return "bad";
+    return /^fine-tune|within a year/.test(v) ? "good" : "meh";
+  }
+
+  function breakEvenChart(e) {
+    const W = 560, H = 220, L = 64, R = 16, T = 16, B = 40;
+    const s = e.savings_monthly_usd || 0, up = e.upfront_usd || 0, be = e.months_to_break_even;
+    const horizon = Math.max(1, e.horizon_months || 12);
+    // zoom on the crossing: twice its month when it comes within the horizon, a little past it when later
+    const maxM = be == null ? horizon : be <= horizon ? Math.max(be * 2, 1e-6) : Math.min(be * 1.2, horizon * 4);
+    const rawMax = Math.max(up * 1.25, s * maxM, 1e-9), rawMin = Math.min(0, s * maxM);
+    const yStep = niceStep(rawMax - rawMin, 4);
+    const yMax = Math.ceil(rawMax / yStep - 1e-9) * yStep, yMin = Math.floor(rawMin / yStep + 1e-9) * yStep;
+    const x = (m) => L + (m / maxM) * (W - L - R);
+    const y = (v) => H - B - ((v - yMin) / (yMax - yMin)) * (H - T - B);
+    const parts = [];
+    for (const v of ticks(yMin, yMax, yStep)) {
+      parts.push(`<line class="axis" x1="${L}" x2="${W - R}" y1="${y(v)}" y2="${y(v)}"/>`,
+        `<text x="${L - 6}" y="${y(v) + 4}" text-anchor="end">${esc(usd(v))}</text>`);
+    }
+    for (const m of ticks(0, maxM, niceStep(maxM, 8))) parts.push(`<text x="${x(m)}" y="${H - B + 15}" text-anchor="middle">${+m.toPrecision(3)}</text>`);
+    parts.push(`<text x="${(L + W - R) / 2}" y="${H - 4}" text-anchor="middle">months from now</text>`);
+    if (horizon < maxM) parts.push(`<line class="horizon" x1="${x(horizon)}" x2="${x(horizon)}" y1="${T}" y2="${H - B}"/>`,
+      `<text x="${x(horizon) - 4}" y="${T + 10}" text-anchor="end">horizon</text>`);
+    parts.push(`<path class="area" d="M${x(0)},${y(0)} L${x(maxM)},${y(s * maxM)} L${x(maxM)},${y(0)} Z"/>`,
+      `<line class="upfront" x1="${L}" x2="${W - R}" y1="${y(up)}" y2="${y(up)}"/>`,
+      `<text x="${W - R - 4}" y="${y(up) - 6}" text-anchor="end">upfront ${esc(usd(up))}</text>`,
+      `<line class="savings" x1="${x(0)}" y1="${y(0)}" x2="${x(maxM)}" y2="${y(s * maxM)}"/>`);
+    if (be != null && be <= maxM) {
+      const anchor = x(be) > W - 140 ? "end" : "start", dx = anchor === "end" ? -8 : 8;
+      parts.push(`<line class="guide" x1="${x(be)}" x2="${x(be)}" y1="${y(up)}" y2="${H - B}"/>`,
+        `<circle class="cross" cx="${x(be)}" cy="${y(up)}" r="4.5"/>`,
+        `<text class="strong" x="${x(be) + dx}" y="${y(up) + 16}" text-anchor="${anchor}">break-even: month ${months(be)}</text>`);
+    } else {
+      parts.push(`<text class="strong" x="${W - R}" y="${T + 10}" text-anchor="end">${be == null ? "no break-even: savings ≤ 0" : `break-even at month ${Math.round(be)} →`}</text>`);
+    }
+    return `<svg viewBox="0 0 ${W} ${H}" role="img" aria-label="Cumulative savings against the upfront cost">${parts.join("")}</svg>`;
+  }
+
+  function table(head, rows) {
+    return `<table><tr>${head.map((h) => `<th>${esc(h)}</th>`).join("")}</tr>${rows.map((r) => `<tr>${r.map((c) => `<td>${c}</td>`).join("")}</tr>`).join("")}</table>`;
+  }
+
+  function routeCard(route, samples, econ) {
+    const on = (l) => l.route === route;
+    const requests = total(samples, "gateway_requests_total", on), cost = total(samples, "gateway_cost_usd_total", on);
+    const ok = total(samples, "gateway_requests_total", (l) => on(l) && l.status === "200");
+    const byArm = group(samples, "gateway_requests_total", (l) => l.arm, on);
+    const costArm = group(samples, "gateway_cost_usd_total", (l) => l.arm, on);
+    const armRows = [...byArm.keys()].sort().map((arm) => {
+      const buckets = group(samples, "gateway_request_duration_seconds_bucket", (l) => l.le, (l) => on(l) && l.arm === arm);
+      const n = byArm.get(arm), c = costArm.get(arm) || 0;
+      return [`<span class="swatch ${esc(arm)}"></span>${esc(arm)}`, num(n), usd(c), usd(n ? c / n : null),
+        secs(quantile(0.5, buckets)), secs(quantile(0.95, buckets))];
+    });
+    let html = `<div class="route-head"><h2>${esc(route)}</h2><span class="nums"><b id="requests-${esc(route)}" data-value="${requests}">${num(requests)}</b> requests · <b id="cost-${esc(route)}" data-value="${cost}">${usd(cost)}</b> · ${pct(requests ? ok / requests : null)} ok</span></div>`;
+    html += `<h3>Arms</h3>${armRows.length ? table(["arm", "requests", "cost", "per query", "p50", "p95"], armRows) : '<p class="muted">No requests yet.</p>'}`;
+    const variants = group(samples, "gateway_requests_total", (l) => l.variant, (l) => on(l) && l.variant && l.variant !== "none");
+    if (variants.size) {
+      const vcost = group(samples, "gateway_cost_usd_total", (l) => l.variant, on);
+      html += `<h3>A/B variants</h3>${table(["variant", "requests", "share", "cost", "per query"], [...variants].sort().map(([v, n]) =>
+        [esc(v), num(n), pct(n / requests), usd(vcost.get(v) || 0), usd((vcost.get(v) || 0) / n)]))}`;
+    }
+    const decisions = group(samples, "gateway_classifier_decisions_total", (l) => l.arm, on);
+    const judged = [...decisions.values()].reduce((a, b) => a + b, 0);
+    if (judged) {
+      const share = (decisions.get("prompted") || 0) / judged;
+      html += `<h3>Classifier</h3><div class="bar prompted"><span style="width:${share * 100}%"></span></div><span class="muted">${pct(share)} of ${num(judged)} decisions sent to the prompted arm</span>`;
+    }
+    const fallbacks = group(samples, "gateway_fallbacks_total", (l) => `${l.from_target}\u0000${l.to_target}\u0000${l.reason}`, on);
+    html += `<h3>Fallbacks</h3>${fallbacks.size ? table(["from → to", "reason", "count"], [...fallbacks].map(([k, n]) => {
+      const [from, to, reason] = k.split("\u0000");
+      return [`${esc(from)} → ${esc(to)}`, esc(reason), num(n)];
+    })) : '<p class="muted">None.</p>'}`;
+    if (econ) {
+      const share = econ.volume_share_of_projection;
+      html += `<h3>Break-even</h3><div class="kv">
+        <div><span>months to break even</span><b>${months(econ.months_to_break_even)}</b></div>
+        <div><span>savings / month</span><b>${usd(econ.savings_monthly_usd)}</b></div>
+        <div><span>upfront</span><b>${usd(econ.upfront_usd)}</b></div>
+        <div><span>net so far</span><b>${usd(econ.net_after_upfront_usd)}</b></div></div>
+        ${econ.verdict ? `<span class="verdict ${verdictClass(econ.verdict)}">${esc(econ.verdict)}</span>` : ""}
+        <div class="bar${share >= 1 ? " over" : ""}" style="margin-top:12px"><span style="width:${Math.min(1, share || 0) * 100}%"></span></div>
+        <span class="muted">volume ${compact(econ.observed_monthly_queries)}/mo observed vs ${compact(econ.projected_monthly_queries)}/mo projected (${pct(share)})</span>
+        ${breakEvenChart(econ)}`;
+    }
+    return `<section class="card route" data-route="${esc(route)}">${html}</section>`;
+  }
+
+  function render(samples, economics) {
+    const all = () => true;
+    const requests = total(samples, "gateway_requests_total", all), cost = total(samples, "gateway_cost_usd_total", all);
+    const counterfactual = total(samples, "gateway_counterfactual_cost_usd_total", all);
+    const tokens = group(samples, "gateway_tokens_total", (l) => l.direction);
+    const put = (id, value, text) => { $(id).textContent = text; $(id).dataset.value = value; };
+    put("total-requests", requests, num(requests));
+    put("total-cost", cost, usd(cost));
+    put("total-counterfactual", counterfactual, usd(counterfactual));
+    put("total-saved", counterfactual - cost, usd(counterfactual - cost));
+    $("total-tokens").textContent = `${compact(tokens.get("input") || 0)} / ${compact(tokens.get("output") || 0)}`;
+    const econ = new Map(economics.map((e) => [e.route, e]));
+    const counts = group(samples, "gateway_requests_total", (l) => l.route);
+    const routes = [...new Set([...counts.keys(), ...econ.keys()])]
+      .sort((a, b) => (econ.has(b) - econ.has(a)) || (counts.get(b) || 0) - (counts.get(a) || 0) || a.localeCompare(b));
+    $("routes").innerHTML = routes.length ? routes.map((r) => routeCard(r, samples, econ.get(r))).join("")
+      : '<p class="empty">No requests yet.</p>';
+  }
+
+  async function refresh() {
+    try {
+      const [metrics, economics] = await Promise.all([
+        fetch("metrics", { cache: "no-store" }).then((r) => { if (!r.ok) throw new Error(`/metrics: HTTP ${r.status}`); return r.text(); }),
+        fetch("v1/economics", { cache: "no-store" }).then((r) => (r.ok ? r.json() : null)).catch(() => null),
+      ]);
+      const samples = parseMetrics(metrics);
+      render(samples, economics ? economics.routes : economicsFromGauges(samples));
+      $("last-updated").textContent = new Date().toLocaleTimeString("en-GB");
+      $("live-dot").className = "dot ok";
+      $("error").hidden = true;
+      document.body.dataset.state = "ready";
+      document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes) + 1);
+    } catch (err) {
+      $("live-dot").className = "dot bad";
+      $("error").textContent = `Refresh failed: ${err.message}`;
+      $("error").hidden = false;
+    }
+  }
+
+  refresh();
+  setInterval(refresh, POLL_MS);
+})();

@@ -1,0 +1,211 @@
+"""GET /dashboard in headless Chromium: the page's totals match /metrics, and a screenshot is kept.
+
+Chromium is driven over the DevTools protocol (``websockets``' sync client, which
+uvicorn[standard] already installs): navigate, poll the page's state with
+``Runtime.evaluate`` until its first refresh has landed, read the numbers,
+capture a full-page PNG to ``test-artifacts/dashboard.png``. Without Chromium
+the browser test skips, except under ``CI=true``, where it fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from tests.conftest import GatewayFactory
+from tests.support.fake_upstream import Action, FakeUpstream
+from tests.support.metrics import metric_sum
+from tests.support.servers import ServerThread
+
+ARTIFACT = Path(__file__).resolve().parents[1] / "test-artifacts" / "dashboard.png"
+POLICIES = """
+version: 1
+routes:
+  econ:
+    default_arm: fine_tuned
+    allow_arm_override: true
+    arms:
+      prompted: {target: big}
+      fine_tuned: {target: small}
+    economics: {upfront_usd: 0.5, maintenance_monthly_usd: 0.01, retraining_usd: 0.03,
+                retraining_every_months: 3, projected_monthly_queries: 20000000}
+  ab:
+    arms:
+      prompted: {target: big}
+      fine_tuned:
+        target: small
+        fallback: {to: [{arm: prompted}]}
+experiments:
+  ft-rollout:
+    route: ab
+    key: user
+    variants:
+      control: {weight: 50, arm: prompted}
+      treatment: {weight: 50, arm: fine_tuned}
+"""
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--hide-scrollbars", "--window-size=1360,900", "--remote-debugging-port=0"]
+
+
+def poll(condition: Any, what: str, attempts: int = 300, every_s: float = 0.05) -> Any:
+    """The first truthy result of ``condition()``, polled a bounded number of times."""
+    pause = threading.Event()
+    for _ in range(attempts):
+        result = condition()
+        if result:
+            return result
+        pause.wait(every_s)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class DevTools:
+    """A minimal Chrome DevTools protocol client for one page target."""
+
+    def __init__(self, socket: ClientConnection) -> None:
+        self.socket, self.ids, self.exceptions = socket, itertools.count(1), []
+
+    def send(self, method: str, **params: Any) -> dict[str, Any]:
+        ident = next(self.ids)
+        self.socket.send(json.dumps({"id": ident, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.socket.recv(timeout=30))
+            if message.get("method") == "Runtime.exceptionThrown":
+                self.exceptions.append(message["params"]["exceptionDetails"])
+            if message.get("id") == ident:
+                if "error" in message:
+                    raise AssertionError(f"{method}: {message['error']}")
+                return message["result"]
+
+    def evaluate(self, expression: str) -> Any:
+        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True)
+        return result["result"].get("value")
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[DevTools]:
+    binary = shutil.which("chromium")
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is not installed (CI=true): .ci/run installs it")
+        pytest.skip("chromium is not installed: apt-get install chromium")
+    profile = tmp_path / "chromium"
+    log = (tmp_path / "chromium.log").open("wb")
+    process = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+                               stdout=log, stderr=subprocess.STDOUT)
+    try:
+        port_file = profile / "DevToolsActivePort"
+        port = poll(lambda: port_file.exists() and port_file.read_text().split("\n")[0].strip(),
+                    "chromium's DevTools port", attempts=600)
+        pages = poll(lambda: [t for t in httpx.get(f"http://127.0.0.1:{port}/json/list").json()
+                              if t["type"] == "page"], "a page target")
+        with connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=30) as socket:
+            tools = DevTools(socket)
+            tools.send("Runtime.enable")
+            tools.send("Page.enable")
+            yield tools
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.fixture
+def gateway(start_gateway: GatewayFactory, policy_dir: Path, fake: FakeUpstream) -> ServerThread:
+    (policy_dir / "dashboard.yaml").write_text(POLICIES)
+    return start_gateway()
+
+
+def chat(server: ServerThread, route: str, **extra: Any) -> httpx.Response:
+    headers = extra.pop("headers", {})
+    body = {"model": route, "messages": [{"role": "user", "content": "hi"}], **extra}
+    return httpx.post(server.url + "/v1/chat/completions", json=body, headers=headers, timeout=30)
+
+
+def send_traffic(server: ServerThread, fake: FakeUpstream) -> None:
+    for arm in ["fine_tuned"] * 6 + ["prompted"] * 2:
+        assert chat(server, "econ", headers={"x-gateway-arm": arm}).status_code == 200
+    treated = []
+    for index in range(10):
+        response = chat(server, "ab", user=f"user-{index}")
+        assert response.status_code == 200
+        if response.headers["x-gateway-variant"] == "treatment":
+            treated.append(f"user-{index}")
+    for user in treated[:2]:  # the fine-tuned arm fails once and falls back to the prompted one
+        fake.then(Action(status=500))
+        assert chat(server, "ab", user=user).headers["x-gateway-fallback"] == "small>big:server_error"
+    for _ in range(3):
+        chat(server, "chat", messages=[{"role": "user", "content": "Explain, step by step, why the sky is blue."}])
+
+
+READ = """JSON.stringify({
+  state: document.body.dataset.state, refreshes: Number(document.body.dataset.refreshes),
+  requests: document.getElementById('total-requests').textContent,
+  requestsValue: Number(document.getElementById('total-requests').dataset.value),
+  cost: document.getElementById('total-cost').textContent,
+  costValue: Number(document.getElementById('total-cost').dataset.value),
+  updated: document.getElementById('last-updated').textContent,
+  routes: [...document.querySelectorAll('section.route')].map(s => s.dataset.route),
+  econRequests: document.getElementById('requests-econ')?.dataset.value,
+  verdict: document.querySelector('[data-route="econ"] .verdict')?.textContent,
+  charts: document.querySelectorAll('[data-route="econ"] svg circle').length,
+  variants: document.querySelector('[data-route="ab"]')?.textContent.includes('treatment'),
+  height: document.documentElement.scrollHeight})"""
+
+
+def test_dashboard_shows_the_metrics(gateway: ServerThread, fake: FakeUpstream, browser: DevTools) -> None:
+    send_traffic(gateway, fake)
+    metrics = httpx.get(gateway.url + "/metrics").text
+    requests = metric_sum(metrics, "gateway_requests_total")
+    cost = metric_sum(metrics, "gateway_cost_usd_total")
+    assert requests > 0 and cost > 0
+
+    browser.send("Page.navigate", url=gateway.url + "/dashboard")
+    shown = poll(lambda: (page := json.loads(browser.evaluate(
+        "document.body && document.getElementById('total-requests') ? " + READ + " : 'null'") or "null"))
+        and page["refreshes"] >= 1 and page, "the dashboard's first refresh")
+
+    assert shown["state"] == "ready" and shown["updated"] != "—"
+    assert shown["requestsValue"] == requests
+    assert float(shown["requests"].replace(",", "")) == requests
+    assert shown["costValue"] == pytest.approx(cost, rel=1e-9)
+    assert float(shown["cost"].lstrip("$")) == pytest.approx(cost, rel=1e-3)  # 4 significant digits
+    assert shown["routes"][0] == "econ" and {"ab", "chat"} <= set(shown["routes"])
+    assert float(shown["econRequests"]) == metric_sum(metrics, "gateway_requests_total", route="econ")
+    assert shown["verdict"] and shown["charts"] == 1 and shown["variants"]
+    assert browser.exceptions == []
+
+    browser.send("Emulation.setDeviceMetricsOverride", width=1360, height=int(shown["height"]),
+                 deviceScaleFactor=1, mobile=False)
+    png = base64.b64decode(browser.send("Page.captureScreenshot", format="png")["data"])
+    ARTIFACT.parent.mkdir(exist_ok=True)
+    ARTIFACT.write_bytes(png)
+    assert png.startswith(b"\x89PNG")
+
+
+def test_dashboard_assets(gateway: ServerThread) -> None:
+    page = httpx.get(gateway.url + "/dashboard")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'id="total-requests"' in page.text and 'id="total-cost"' in page.text
+    for name, kind in [("dashboard.js", "text/javascript"), ("dashboard.css", "text/css")]:
+        response = httpx.get(f"{gateway.url}/dashboard/{name}")
+        assert response.status_code == 200 and response.headers["content-type"].startswith(kind)
+        assert f"dashboard/{name}" in page.text
+    for missing in ["index.html", "nope.js", "..%2Fapp.py", "__init__.py"]:
+        assert httpx.get(f"{gateway.url}/dashboard/{missing}").status_code == 404
