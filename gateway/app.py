@@ -54,7 +54,10 @@ def _shared_state(settings: Settings, metrics: Metrics) -> SharedState:
         metrics.redis_transitions.labels("up" if up else "down").inc()
         (log.info if up else log.warning)("redis %s", "is back: shared state resynced" if up else
                                           "is unreachable: serving with local state")
-    return SharedState.connect(settings.redis_url, prefix=settings.redis_prefix, on_change=changed)
+    shared = SharedState.connect(settings.redis_url, prefix=settings.redis_prefix, on_change=changed)
+    # Configured Redis counts as up until a call or the startup probe says otherwise (a transition).
+    metrics.redis_up.set(1 if shared.enabled else 0)
+    return shared
 
 
 def _runtime(settings: Settings) -> GatewayState:

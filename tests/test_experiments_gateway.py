@@ -188,14 +188,17 @@ def test_redis_outage_keeps_serving_and_resyncs(tmp_path: Path, fake_server: tup
         gateway = ServerThread(create_app(settings)).start()
         try:
             assert ask(gateway, "before").status_code == 200
+            assert metric(gateway, "gateway_redis_up") == 1
             redis_server.stop()
             during = ask(gateway, "during")
             assert during.status_code == 200
             readiness = httpx.get(gateway.url + "/readyz").json()
             assert readiness["checks"]["redis"].startswith("unreachable")
             assert metric(gateway, "gateway_redis_transitions_total", state="down") == 1
+            assert metric(gateway, "gateway_redis_up") == 0
             redis_server.start()
             wait_for(lambda: httpx.get(gateway.url + "/readyz").status_code == 200, "Redis to be back")
+            assert metric(gateway, "gateway_redis_up") == 1
             # The test Redis keeps nothing on disk, so the request from before the outage died with it;
             # the one served during the outage was journalled locally and replayed, exactly once.
             given = httpx.post(gateway.url + "/v1/feedback", json={"request_id": during.headers["x-request-id"],
