@@ -2,11 +2,14 @@
 
 Models and thresholds are resolved once per policy set (``strong_share`` turns
 into a threshold from the model's calibration quantiles), so a decision costs
-one scoring call on the hot path.
+one scoring call on the hot path. The linear model scores inline (~0.2 ms); a
+model that runs the MiniLM encoder (~6 ms) scores in a worker thread, where
+onnxruntime releases the GIL, so it never stalls the event loop's other requests.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -14,7 +17,7 @@ from typing import Any
 
 from gateway.metrics import Metrics
 from policies import Classifier, PolicySet
-from routes import SHIPPED_MODELS, Decision, RoutingModel, decide, load_classifier
+from routes import SHIPPED_MODELS, Decision, EmbeddingClassifier, RoutingModel, decide, load_classifier
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -37,13 +40,18 @@ class ArmChooser:
     def _resolved(self, config: Classifier) -> tuple[RoutingModel, float]:
         return _model(config.model, self._policies_dir, config.threshold, config.strong_share)
 
-    def choose(self, policy: PolicySet, model: str, messages: Sequence[Mapping[str, Any]]) -> Decision | None:
+    async def choose(self, policy: PolicySet, model: str,
+                     messages: Sequence[Mapping[str, Any]]) -> Decision | None:
         """The classifier's decision for a route that has one; None for everything else."""
         route = policy.routes.get(model)
         if route is None or route.classifier is None:
             return None
         classifier, threshold = self._resolved(route.classifier)
-        decision = decide(classifier, messages, threshold, route.classifier.low_confidence)
+        arguments = (classifier, messages, threshold, route.classifier.low_confidence)
+        if isinstance(classifier, EmbeddingClassifier):
+            decision = await asyncio.to_thread(decide, *arguments)
+        else:
+            decision = decide(*arguments)
         self._metrics.decisions.labels(model, decision.arm, "scored" if decision.score is not None else "unjudged").inc()
         if decision.score is not None:
             self._metrics.scores.labels(model).observe(decision.score)

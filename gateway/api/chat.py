@@ -135,7 +135,7 @@ async def chat_completions(request: Request) -> Response:
         if assigned:
             record.experiment, record.variant, record.keyed = (assigned[0].experiment, assigned[0].variant,
                                                                assigned[0].keyed)
-        decision = None if forced or (variant and variant.arm) else gateway.chooser.choose(
+        decision = None if forced or (variant and variant.arm) else await gateway.chooser.choose(
             policy, chat.model, body["messages"])
         plan = plan_chat(policy, body, chat, forced, decision.arm if decision else None, variant)
         record.route, record.arm, record.target, record.stream = plan.route, plan.arm, plan.target_name, plan.stream
