@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
+from gateway.observed_economics import SECONDS_PER_MONTH
 from tests.conftest import GatewayFactory
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.metrics import metric_sum
@@ -47,6 +49,11 @@ routes:
       fine_tuned:
         target: small
         fallback: {to: [{arm: prompted}]}
+  routed:
+    classifier: {model: fast, threshold: 0.5}
+    arms:
+      prompted: {target: big}
+      fine_tuned: {target: small}
 experiments:
   ft-rollout:
     route: ab
@@ -152,6 +159,8 @@ def send_traffic(server: ServerThread, fake: FakeUpstream) -> None:
         assert chat(server, "ab", user=user).headers["x-gateway-fallback"] == "small>big:server_error"
     for _ in range(3):
         chat(server, "chat", messages=[{"role": "user", "content": "Explain, step by step, why the sky is blue."}])
+    for prompt in ["hi", "Prove that the square root of 2 is irrational, step by step, then generalise it."]:
+        assert chat(server, "routed", messages=[{"role": "user", "content": prompt}], stream=True).status_code == 200
 
 
 READ = """JSON.stringify({
@@ -165,11 +174,15 @@ READ = """JSON.stringify({
   econRequests: document.getElementById('requests-econ')?.dataset.value,
   verdict: document.querySelector('[data-route="econ"] .verdict')?.textContent,
   charts: document.querySelectorAll('[data-route="econ"] svg circle').length,
+  crossing: document.querySelector('[data-route="econ"] .kv div:last-child b')?.textContent,
+  classifier: document.querySelector('[data-route="routed"] .bar.prompted + .muted')?.textContent,
+  ttft: [...document.querySelectorAll('[data-route="routed"] table tr')].slice(1).map(r => r.lastChild.textContent),
   variants: document.querySelector('[data-route="ab"]')?.textContent.includes('treatment'),
   height: document.documentElement.scrollHeight})"""
 
 
 def test_dashboard_shows_the_metrics(gateway: ServerThread, fake: FakeUpstream, browser: DevTools) -> None:
+    started = datetime.now(UTC)
     send_traffic(gateway, fake)
     metrics = httpx.get(gateway.url + "/metrics").text
     requests = metric_sum(metrics, "gateway_requests_total")
@@ -189,6 +202,14 @@ def test_dashboard_shows_the_metrics(gateway: ServerThread, fake: FakeUpstream, 
     assert shown["routes"][0] == "econ" and {"ab", "chat"} <= set(shown["routes"])
     assert float(shown["econRequests"]) == metric_sum(metrics, "gateway_requests_total", route="econ")
     assert shown["verdict"] and shown["charts"] == 1 and shown["variants"]
+    [econ] = [e for e in httpx.get(gateway.url + "/v1/economics").json()["routes"] if e["route"] == "econ"]
+    ahead = timedelta(days=econ["months_to_break_even"] * SECONDS_PER_MONTH / 86_400)
+    assert shown["crossing"] in {(day + ahead).date().isoformat() for day in (started, datetime.now(UTC))}
+    decisions = metric_sum(metrics, "gateway_classifier_decisions_total", route="routed")
+    prompted = metric_sum(metrics, "gateway_classifier_decisions_total", route="routed", arm="prompted")
+    assert decisions == 2
+    assert shown["classifier"] == f"{prompted / decisions:.0%} of 2 decisions sent to the prompted arm"
+    assert shown["ttft"] and all(cell.endswith("ms") for cell in shown["ttft"])  # streamed: a TTFT per arm
     assert browser.exceptions == []
 
     browser.send("Emulation.setDeviceMetricsOverride", width=1360, height=int(shown["height"]),

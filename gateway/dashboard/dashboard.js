@@ -19,6 +19,9 @@
     const digits = Math.min(12, 3 - Math.floor(Math.log10(a)));
     return `${sign}$${a.toFixed(digits).replace(/(\.\d\d\d*?)0+$/, "$1")}`;
   }
+  const DAYS_PER_MONTH = 365.25 / 12;
+  const crossingDate = (m) => (m == null ? "never"
+    : new Date(Date.now() + m * DAYS_PER_MONTH * 864e5).toISOString().slice(0, 10));
   const months = (v) => (v == null ? "never" : v >= 10 ? v.toFixed(0) : v >= 1 ? v.toFixed(1) : v.toPrecision(2));
 
   const niceStep = (span, n) => { // 1, 2 or 5 times a power of ten
@@ -136,13 +139,15 @@
     const byArm = group(samples, "gateway_requests_total", (l) => l.arm, on);
     const costArm = group(samples, "gateway_cost_usd_total", (l) => l.arm, on);
     const armRows = [...byArm.keys()].sort().map((arm) => {
-      const buckets = group(samples, "gateway_request_duration_seconds_bucket", (l) => l.le, (l) => on(l) && l.arm === arm);
+      const buckets = (name) => group(samples, name, (l) => l.le, (l) => on(l) && l.arm === arm);
+      const latency = buckets("gateway_request_duration_seconds_bucket");
       const n = byArm.get(arm), c = costArm.get(arm) || 0;
       return [`<span class="swatch ${esc(arm)}"></span>${esc(arm)}`, num(n), usd(c), usd(n ? c / n : null),
-        secs(quantile(0.5, buckets)), secs(quantile(0.95, buckets))];
+        secs(quantile(0.5, latency)), secs(quantile(0.95, latency)),
+        secs(quantile(0.5, buckets("gateway_time_to_first_token_seconds_bucket")))];
     });
     let html = `<div class="route-head"><h2>${esc(route)}</h2><span class="nums"><b id="requests-${esc(route)}" data-value="${requests}">${num(requests)}</b> requests · <b id="cost-${esc(route)}" data-value="${cost}">${usd(cost)}</b> · ${pct(requests ? ok / requests : null)} ok</span></div>`;
-    html += `<h3>Arms</h3>${armRows.length ? table(["arm", "requests", "cost", "per query", "p50", "p95"], armRows) : '<p class="muted">No requests yet.</p>'}`;
+    html += `<h3>Arms</h3>${armRows.length ? table(["arm", "requests", "cost", "per query", "p50", "p95", "TTFT p50"], armRows) : '<p class="muted">No requests yet.</p>'}`;
     const variants = group(samples, "gateway_requests_total", (l) => l.variant, (l) => on(l) && l.variant && l.variant !== "none");
     if (variants.size) {
       const vcost = group(samples, "gateway_cost_usd_total", (l) => l.variant, on);
@@ -166,7 +171,8 @@
         <div><span>months to break even</span><b>${months(econ.months_to_break_even)}</b></div>
         <div><span>savings / month</span><b>${usd(econ.savings_monthly_usd)}</b></div>
         <div><span>upfront</span><b>${usd(econ.upfront_usd)}</b></div>
-        <div><span>net so far</span><b>${usd(econ.net_after_upfront_usd)}</b></div></div>
+        <div><span>net so far</span><b>${usd(econ.net_after_upfront_usd)}</b></div>
+        <div><span>projected crossing</span><b>${crossingDate(econ.months_to_break_even)}</b></div></div>
         ${econ.verdict ? `<span class="verdict ${verdictClass(econ.verdict)}">${esc(econ.verdict)}</span>` : ""}
         <div class="bar${share >= 1 ? " over" : ""}" style="margin-top:12px"><span style="width:${Math.min(1, share || 0) * 100}%"></span></div>
         <span class="muted">volume ${compact(econ.observed_monthly_queries)}/mo observed vs ${compact(econ.projected_monthly_queries)}/mo projected (${pct(share)})</span>
