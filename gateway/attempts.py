@@ -67,6 +67,15 @@ class AttemptRunner:
         self._metrics = metrics
         self._breakers = breakers
 
+    def export_breaker_states(self) -> None:
+        """Copy each target's last known breaker state into ``gateway_circuit_open``, just before a scrape.
+
+        With Redis that is the cluster's state as this replica last read it, so every replica
+        that routed to a tripped target reports it, not only the one that saw the failures.
+        """
+        for target, state in self._breakers.states().items():
+            self._metrics.circuit_state.labels(target).set(0 if state == "closed" else 1)
+
     async def _breaker_allows(self, plan: Plan) -> bool:
         config: Breaker | None = plan.target.breaker
         return config is None or await self._breakers.allow(plan.target_name, config)

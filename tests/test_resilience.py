@@ -153,8 +153,10 @@ def test_a_stream_broken_after_its_first_byte_ends_with_an_error_not_a_fallback(
 
 def test_open_breaker_skips_straight_to_the_fallback(gateway: ServerThread, fake: FakeUpstream) -> None:
     fake.then(Action(status=500), Action(), Action(status=500), Action())
-    for _ in range(2):
-        assert chat(gateway, "falling").headers["x-gateway-fallback"] == "fragile>big:server_error"
+    assert chat(gateway, "falling").headers["x-gateway-fallback"] == "fragile>big:server_error"
+    assert metric(gateway, "gateway_circuit_open", target="fragile") == 0  # one failure: still closed
+    assert chat(gateway, "falling").headers["x-gateway-fallback"] == "fragile>big:server_error"
+    assert metric(gateway, "gateway_circuit_open", target="fragile") == 1
     fake.received.clear()
     response = chat(gateway, "falling")
     assert response.headers["x-gateway-fallback"] == "fragile>big:circuit_open"

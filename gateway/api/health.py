@@ -42,6 +42,7 @@ async def readyz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     gateway = state_of(request)
     await refresh_gauges(gateway)
+    gateway.attempts.export_breaker_states()
     return Response(gateway.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
