@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import threading
 from pathlib import Path
 
 import httpx
@@ -13,30 +11,11 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from tests.conftest import POLICY
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.ledger import cluster_totals, cost_of
+from tests.support.polling import poll
 from tests.support.process import GatewayProcess
 from tests.support.redis_server import RedisServer
 from tests.support.servers import ServerThread
-
-
-def cost_of(response: httpx.Response) -> float:
-    if response.headers["x-gateway-cost-usd"] == "pending":
-        return float(re.search(rb"x-gateway-cost-usd=([\d.]+)", response.content).group(1))  # type: ignore[union-attr]
-    return float(response.headers["x-gateway-cost-usd"])
-
-
-def wait_for(condition: object) -> None:
-    pause = threading.Event()
-    for _ in range(400):  # bounded polling for background writes
-        if condition():  # type: ignore[operator]
-            return
-        pause.wait(0.025)
-    raise AssertionError("condition not reached")
-
-
-def cluster_totals(url: str) -> tuple[str, float, float]:
-    body = httpx.get(url + "/v1/ledger").json()
-    return (body["scope"], sum(r.get("requests", 0.0) for r in body["rows"]),
-            sum(r.get("cost_usd", 0.0) for r in body["rows"]))
 
 
 def test_two_processes_share_one_ledger(shared_redis: tuple[str, str]) -> None:
@@ -53,7 +32,7 @@ def test_two_processes_share_one_ledger(shared_redis: tuple[str, str]) -> None:
             assert response.status_code == 200
             total += cost_of(response)
         for gateway in gateways:
-            wait_for(lambda g=gateway: cluster_totals(g.url)[1] == 12)
+            poll(lambda g=gateway: cluster_totals(g.url)[1] == 12, "every replica's ledger")
             scope, requests, cost = cluster_totals(gateway.url)
             assert scope == "cluster" and requests == 12
             assert cost == pytest.approx(total, abs=1e-7)
@@ -79,7 +58,7 @@ def test_outage_entries_are_replayed_once(tmp_path: Path, fake_server: tuple[Fak
                     "model": "chat", "messages": [{"role": "user", "content": "hi"}]}).status_code == 200
             assert cluster_totals(gateway.url)[0] == "process"
             redis_server.start()
-            wait_for(lambda: cluster_totals(gateway.url)[:2] == ("cluster", 3))
+            poll(lambda: cluster_totals(gateway.url)[:2] == ("cluster", 3), "the replayed entries")
             httpx.get(gateway.url + "/readyz")  # another probe: nothing may be replayed twice
             assert cluster_totals(gateway.url)[1] == 3
         finally:

@@ -7,7 +7,6 @@ import json
 import math
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from gateway.settings import Settings
 from tests.conftest import POLICY
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.metrics import scrape
+from tests.support.polling import poll
 from tests.support.process import GatewayProcess
 from tests.support.redis_server import RedisServer, delete_prefix, require_shared_redis, unique_prefix
 from tests.support.servers import ServerThread
@@ -65,15 +65,6 @@ def metric(server: ServerThread, name: str, **labels: str) -> float:
     return scrape(server.url, name, **labels)
 
 
-def wait_for(condition: object, what: str) -> None:
-    pause = threading.Event()
-    for _ in range(400):  # polls a condition, bounded
-        if condition():  # type: ignore[operator]
-            return
-        pause.wait(0.025)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def local_gateway(tmp_path: Path, fake_server: tuple[FakeUpstream, ServerThread],
                   fake: FakeUpstream) -> Iterator[ServerThread]:
@@ -108,7 +99,7 @@ def test_unkeyed_requests_are_marked_and_overrides_refused(local_gateway: Server
 def test_shadow_mirrors_without_touching_the_answer(local_gateway: ServerThread, fake: FakeUpstream) -> None:
     response = ask(local_gateway, "shadowed")
     assert response.status_code == 200
-    wait_for(lambda: metric(local_gateway, "gateway_shadow_requests_total", target="mystery", status="200") == 1,
+    poll(lambda: metric(local_gateway, "gateway_shadow_requests_total", target="mystery", status="200") == 1,
              "the shadow call")
     assert sorted(body["model"] for body in fake.received) == sorted([response.json()["model"], "mystery-model"])
     assert metric(local_gateway, "gateway_shadow_tokens_total", target="mystery", direction="output") == 5
@@ -152,7 +143,7 @@ def test_crossed_requests_are_excluded_and_counted(local_gateway: ServerThread, 
     assert response.headers["x-gateway-fallback"] == "small>big:server_error"
     httpx.post(local_gateway.url + "/v1/feedback", json={"request_id": response.headers["x-request-id"],
                                                           "success": True})
-    wait_for(lambda: httpx.get(local_gateway.url + "/v1/experiments/ft-rollout").json()["variants"][1]
+    poll(lambda: httpx.get(local_gateway.url + "/v1/experiments/ft-rollout").json()["variants"][1]
              ["excluded_crossed"] == 1, "the crossed request in the report")
 
 
@@ -197,7 +188,7 @@ def test_redis_outage_keeps_serving_and_resyncs(tmp_path: Path, fake_server: tup
             assert metric(gateway, "gateway_redis_transitions_total", state="down") == 1
             assert metric(gateway, "gateway_redis_up") == 0
             redis_server.start()
-            wait_for(lambda: httpx.get(gateway.url + "/readyz").status_code == 200, "Redis to be back")
+            poll(lambda: httpx.get(gateway.url + "/readyz").status_code == 200, "Redis to be back")
             assert metric(gateway, "gateway_redis_up") == 1
             # The test Redis keeps nothing on disk, so the request from before the outage died with it;
             # the one served during the outage was journalled locally and replayed, exactly once.

@@ -14,9 +14,8 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ import yaml
 from tests.conftest import GatewayFactory
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.metrics import scrape
+from tests.support.polling import poll
 from tests.support.servers import ServerThread
 
 FILES = Path(__file__).resolve().parents[1] / "helm" / "hybrid-gateway" / "files"
@@ -98,15 +98,6 @@ def require_prometheus() -> str:
     return found
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    pause, deadline = threading.Event(), time.monotonic() + timeout_s
-    while time.monotonic() < deadline:  # bounded polling
-        if condition():
-            return
-        pause.wait(0.2)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-
-
 @pytest.fixture
 def prometheus(tmp_path: Path, start_gateway: GatewayFactory, policy_dir: Path,
                fake: FakeUpstream) -> Iterator[tuple[str, ServerThread]]:
@@ -134,7 +125,7 @@ def prometheus(tmp_path: Path, start_gateway: GatewayFactory, policy_dir: Path,
             return False
 
     try:
-        wait_until(ready, 20, "prometheus to start")
+        poll(ready, "prometheus to start", timeout_s=20, every_s=0.2)
         yield url, gateway
     finally:
         process.terminate()
@@ -212,9 +203,10 @@ def test_rules_and_dashboard_parse_and_return_data(prometheus: tuple[str, Server
 
     drive(gateway, fake, 1)
     (policy_dir / "extra.yaml").write_text("version: 1\nroutes:\n  extra:\n    arms: {prompted: {target: big}}\n")
-    wait_until(lambda: scrape(gateway.url, "gateway_policy_reloads_total", result="success") >= 1, 10,
-               "the policy reload")
-    wait_until(lambda: scrape(gateway.url, "gateway_shadow_requests_total") >= 8, 10, "the shadow calls")
+    poll(lambda: scrape(gateway.url, "gateway_policy_reloads_total", result="success") >= 1, "the policy reload",
+         timeout_s=10, every_s=0.2)
+    poll(lambda: scrape(gateway.url, "gateway_shadow_requests_total") >= 8, "the shadow calls",
+         timeout_s=10, every_s=0.2)
     # Round two only once Prometheus holds round one: every counter then moves between two samples.
     served = scrape(gateway.url, "gateway_requests_total")
 
@@ -223,9 +215,10 @@ def test_rules_and_dashboard_parse_and_return_data(prometheus: tuple[str, Server
         return bool(totals) and float(totals[0]["value"][1]) >= served and all(
             query(url, f"count({name})")["data"]["result"] for name in BASE_METRICS)
 
-    wait_until(scraped, 15, "prometheus to scrape the first round")
+    poll(scraped, "prometheus to scrape the first round", timeout_s=15, every_s=0.2)
     drive(gateway, fake, 2)
-    wait_until(lambda: scrape(gateway.url, "gateway_shadow_requests_total") >= 16, 10, "the shadow calls")
+    poll(lambda: scrape(gateway.url, "gateway_shadow_requests_total") >= 16, "the shadow calls",
+         timeout_s=10, every_s=0.2)
 
     expressions = {**rule_expressions(), **dashboard_expressions()}
     assert len(expressions) > 40
@@ -240,6 +233,7 @@ def test_rules_and_dashboard_parse_and_return_data(prometheus: tuple[str, Server
         return not empty
 
     try:
-        wait_until(all_return_data, max(5.0, 55 - (time.monotonic() - started)), "every expression to return data")
+        poll(all_return_data, "every expression to return data",
+             timeout_s=max(5.0, 55 - (time.monotonic() - started)), every_s=0.2)
     except AssertionError:
         raise AssertionError("no data for: " + ", ".join(empty)) from None

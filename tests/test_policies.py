@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import httpx
 import pytest
 
 from policies import PolicyHolder, PolicyLoadError, load_policies
+from tests.support.polling import poll
 from tests.support.servers import ServerThread
 
 GOOD = """version: 1
@@ -133,18 +133,9 @@ def test_running_gateway_hot_reloads(start_gateway: object, policy_dir: Path) ->
                 return float(line.split()[-1])
         return 0.0
 
-    def wait_until(condition: object) -> None:
-        done = threading.Event()
-        for _ in range(400):  # polls the condition; bounded, not a timed sleep
-            if condition():  # type: ignore[operator]
-                done.set()
-                break
-            done.wait(0.025)
-        assert done.is_set()
-
     policy_file.write_text(original.replace("  chat-small:", "  chat-tiny:"))
-    wait_until(lambda: "chat-tiny" in models())
+    poll(lambda: "chat-tiny" in models(), "the reload")
     policy_file.write_text(original.replace("  chat-small:", "  chat-broken:").replace("target: small}", "target: nope}"))
-    wait_until(lambda: metric("failure") == 1.0)
+    poll(lambda: metric("failure") == 1.0, "the failed reload to be counted")
     assert "chat-tiny" in models() and "chat-broken" not in models()
     assert metric("success") == 1.0
