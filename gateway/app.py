@@ -25,7 +25,7 @@ from gateway.ledger import Ledger
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.shadow import ShadowRunner
-from gateway.state import GatewayState, ReadinessCheck
+from gateway.state import Dependency, GatewayState, ReadinessCheck
 from gateway.upstream import Upstreams, warm_up
 from policies import PolicyHolder, PolicySet, SharedState, breaker_board, outcome_store
 
@@ -75,12 +75,12 @@ def _runtime(settings: Settings) -> GatewayState:
                            KnowledgeService(settings.data_dir, settings.chroma_url, metrics),
                            AttemptRunner(metrics, breaker_board(shared)), chooser, outcomes, shared,
                            ShadowRunner(metrics, upstreams))
-    gateway.readiness["knowledge"] = gateway.knowledge.readiness
+    gateway.readiness["knowledge"] = Dependency(gateway.knowledge.readiness, lambda: gateway.knowledge.reached)
     demo = _demo_check(policies.current)
     if demo is not None:
-        gateway.readiness["demo_upstream"] = _readiness_of_demo(demo)
+        gateway.readiness["demo_upstream"] = Dependency(_readiness_of_demo(demo))
     if shared.enabled:
-        gateway.readiness["redis"] = _readiness_of_redis(shared)
+        gateway.readiness["redis"] = Dependency(_readiness_of_redis(shared), lambda: shared.reached)
         gateway.cluster = ClusterLedger(shared)
         ledger.hooks.append(gateway.cluster)
     return gateway

@@ -68,6 +68,7 @@ class KnowledgeService:
         self._metrics = metrics
         self.store: KnowledgeStore | None = None
         self.problem: str | None = "loading"
+        self.reached = False  # whether the store has answered at least once since start
         self._collections: set[str] = set()
 
     def _open(self, seed_demo: bool) -> KnowledgeStore:
@@ -83,18 +84,31 @@ class KnowledgeService:
                 log.info("demo knowledge ingested into %s: %s", DEMO_COLLECTION, report)
         return store
 
-    async def start(self, policy: PolicySet) -> None:
-        """Open the store in a thread; on failure stay degraded and say why in /readyz."""
+    async def start(self, policy: PolicySet, first_retry_s: float = 1.0, max_retry_s: float = 30.0) -> None:
+        """Open the store in a thread, retrying with backoff until it opens; degraded meanwhile.
+
+        A Chroma server often starts after the gateway (a fresh ``helm install`` starts both
+        at once): giving up after one try would leave the replica without knowledge, and
+        unready, until someone restarted it.
+        """
         self._collections = collections_of(policy)
         if not self._collections:
             self.problem = None
             return
-        try:
-            self.store = await asyncio.to_thread(self._open, DEMO_COLLECTION in collections_of(policy))
+        pause = first_retry_s
+        while True:
+            try:
+                self.store = await asyncio.to_thread(self._open, DEMO_COLLECTION in self._collections)
+            except (RetrievalError, OSError) as exc:
+                self.problem = f"unavailable: {exc}"
+                log.warning("knowledge store not available, answering without context; retrying in %g s: %s",
+                            pause, exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, max_retry_s)
+                continue
             self.problem = None
-        except (RetrievalError, OSError) as exc:
-            self.problem = f"unavailable: {exc}"
-            log.warning("knowledge store not available, answering without context: %s", exc)
+            log.info("knowledge store open: %s", self._chroma_url or self._data_dir / "chroma")
+            return
 
     async def readiness(self) -> str | None:
         """None when the store answers a count of one routed collection; else what is wrong."""
@@ -105,6 +119,7 @@ class KnowledgeService:
             await asyncio.to_thread(store.count, collection)
         except RetrievalError as exc:
             return f"unavailable: {exc}"
+        self.reached = True
         return None
 
     async def augment(self, route: str, knowledge: Knowledge, messages: list[dict[str, Any]],
@@ -125,6 +140,7 @@ class KnowledgeService:
         except RetrievalError as exc:
             log.warning("retrieval failed, answering without context: %s", exc)
             return RagOutcome("unavailable", messages)
+        self.reached = True
         if not augmented.sources:
             return RagOutcome("miss", messages)
         return RagOutcome("hit", augmented.messages, augmented.sources)

@@ -20,6 +20,19 @@ from policies import PolicyHolder, SharedState
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 
 
+def _never() -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """One readiness check: ``check`` says what is wrong now (None: fine); ``reached`` whether it
+    has ever worked since start, which turns a later failure into ``degraded`` (see /readyz)."""
+
+    check: ReadinessCheck
+    reached: Callable[[], bool] = _never
+
+
 @dataclass
 class GatewayState:
     settings: Settings
@@ -34,4 +47,4 @@ class GatewayState:
     shared: SharedState
     shadow: ShadowRunner
     cluster: ClusterLedger | None = None
-    readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
+    readiness: dict[str, Dependency] = field(default_factory=dict)

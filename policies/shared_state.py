@@ -69,6 +69,7 @@ class SharedState:
         self._on_change = on_change
         self._clock = clock
         self.available = client is not None
+        self.reached = False  # whether Redis has answered at least once since start
         self.failures = 0
         self.outages = 0
         self._down_since = 0.0
@@ -137,11 +138,13 @@ class SharedState:
             self._probe_in_background()
             return None
         try:
-            return await op(client)
+            result = await op(client)
         except _FAILURES as exc:
             self.failures += 1
             self._mark_down(exc)
             return None
+        self.reached = True
+        return result
 
     async def probe(self) -> bool:
         """PING now; after an outage a success marks Redis up and runs the resync callbacks."""
@@ -156,6 +159,7 @@ class SharedState:
                 self.failures += 1
                 self._mark_down(exc)
                 return False
+            self.reached = True
             if not self.available:
                 self._mark_up()
                 await self._run_resync()

@@ -11,10 +11,11 @@ import pytest
 
 from gateway.app import create_app
 from gateway.settings import Settings, digest_key
-from retrieval import KnowledgeStore, ingest_paths
+from retrieval import DEMO_COLLECTION, KnowledgeStore, ingest_paths
 from tests.conftest import POLICY
 from tests.support.chroma_server import ChromaServer
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.polling import poll
 from tests.support.servers import ServerThread
 
 KB_ROUTE = """
@@ -135,6 +136,29 @@ def test_chroma_down_answers_without_context(fake_server: tuple[FakeUpstream, Se
         assert "<knowledge>" not in str(fake.received[-1]["messages"])
         metrics = httpx.get(server.url + "/metrics").text
         assert 'gateway_rag_requests_total{result="unavailable",route="kb"} 1.0' in metrics
+    finally:
+        server.stop()
+
+
+def test_a_chroma_server_that_starts_later_is_picked_up(tmp_path: Path, fake_server: tuple[FakeUpstream, ServerThread],
+                                                        fake: FakeUpstream) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "base.yaml").write_text(POLICY.format(url=fake_server[1].url))
+    # The demo collection: the gateway must also seed it into the late server once it answers.
+    (policies / "kb.yaml").write_text(KB_ROUTE.replace("facts", DEMO_COLLECTION))
+    chroma = ChromaServer()  # its port is chosen now; the server starts after the gateway
+    settings = Settings(policies_dir=policies, data_dir=tmp_path / "var", chroma_url=chroma.url)
+    server = ServerThread(create_app(settings)).start()
+    try:
+        assert wait_ready(server.url)["status"] == "not_ready"  # never reached: not ready, not degraded
+        with chroma:
+            body = poll(lambda: (b := httpx.get(server.url + "/readyz").json())["status"] == "ready" and b,
+                        "the gateway to open the late Chroma server", timeout_s=60)
+            assert body["checks"]["knowledge"] == "ok"
+            response = ask(server, "How long do I have to ask Lumen Freight for a refund?")
+            assert response.headers["x-gateway-rag"] == "hit"
+            assert "refund-policy.md" in response.headers["x-gateway-sources"]
     finally:
         server.stop()
 

@@ -21,22 +21,30 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready when policies are loaded and every registered dependency answers."""
+    """503 until policies are loaded and every dependency has answered once; then 200, ``degraded`` in outages.
+
+    A replica that has never reached Redis or the knowledge store should not take traffic yet.
+    Once it has, losing one of them is a degraded mode the gateway serves through (local state,
+    answers without context): failing readiness then would empty the Service on every replica
+    at once, since they all share those dependencies, and turn a degradation into an outage.
+    """
     gateway = state_of(request)
     names = list(gateway.readiness)
 
     async def run(name: str) -> str | None:
         try:
-            return await asyncio.wait_for(gateway.readiness[name](), _CHECK_TIMEOUT_S)
+            return await asyncio.wait_for(gateway.readiness[name].check(), _CHECK_TIMEOUT_S)
         except TimeoutError:
             return "timed out"
 
     results = await asyncio.gather(*(run(name) for name in names))
     checks = {name: problem or "ok" for name, problem in zip(names, results, strict=True)}
     checks["policies"] = f"ok ({gateway.policies.current.fingerprint})"
-    ready = all(problem is None for problem in results)
-    body = {"status": "ready" if ready else "not_ready", "checks": checks}
-    return Response(orjson.dumps(body), status_code=200 if ready else 503, media_type="application/json")
+    failing = [name for name, problem in zip(names, results, strict=True) if problem is not None]
+    ready = all(gateway.readiness[name].reached() for name in failing)
+    status = "not_ready" if not ready else "degraded" if failing else "ready"
+    return Response(orjson.dumps({"status": status, "checks": checks}), status_code=200 if ready else 503,
+                    media_type="application/json")
 
 
 async def metrics(request: Request) -> Response:
