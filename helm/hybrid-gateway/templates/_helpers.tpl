@@ -1,0 +1,113 @@
+{{/* Names, labels and the checks values.schema.json cannot express. */}}
+
+{{- define "hg.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "hg.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* Selector labels of one component: gateway, redis or chroma. */}}
+{{- define "hg.selector" -}}
+app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "hg.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
+{{/* The pod-level security context every pod of the release runs with. */}}
+{{- define "hg.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "hg.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+capabilities:
+  drop: ["ALL"]
+{{- end -}}
+
+{{- define "hg.redisName" -}}{{ include "hg.fullname" . }}-redis{{- end -}}
+{{- define "hg.chromaName" -}}{{ include "hg.fullname" . }}-chroma{{- end -}}
+
+{{/* Gateway pod annotations; the policies checksum makes `helm upgrade` roll the pods when they change. */}}
+{{- define "hg.podAnnotations" -}}
+{{- $annotations := deepCopy .Values.podAnnotations -}}
+{{- if .Values.policies.rollOnChange -}}
+{{- $_ := set $annotations "checksum/policies" (toJson .Values.policies.files | sha256sum) -}}
+{{- end -}}
+{{- with $annotations }}{{ toYaml . }}{{ end -}}
+{{- end -}}
+
+{{/* The ConfigMap holding the policy directory; empty: the image's shipped policies. */}}
+{{- define "hg.policiesConfigMap" -}}
+{{- if .Values.policies.existingConfigMap -}}{{ .Values.policies.existingConfigMap }}
+{{- else if .Values.policies.files -}}{{ include "hg.fullname" . }}-policies
+{{- end -}}
+{{- end -}}
+
+{{/* True (non-empty) when the gateway pods share state through Redis. */}}
+{{- define "hg.redisConfigured" -}}
+{{- if or .Values.redis.url .Values.redis.existingSecret .Values.redis.bundled.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/* The most gateway pods the release can run: replicaCount, or the autoscaler's maximum. */}}
+{{- define "hg.maxReplicas" -}}
+{{- if .Values.autoscaling.enabled -}}{{ .Values.autoscaling.maxReplicas }}{{- else -}}{{ .Values.replicaCount }}{{- end -}}
+{{- end -}}
+
+{{/* The fewest gateway pods the release can run: replicaCount, or the autoscaler's minimum. */}}
+{{- define "hg.minReplicas" -}}
+{{- if .Values.autoscaling.enabled -}}{{ .Values.autoscaling.minReplicas }}{{- else -}}{{ .Values.replicaCount }}{{- end -}}
+{{- end -}}
+
+{{/*
+Refuse value combinations that would deploy a cluster that silently misbehaves.
+Included by the gateway Deployment, so every render runs it.
+*/}}
+{{- define "hg.validate" -}}
+{{- $max := include "hg.maxReplicas" . | int -}}
+{{- if and (eq .Values.chroma.mode "embedded") (gt $max 1) -}}
+{{- fail (printf "chroma.mode=embedded keeps a separate knowledge base in each pod and supports a single replica, but up to %d gateway pods were requested (replicaCount/autoscaling): set chroma.mode=server (bundled Chroma) or chroma.mode=external with chroma.url" $max) -}}
+{{- end -}}
+{{- if and (gt $max 1) (not (include "hg.redisConfigured" .)) -}}
+{{- fail (printf "%d gateway pods need shared state (A/B assignments, circuit breakers, the cluster ledger): set redis.url, redis.existingSecret or redis.bundled.enabled=true" $max) -}}
+{{- end -}}
+{{- if and .Values.redis.bundled.enabled (or .Values.redis.url .Values.redis.existingSecret) -}}
+{{- fail "redis.bundled.enabled=true conflicts with redis.url/redis.existingSecret: choose the bundled Redis or an external one" -}}
+{{- end -}}
+{{- if and .Values.redis.url .Values.redis.existingSecret -}}
+{{- fail "set either redis.url or redis.existingSecret, not both" -}}
+{{- end -}}
+{{- if and .Values.autoscaling.enabled (lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas)) -}}
+{{- fail "autoscaling.maxReplicas must be at least autoscaling.minReplicas" -}}
+{{- end -}}
+{{- $min := include "hg.minReplicas" . | int -}}
+{{- if and .Values.podDisruptionBudget.enabled (ge (int .Values.podDisruptionBudget.minAvailable) $min) -}}
+{{- fail (printf "podDisruptionBudget.minAvailable=%d with as few as %d gateway pods would block every node drain: raise replicaCount (or autoscaling.minReplicas) or lower minAvailable" (int .Values.podDisruptionBudget.minAvailable) $min) -}}
+{{- end -}}
+{{- if and .Values.policies.files .Values.policies.existingConfigMap -}}
+{{- fail "set either policies.files or policies.existingConfigMap, not both" -}}
+{{- end -}}
+{{- if and .Values.policies.rollOnChange .Values.policies.existingConfigMap -}}
+{{- fail "policies.rollOnChange needs policies.files: the chart cannot checksum a ConfigMap it does not render" -}}
+{{- end -}}
+{{- end -}}
