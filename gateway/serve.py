@@ -12,6 +12,7 @@ import atexit
 import logging.config
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -66,8 +67,27 @@ def _wants_demo(policy: PolicySet) -> bool:
 
 def _start_demo(port: int) -> subprocess.Popen[bytes]:
     child = subprocess.Popen([sys.executable, "-m", "gateway.cli", "demo-upstream", "--port", str(port)])
-    atexit.register(child.terminate)
+    _end_with_us(child)
     return child
+
+
+def _end_with_us(child: subprocess.Popen[bytes]) -> None:
+    """Terminate ``child`` when this process ends, normally or by SIGTERM/SIGINT.
+
+    atexit alone is not enough: after its graceful shutdown uvicorn restores the handlers it
+    found and re-raises the signal, and the default SIGTERM action ends the process without
+    running atexit, which would orphan the demo upstream. These handlers are what it finds.
+    """
+    atexit.register(child.terminate)
+    for number in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(number)
+
+        def stop(signum: int, frame: object, previous: object = previous) -> None:
+            child.terminate()
+            signal.signal(signum, previous)  # type: ignore[arg-type]
+            signal.raise_signal(signum)
+
+        signal.signal(number, stop)
 
 
 def _wait_for_port(port: int, child: subprocess.Popen[bytes]) -> None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
+from tests.support.polling import poll
 from tests.support.process import GatewayProcess
 
 
@@ -93,5 +97,29 @@ def test_two_workers_share_metrics() -> None:
                    if line.startswith("gateway_cost_usd_total{"))
         assert counted == 12
         assert cost == pytest.approx(total, abs=1e-7)
+    finally:
+        gateway.stop()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (an exited child that nobody reaped yet is a zombie, not alive)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_stops_the_demo_upstream_too(workers: str) -> None:
+    gateway = GatewayProcess("--workers", workers).start()
+    assert gateway.process is not None
+    pid = gateway.process.pid
+    children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    [demo] = [c for c in children if "demo-upstream" in Path(f"/proc/{c}/cmdline").read_text()]
+    try:
+        os.kill(pid, signal.SIGTERM)  # the gateway alone, as Kubernetes or a terminal would
+        gateway.process.communicate(timeout=30)
+        poll(lambda: not _alive(demo), "the demo upstream to exit with the gateway")
     finally:
         gateway.stop()

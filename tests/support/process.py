@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -56,7 +57,8 @@ class GatewayProcess:
 
     def stop(self) -> str:
         assert self.process is not None
-        os.killpg(self.process.pid, 15)
+        with contextlib.suppress(ProcessLookupError):  # the whole group may have exited already
+            os.killpg(self.process.pid, 15)
         _, err = self.process.communicate(timeout=20)
         shutil.rmtree(self.data_dir, ignore_errors=True)
         return err
