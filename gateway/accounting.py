@@ -75,6 +75,11 @@ def reply_usage(data: Mapping[str, Any], messages: Iterable[Mapping[str, Any]]) 
                                      estimated=True)
 
 
+def format_cost(cost: float | None) -> str:
+    """A cost as the ``x-gateway-cost-usd`` header and stream comment give it: ``unknown`` without a price."""
+    return f"{cost:.8f}" if cost is not None else "unknown"
+
+
 def cost_usd(target: Target | None, usage: Usage) -> float | None:
     """The call's cost in USD, or None when the target is unknown or has no known price."""
     price = price_of(target) if target is not None else None

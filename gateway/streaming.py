@@ -19,7 +19,14 @@ from typing import Any
 
 import orjson
 
-from gateway.accounting import Usage, cost_usd, estimate_prompt_tokens, estimate_tokens, usage_from
+from gateway.accounting import (
+    Usage,
+    cost_usd,
+    estimate_prompt_tokens,
+    estimate_tokens,
+    format_cost,
+    usage_from,
+)
 from gateway.errors import GatewayError, UpstreamFailed, sse_error_event
 from gateway.ledger import RequestRecord
 from gateway.plan import Plan
@@ -97,7 +104,7 @@ class SSERelay:
                 if payload == _DONE:
                     self.finished = changed = True
                     self._finish_usage()
-                    kept += [f": x-gateway-cost-usd={self._record.cost_usd or 0.0:.8f}".encode(), b"", line]
+                    kept += [f": x-gateway-cost-usd={format_cost(self._record.cost_usd)}".encode(), b"", line]
                     continue
                 if not self._keep(payload):
                     self._skip_blank = changed = True

@@ -57,7 +57,10 @@ def test_upstream_without_usage_is_estimated_and_flagged(gateway: ServerThread, 
 def test_unpriced_target_is_counted_not_guessed(gateway: ServerThread, fake: FakeUpstream) -> None:
     response = httpx.post(gateway.url + "/v1/chat/completions", json={"model": "unpriced", "messages": MESSAGES})
     assert response.headers["x-gateway-cost-usd"] == "unknown"
-    assert 'gateway_unpriced_requests_total{target="mystery"} 1.0' in httpx.get(gateway.url + "/metrics").text
+    streamed = httpx.post(gateway.url + "/v1/chat/completions",
+                          json={"model": "unpriced", "messages": MESSAGES, "stream": True})
+    assert b": x-gateway-cost-usd=unknown\n" in streamed.content  # not a made-up $0
+    assert 'gateway_unpriced_requests_total{target="mystery"} 2.0' in httpx.get(gateway.url + "/metrics").text
 
 
 

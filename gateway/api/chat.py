@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.accounting import cost_usd, reply_usage
-from gateway.api.common import failure, format_cost, gateway_headers, state_of
+from gateway.accounting import cost_usd, format_cost, reply_usage
+from gateway.api.common import failure, gateway_headers, state_of
 from gateway.attempts import Journey
 from gateway.errors import InvalidRequest
 from gateway.experiments import assign_variant

@@ -66,6 +66,3 @@ def failure(gateway: GatewayState, record: RequestRecord, exc: Exception) -> Res
     headers.update(_journey_headers(record))
     return error_response(exc, headers)
 
-
-def format_cost(cost: float | None) -> str:
-    return f"{cost:.8f}" if cost is not None else "unknown"

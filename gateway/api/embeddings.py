@@ -8,8 +8,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.accounting import Usage, cost_usd, estimate_tokens
-from gateway.api.common import failure, format_cost, gateway_headers, state_of
+from gateway.accounting import Usage, cost_usd, estimate_tokens, format_cost
+from gateway.api.common import failure, gateway_headers, state_of
 from gateway.errors import ModelNotFound
 from gateway.intake import authenticate, read_json, request_id, validate
 from gateway.ledger import RequestRecord
