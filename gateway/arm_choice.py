@@ -62,3 +62,8 @@ class ArmChooser:
         for route in policy.routes.values():
             if route.classifier is not None:
                 self._resolved(route.classifier)
+
+
+def route_classifier(config: Classifier, policies_dir: Path) -> RoutingModel:
+    """The model a route's ``classifier`` block names, resolved as the gateway resolves it (offline tools)."""
+    return _model(config.model, policies_dir, config.threshold, config.strong_share)[0]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import retrieval
 import routes
-from gateway import breakeven_cli, experiments_cli
+from gateway import breakeven_cli, evaluation, experiments_cli
 from gateway.settings import DEFAULT_POLICIES
 
 Command = Callable[[argparse.Namespace], int]
@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     retrieval.add_cli(sub)
     routes.add_cli(sub)
     experiments_cli.add_cli(sub)
+    evaluation.add_cli(sub)
     return parser
 
 

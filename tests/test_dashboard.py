@@ -4,18 +4,13 @@ Chromium is driven over the DevTools protocol (``websockets``' sync client, whic
 uvicorn[standard] already installs): navigate, poll the page's state with
 ``Runtime.evaluate`` until its first refresh has landed, read the numbers,
 capture a full-page PNG to ``test-artifacts/dashboard.png``. Without Chromium
-the browser test skips, except under ``CI=true``, where it fails.
+the browser test skips, except under ``CI=true``, where it fails. The browser
+plumbing is shared in ``tests/support/browser.py``.
 """
 
 from __future__ import annotations
 
-import base64
-import itertools
 import json
-import os
-import shutil
-import subprocess
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,15 +18,14 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.sync.client import ClientConnection, connect
 
 from gateway.observed_economics import SECONDS_PER_MONTH
 from tests.conftest import GatewayFactory
+from tests.support.browser import DevTools, chromium, poll
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.metrics import metric_sum
 from tests.support.servers import ServerThread
 
-ARTIFACT = Path(__file__).resolve().parents[1] / "test-artifacts" / "dashboard.png"
 POLICIES = """
 version: 1
 routes:
@@ -62,75 +56,12 @@ experiments:
       control: {weight: 50, arm: prompted}
       treatment: {weight: 50, arm: fine_tuned}
 """
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars", "--window-size=1360,900", "--remote-debugging-port=0"]
-
-
-def poll(condition: Any, what: str, attempts: int = 300, every_s: float = 0.05) -> Any:
-    """The first truthy result of ``condition()``, polled a bounded number of times."""
-    pause = threading.Event()
-    for _ in range(attempts):
-        result = condition()
-        if result:
-            return result
-        pause.wait(every_s)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class DevTools:
-    """A minimal Chrome DevTools protocol client for one page target."""
-
-    def __init__(self, socket: ClientConnection) -> None:
-        self.socket, self.ids, self.exceptions = socket, itertools.count(1), []
-
-    def send(self, method: str, **params: Any) -> dict[str, Any]:
-        ident = next(self.ids)
-        self.socket.send(json.dumps({"id": ident, "method": method, "params": params}))
-        while True:
-            message = json.loads(self.socket.recv(timeout=30))
-            if message.get("method") == "Runtime.exceptionThrown":
-                self.exceptions.append(message["params"]["exceptionDetails"])
-            if message.get("id") == ident:
-                if "error" in message:
-                    raise AssertionError(f"{method}: {message['error']}")
-                return message["result"]
-
-    def evaluate(self, expression: str) -> Any:
-        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True)
-        return result["result"].get("value")
 
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[DevTools]:
-    binary = shutil.which("chromium")
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed (CI=true): .ci/run installs it")
-        pytest.skip("chromium is not installed: apt-get install chromium")
-    profile = tmp_path / "chromium"
-    log = (tmp_path / "chromium.log").open("wb")
-    process = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                               stdout=log, stderr=subprocess.STDOUT)
-    try:
-        port_file = profile / "DevToolsActivePort"
-        port = poll(lambda: port_file.exists() and port_file.read_text().split("\n")[0].strip(),
-                    "chromium's DevTools port", attempts=600)
-        pages = poll(lambda: [t for t in httpx.get(f"http://127.0.0.1:{port}/json/list").json()
-                              if t["type"] == "page"], "a page target")
-        with connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=30) as socket:
-            tools = DevTools(socket)
-            tools.send("Runtime.enable")
-            tools.send("Page.enable")
-            yield tools
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    with chromium(tmp_path) as tools:
+        yield tools
 
 
 @pytest.fixture
@@ -212,11 +143,7 @@ def test_dashboard_shows_the_metrics(gateway: ServerThread, fake: FakeUpstream, 
     assert shown["ttft"] and all(cell.endswith("ms") for cell in shown["ttft"])  # streamed: a TTFT per arm
     assert browser.exceptions == []
 
-    browser.send("Emulation.setDeviceMetricsOverride", width=1360, height=int(shown["height"]),
-                 deviceScaleFactor=1, mobile=False)
-    png = base64.b64decode(browser.send("Page.captureScreenshot", format="png")["data"])
-    ARTIFACT.parent.mkdir(exist_ok=True)
-    ARTIFACT.write_bytes(png)
+    png = browser.screenshot("dashboard.png", int(shown["height"]))
     assert png.startswith(b"\x89PNG")
 
 
