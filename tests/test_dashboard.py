@@ -21,22 +21,14 @@ import pytest
 
 from gateway.observed_economics import SECONDS_PER_MONTH
 from tests.conftest import GatewayFactory
-from tests.support.browser import DevTools, chromium, poll
+from tests.support.browser import DevTools, chromium
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.metrics import metric_sum
+from tests.support.policies import econ_route
+from tests.support.polling import poll
 from tests.support.servers import ServerThread
 
-POLICIES = """
-version: 1
-routes:
-  econ:
-    default_arm: fine_tuned
-    allow_arm_override: true
-    arms:
-      prompted: {target: big}
-      fine_tuned: {target: small}
-    economics: {upfront_usd: 0.5, maintenance_monthly_usd: 0.01, retraining_usd: 0.03,
-                retraining_every_months: 3, projected_monthly_queries: 20000000}
+POLICIES = "version: 1\nroutes:" + econ_route(projected_monthly_queries=20_000_000) + """
   ab:
     arms:
       prompted: {target: big}
@@ -123,7 +115,7 @@ def test_dashboard_shows_the_metrics(gateway: ServerThread, fake: FakeUpstream, 
     browser.send("Page.navigate", url=gateway.url + "/dashboard")
     shown = poll(lambda: (page := json.loads(browser.evaluate(
         "document.body && document.getElementById('total-requests') ? " + READ + " : 'null'") or "null"))
-        and page["refreshes"] >= 1 and page, "the dashboard's first refresh")
+        and page["refreshes"] >= 1 and page, "the dashboard's first refresh", timeout_s=30)
 
     assert shown["state"] == "ready" and shown["updated"] != "—"
     assert shown["requestsValue"] == requests

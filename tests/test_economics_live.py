@@ -14,20 +14,10 @@ from gateway.observed_economics import SECONDS_PER_MONTH
 from tests.conftest import GatewayFactory
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.metrics import metric_sum
+from tests.support.policies import econ_route
 from tests.support.servers import ServerThread
 
-ECON = """
-version: 1
-routes:
-  econ:
-    default_arm: fine_tuned
-    allow_arm_override: true
-    arms:
-      prompted: {target: big}
-      fine_tuned: {target: small}
-    economics: {upfront_usd: 0.5, maintenance_monthly_usd: 0.01, retraining_usd: 0.03,
-                retraining_every_months: 3, projected_monthly_queries: 1000000}
-"""
+ECON = "version: 1\nroutes:" + econ_route(projected_monthly_queries=1_000_000)
 BIG = (11 * 2.0 + 5 * 8.0) / 1e6  # the fake's usage at the big target's policy prices
 
 

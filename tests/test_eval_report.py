@@ -11,8 +11,9 @@ import pytest
 
 from gateway.cli import main
 from gateway.evaluation.presentation import ROWS, number
-from tests.support.browser import DevTools, chromium, poll
+from tests.support.browser import DevTools, chromium
 from tests.support.fake_upstream import Action, FakeUpstream
+from tests.support.polling import poll
 
 READ = """JSON.stringify({
   examples: Number(document.getElementById('examples').dataset.value),
@@ -67,7 +68,7 @@ def test_html_report_matches_the_json(fake: FakeUpstream, policy_dir: Path, tmp_
     browser.send("Page.navigate", url=(out / "report.html").as_uri())
     shown = poll(lambda: json.loads(browser.evaluate(
         "document.readyState === 'complete' && document.getElementById('curve') ? " + READ + " : 'null'")
-        or "null"), "the report to load")
+        or "null"), "the report to load", timeout_s=30)
 
     assert shown["examples"] == summary["examples"] == len(questions)
     kinds = {key: kind for key, _, kind in ROWS}

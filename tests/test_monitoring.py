@@ -27,6 +27,7 @@ from tests.conftest import GatewayFactory
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.metrics import scrape
 from tests.support.polling import poll
+from tests.support.process import end_process
 from tests.support.servers import ServerThread
 
 FILES = Path(__file__).resolve().parents[1] / "helm" / "hybrid-gateway" / "files"
@@ -128,12 +129,7 @@ def prometheus(tmp_path: Path, start_gateway: GatewayFactory, policy_dir: Path,
         poll(ready, "prometheus to start", timeout_s=20, every_s=0.2)
         yield url, gateway
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_process(process)
         log.close()
 
 

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,21 +22,13 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
+from tests.support.polling import poll
+from tests.support.process import end_process
+
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--hide-scrollbars", "--window-size=1360,900", "--remote-debugging-port=0"]
-
-
-def poll(condition: Any, what: str, attempts: int = 300, every_s: float = 0.05) -> Any:
-    """The first truthy result of ``condition()``, polled a bounded number of times."""
-    pause = threading.Event()
-    for _ in range(attempts):
-        result = condition()
-        if result:
-            return result
-        pause.wait(every_s)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class DevTools:
@@ -89,7 +80,7 @@ def chromium(tmp_path: Path) -> Iterator[DevTools]:
     try:
         port_file = profile / "DevToolsActivePort"
         port = poll(lambda: port_file.exists() and port_file.read_text().split("\n")[0].strip(),
-                    "chromium's DevTools port", attempts=600)
+                    "chromium's DevTools port", timeout_s=30)
         pages = poll(lambda: [t for t in httpx.get(f"http://127.0.0.1:{port}/json/list").json()
                               if t["type"] == "page"], "a page target")
         with connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=30) as socket:
@@ -98,10 +89,5 @@ def chromium(tmp_path: Path) -> Iterator[DevTools]:
             tools.send("Page.enable")
             yield tools
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_process(process)
         log.close()

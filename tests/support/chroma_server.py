@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.process import free_port
+from tests.support.process import end_process, free_port
 
 CHROMA = Path(sys.executable).parent / "chroma"
 
@@ -48,9 +48,8 @@ class ChromaServer:
         raise RuntimeError("chroma server did not answer in time")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=15)
+        if self.process is not None:
+            end_process(self.process, timeout_s=15)
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self) -> ChromaServer:

@@ -11,10 +11,23 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def end_process(process: subprocess.Popen[Any], timeout_s: float = 10.0) -> None:
+    """Terminate a child and reap it; kill it if it does not stop within ``timeout_s``."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def free_port() -> int:

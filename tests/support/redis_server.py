@@ -20,7 +20,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from tests.support.process import free_port
+from tests.support.process import end_process, free_port
 
 SHARED_REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -100,9 +100,8 @@ class RedisServer:
         raise RuntimeError("redis-server did not accept connections in time")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+        if self.process is not None:
+            end_process(self.process)
         self.process = None
 
     def close(self) -> None:
