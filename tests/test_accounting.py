@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import httpx
 import pytest
 
@@ -11,6 +9,7 @@ from gateway.accounting import estimate_tokens
 from gateway.pricing import price_of
 from policies import Price, Target
 from tests.support.fake_upstream import Action, FakeUpstream
+from tests.support.ledger import cost_of
 from tests.support.metrics import metric_sum
 from tests.support.servers import ServerThread
 
@@ -73,9 +72,8 @@ def test_metrics_cost_equals_the_sum_of_headers(gateway: ServerThread, fake: Fak
         body = {"model": "chat" if index % 2 == 0 else "chat-small", "messages": MESSAGES}
         response = httpx.post(gateway.url + "/v1/chat/completions", json=body)
         if response.status_code == 200:
-            header_total += float(response.headers["x-gateway-cost-usd"])
-    stream = httpx.post(gateway.url + "/v1/chat/completions", json={**body, "stream": True})
-    header_total += float(re.search(rb": x-gateway-cost-usd=([\d.]+)", stream.content).group(1))  # type: ignore[union-attr]
+            header_total += cost_of(response)
+    header_total += cost_of(httpx.post(gateway.url + "/v1/chat/completions", json={**body, "stream": True}))
     metrics = httpx.get(gateway.url + "/metrics").text
     assert metric_sum(metrics, "gateway_cost_usd_total") == pytest.approx(header_total, abs=1e-9)
     assert metric_sum(metrics, "gateway_requests_total", status="200") == 4

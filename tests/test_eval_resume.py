@@ -19,8 +19,8 @@ import orjson
 import pytest
 
 from gateway.cli import main
-from tests.support.browser import poll
 from tests.support.fake_upstream import Action, FakeUpstream
+from tests.support.polling import poll
 
 MODELS = {"big-model": "prompted", "ft:gpt-4o-mini-2024-07-18:acme::abc123": "fine_tuned"}
 
@@ -86,7 +86,7 @@ def test_a_killed_run_resumes_and_only_the_call_in_flight_is_made_again(
                              start_new_session=True)  # not cwd: `python -m` would import its policies/ folder
     try:
         poll(lambda: (out / "responses.jsonl").exists() and len(journal(out)) == 3 and len(fake.received) == 4,
-             "three journaled calls and a fourth in flight", attempts=1200)
+             "three journaled calls and a fourth in flight", timeout_s=60)
     finally:
         os.killpg(child.pid, signal.SIGKILL)
         child.wait()

@@ -6,7 +6,6 @@ that succeeded is accounted exactly once, whatever happened on the way.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import httpx
@@ -14,6 +13,7 @@ import pytest
 
 from tests.conftest import GatewayFactory
 from tests.support.fake_upstream import Action, FakeUpstream
+from tests.support.ledger import cost_of
 from tests.support.metrics import scrape
 from tests.support.servers import ServerThread
 
@@ -196,10 +196,7 @@ def test_mixed_traffic_is_accounted_once_per_success(gateway: ServerThread, fake
         response = chat(gateway, model, **extra)
         outcomes.append(response.status_code)
         if response.status_code == 200:
-            if extra:
-                costs += float(re.search(rb"x-gateway-cost-usd=([\d.]+)", response.content).group(1))  # type: ignore[union-attr]
-            else:
-                costs += float(response.headers["x-gateway-cost-usd"])
+            costs += cost_of(response)
     assert outcomes == [200] * 5
     assert metric(gateway, "gateway_requests_total") == 5
     assert metric(gateway, "gateway_cost_usd_total") == pytest.approx(costs, abs=1e-12)

@@ -6,16 +6,20 @@ import re
 
 import httpx
 
-_STREAMED_COST = re.compile(rb"x-gateway-cost-usd=([\d.]+)")
+_STREAMED_COST = re.compile(rb"\n: x-gateway-cost-usd=([\d.]+|unknown)\n")
 
 
 def cost_of(response: httpx.Response) -> float:
-    """The cost a response reports: its header, or for a stream the SSE comment before [DONE]."""
-    if response.headers["x-gateway-cost-usd"] == "pending":
+    """The cost a response reports: its header, or for a stream the SSE comment before [DONE].
+
+    ``unknown`` (a target without a price) counts as 0, as it does in ``gateway_cost_usd_total``.
+    """
+    reported = response.headers["x-gateway-cost-usd"]
+    if reported == "pending":
         found = _STREAMED_COST.search(response.content)
         assert found is not None, "a stream without its cost comment"
-        return float(found.group(1))
-    return float(response.headers["x-gateway-cost-usd"])
+        reported = found.group(1).decode()
+    return 0.0 if reported == "unknown" else float(reported)
 
 
 def cluster_totals(url: str) -> tuple[str, float, float]:
