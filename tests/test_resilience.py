@@ -6,6 +6,7 @@ that succeeded is accounted exactly once, whatever happened on the way.
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,7 @@ from tests.conftest import GatewayFactory
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.ledger import cost_of
 from tests.support.metrics import scrape
+from tests.support.process import GatewayProcess
 from tests.support.servers import ServerThread
 
 RESILIENT = """
@@ -72,7 +74,7 @@ def gateway(start_gateway: GatewayFactory, policy_dir: Path, fake_server: tuple[
     return start_gateway()
 
 
-def chat(gateway: ServerThread, model: str, **extra: object) -> httpx.Response:
+def chat(gateway: ServerThread | GatewayProcess, model: str, **extra: object) -> httpx.Response:
     return httpx.post(gateway.url + "/v1/chat/completions", json={"model": model, "messages": MESSAGES, **extra},
                       timeout=30)
 
@@ -187,7 +189,8 @@ def test_deadline_bounds_retries(gateway: ServerThread, fake: FakeUpstream) -> N
     assert 2 <= attempts < 5, "the 0.8 s deadline allows two or three 0.3 s attempts, never all five"
 
 
-def test_mixed_traffic_is_accounted_once_per_success(gateway: ServerThread, fake: FakeUpstream) -> None:
+def send_mixed_traffic(gateway: ServerThread | GatewayProcess, fake: FakeUpstream) -> float:
+    """Five requests through two retries, a 429 that falls back, and streams, all succeeding; their summed cost."""
     fake.then(Action(status=500), Action(), Action(status=429, retry_after="0"), Action(), Action(status=500))
     costs = 0.0
     outcomes = []
@@ -198,5 +201,27 @@ def test_mixed_traffic_is_accounted_once_per_success(gateway: ServerThread, fake
         if response.status_code == 200:
             costs += cost_of(response)
     assert outcomes == [200] * 5
+    assert fake.script == deque(), "every scripted failure was met"
+    return costs
+
+
+def test_mixed_traffic_is_accounted_once_per_success(gateway: ServerThread, fake: FakeUpstream) -> None:
+    costs = send_mixed_traffic(gateway, fake)
     assert metric(gateway, "gateway_requests_total") == 5
     assert metric(gateway, "gateway_cost_usd_total") == pytest.approx(costs, abs=1e-12)
+
+
+def test_two_workers_account_mixed_traffic_once(policy_dir: Path, fake_server: tuple[FakeUpstream, ServerThread],
+                                                fake: FakeUpstream) -> None:
+    """The same promise across uvicorn workers, whose metrics merge in prometheus-client's multiprocess mode."""
+    (policy_dir / "resilient.yaml").write_text(RESILIENT.format(url=fake_server[1].url))
+    gateway = GatewayProcess("--workers", "2", "--policies", str(policy_dir), "--demo", "off").start()
+    try:
+        costs = send_mixed_traffic(gateway, fake)
+        assert costs > 0
+        assert scrape(gateway.url, "gateway_requests_total") == 5
+        assert scrape(gateway.url, "gateway_cost_usd_total") == pytest.approx(costs, abs=1e-12)
+        assert scrape(gateway.url, "gateway_retries_total") == 2  # the two 5xx on the retrying target
+        assert scrape(gateway.url, "gateway_fallbacks_total") == 1  # the 429 on the falling route's fine-tune
+    finally:
+        gateway.stop()
