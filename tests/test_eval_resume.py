@@ -15,11 +15,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
 from gateway.cli import main
+from tests.conftest import GatewayFactory
 from tests.support.fake_upstream import Action, FakeUpstream
+from tests.support.metrics import metric_sum
 from tests.support.polling import poll
 
 MODELS = {"big-model": "prompted", "ft:gpt-4o-mini-2024-07-18:acme::abc123": "fine_tuned"}
@@ -159,3 +162,21 @@ def test_one_arm(fake: FakeUpstream, policy_dir: Path, workdir: Path) -> None:
     assert summary["differences"] is None and summary["curve"] is None and summary["recommendation"] is None
     page = (out / "report.html").read_text()
     assert 'data-metric="f1"' in page and 'id="curve"' not in page and 'id="recommendation"' not in page
+
+
+def test_url_mode_drives_a_running_gateway_and_retries_a_429(fake: FakeUpstream, policy_dir: Path, workdir: Path,
+                                                             start_gateway: GatewayFactory) -> None:
+    gateway = start_gateway()
+    data, out = dataset(workdir / "set.jsonl", 3), workdir / "out"
+    fake.then(Action(status=429, retry_after="0"))  # the gateway passes it on; eval waits and retries
+    assert main(arguments(policy_dir, data, out, "--url", gateway.url, "--concurrency", "1",
+                          "--backoff", "0.01")) == 0
+    lines = {line["key"]: line for line in journal(out)}
+    assert lines["0:prompted"]["tries"] == 2 and all(line["ok"] for line in lines.values())
+    assert len(fake.received) == 6 + 1
+    metrics = httpx.get(gateway.url + "/metrics").text  # billed once per answer, the 429 not at all
+    assert metric_sum(metrics, "gateway_requests_total", status="200") == 6
+    assert metric_sum(metrics, "gateway_requests_total", status="429") == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["arms"]["prompted"]["cost_per_query_usd"] * 3 == pytest.approx(
+        metric_sum(metrics, "gateway_cost_usd_total", arm="prompted"))
