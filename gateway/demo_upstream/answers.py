@@ -45,9 +45,13 @@ def compose(model: SimulatedModel, messages: Sequence[Mapping[str, Any]]) -> str
     persona = system.rsplit("</knowledge>", 1)[-1].strip()  # the arm's own prompt, after any injected context
     if persona:
         parts.append(f"Following the instructions \"{_first_sentence(persona, 100)}\".")
-    for number, source, text in _PASSAGE.findall(system)[:2]:
+    quoted = 0
+    for number, source, text in _PASSAGE.findall(system):
         body = [line for line in text.splitlines() if line.strip() and " > " not in line]  # skip heading paths
-        parts.append(f"According to [{number}] ({source}): {_first_sentence(' '.join(body))}")
+        sentence = _first_sentence(" ".join(body))
+        if sentence and quoted < 2:  # a passage that is only a heading has nothing to quote
+            parts.append(f"According to [{number}] ({source}): {sentence}")
+            quoted += 1
     seed = _seed(model, messages)
     low, high = model.answer_tokens
     target_words = low + seed % (high - low + 1)
