@@ -7,9 +7,10 @@ The gateway uses only what `__all__` lists. Typical use::
     decision = decide(clf, messages, threshold)  # Decision(arm="prompted" | "fine_tuned", ...)
 
 Two models ship, trained on RouteLLM's public GPT-4 vs Mixtral labels (see `routes/_train.py`):
-`fast`, a logistic regression over named cues and hashed n-grams (< 1 ms per decision), and
-`default`, the same score stacked with a MiniLM topic prior (best quality, < 10 ms per decision;
-see `routes/_embedding.py`). Rebuild both with `hybrid-gateway router train --shipped`; the
+`fast`, a logistic regression over named cues and hashed n-grams stacked with a topic prior from
+MiniLM's static word-piece embeddings (no transformer pass, < 1 ms per decision; see
+`routes/_static.py`), and `default`, the same linear score stacked with a MiniLM topic prior
+(< 10 ms per decision; see `routes/_embedding.py`). Rebuild both with `hybrid-gateway router train --shipped`; the
 cross-validated figures behind every choice come from `hybrid-gateway router cv`.
 """
 
@@ -19,6 +20,7 @@ from ._embedding import EmbeddingClassifier
 from ._linear import LinearClassifier
 from ._models import SHIPPED as SHIPPED_MODELS
 from ._models import RoutingModel, load_classifier
+from ._static import StaticClassifier
 from ._types import Classifier, Score
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "LinearClassifier",
     "RoutingModel",
     "Score",
+    "StaticClassifier",
     "add_cli",
     "decide",
     "load_classifier",

@@ -48,9 +48,10 @@ def add_cli(subparsers: Any) -> None:
     )
     train.add_argument(
         "--kind",
-        choices=("linear", "embedding"),
+        choices=("linear", "static", "embedding"),
         default="linear",
-        help="with --out: linear (the `fast` model) or embedding (the `default` model); default %(default)s",
+        help="with --out: linear (no topic prior), static (the `fast` model) or embedding "
+        "(the `default` model); default %(default)s",
     )
     train.add_argument("--l2", type=float, default=TrainConfig.l2, help="L2 penalty (default %(default)s)")
     train.add_argument("--bits", type=int, default=TrainConfig.bits, help="log2 of hashed feature buckets")
@@ -105,7 +106,7 @@ def _folders(args: argparse.Namespace) -> list[Path]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ._train import train, train_embedding
+    from ._train import train, train_embedding, train_pair, train_static
 
     try:
         datasets = [load_examples(folder, "train") for folder in _folders(args)]
@@ -114,12 +115,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 2
     config = TrainConfig(bits=args.bits, l2=args.l2)
     if args.shipped:
-        model = train_embedding(datasets, config)
-        model.linear.save(MODELS_DIR / "fast.npz")
-        model.save(MODELS_DIR / "default.npz")
+        fast, default = train_pair(datasets, config)
+        fast.save(MODELS_DIR / "fast.npz")
+        default.save(MODELS_DIR / "default.npz")
         written = f"{MODELS_DIR / 'fast.npz'} and {MODELS_DIR / 'default.npz'}"
     else:
-        (train_embedding(datasets, config) if args.kind == "embedding" else train(datasets, config)).save(args.out)
+        trainers = {"static": train_static, "embedding": train_embedding, "linear": train}
+        trainers[args.kind](datasets, config).save(args.out)
         written = str(args.out)
     sizes = ", ".join(
         f"{folder.name}={len(rows)}" for folder, rows in zip(_folders(args), datasets, strict=True)

@@ -1,12 +1,13 @@
 """Cross-validation on the train split: how model choices are made without touching the test split.
 
 Each dataset's train rows are dealt into `folds` parts (seeded, per dataset, so every part holds
-the same mix). For each part, the complete default model -- the linear model, its topic prior and
-the stack, each with their own inner out-of-fold calibration -- is trained on the other parts with
-`train_embedding`, and the held-out part is scored by both its linear half (the `fast` model) and
-the whole (the `default` model). Figures are RouteLLM's metrics on the pooled out-of-fold scores
-of each dataset, beside prompt length. The cross-domain figure trains on MMLU only and scores all
-GSM8K train rows, as the acceptance test does on the test split.
+the same mix). For each part, both shipped models -- one linear model, each topic prior (static
+for `fast`, MiniLM for `default`) and each stack, with their own inner out-of-fold calibration --
+are trained on the other parts with `train_pair`, and the held-out part is scored by the linear
+model alone (`linear`, the `fast` model before the static prior), `fast` and `default`. Figures
+are RouteLLM's metrics on the pooled out-of-fold scores of each dataset, beside prompt length.
+The cross-domain figure trains on MMLU only and scores all GSM8K train rows, as the acceptance
+test does on the test split.
 
     hybrid-gateway router cv            # ~8 minutes on 2 cores; prints the table below
 """
@@ -20,12 +21,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._data import Example
-from ._embedding import Embedder, EmbeddingClassifier
+from ._embedding import Embedder, EmbeddingClassifier, topic_text
 from ._evaluate import CALIBRATION_SHARE
 from ._metrics import apgr, cpt, routing_curve
-from ._train import Design, TrainConfig, design, embed_rows, linear_logits, train_embedding
+from ._static import StaticClassifier
+from ._train import Design, TrainConfig, design, embed_rows, linear_logits, train_pair
 
-MODELS = ("fast", "default")
+MODELS = ("linear", "fast", "default")
 CROSS_TRAIN, CROSS_TEST = "mmlu", "gsm8k"
 
 
@@ -74,10 +76,10 @@ def cross_validate(
     for k in range(folds):
         inside, outside = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
         train_sets = [[examples[j] for j in inside if owner[j] == i] for i in range(len(names))]
-        model = train_embedding(train_sets, config, embedder, embeddings[inside])
-        for name, value in _score_both(model, rows.rows(outside), embeddings[outside]).items():
+        pair = train_pair(train_sets, config, embedder, embeddings[inside])
+        for name, value in _score_all(pair, rows.rows(outside), embeddings[outside]).items():
             scores[name][outside] = value
-            strong[name][outside] = value >= _threshold(model, name)
+            strong[name][outside] = value >= _threshold(pair, name)
 
     figures = []
     for i, name in enumerate(names):
@@ -107,28 +109,32 @@ def _cross_domain(
         return ()
     source = np.flatnonzero(owner == names.index(CROSS_TRAIN))
     target = np.flatnonzero(owner == names.index(CROSS_TEST))
-    model = train_embedding([datasets[CROSS_TRAIN]], config, embedder, embeddings[source])
+    pair = train_pair([datasets[CROSS_TRAIN]], config, embedder, embeddings[source])
     held = list(datasets[CROSS_TEST])
     rows = design([held], config.bits)
     return tuple(
         _figures(f"{name} (mmlu-only)", CROSS_TEST, value, held)
-        for name, value in _score_both(model, rows, embeddings[target]).items()
+        for name, value in _score_all(pair, rows, embeddings[target]).items()
     )
 
 
-def _score_both(
-    model: EmbeddingClassifier, rows: Design, embeddings: NDArray[np.float32]
+def _score_all(
+    pair: tuple[StaticClassifier, EmbeddingClassifier], rows: Design, embeddings: NDArray[np.float32]
 ) -> dict[str, NDArray[np.float64]]:
-    """Scores of the linear half (`fast`) and the whole (`default`), exactly as served."""
-    logits = linear_logits(model.linear, rows)
+    """Scores of the shared linear model alone, `fast` and `default`, exactly as served."""
+    fast, default = pair
+    logits = linear_logits(default.linear, rows)
+    static = fast.embed_texts([topic_text(text) for text in rows.texts])
     return {
-        "fast": 0.5 * (1.0 + np.tanh(0.5 * logits)),
-        "default": model.combine(logits, model.topic_logits(embeddings)),
+        "linear": 0.5 * (1.0 + np.tanh(0.5 * logits)),
+        "fast": fast.combine(logits, fast.topic_logits(static)),
+        "default": default.combine(logits, default.topic_logits(embeddings)),
     }
 
 
-def _threshold(model: EmbeddingClassifier, name: str) -> float:
-    chosen = model.linear if name == "fast" else model
+def _threshold(pair: tuple[StaticClassifier, EmbeddingClassifier], name: str) -> float:
+    fast, default = pair
+    chosen = {"linear": default.linear, "fast": fast, "default": default}[name]
     return chosen.threshold_for_share(CALIBRATION_SHARE)
 
 

@@ -4,7 +4,10 @@ Two models ship in `routes/models/`, trained together by `hybrid-gateway router 
 
 * `default` -- EmbeddingClassifier: the linear score plus a MiniLM topic prior. Best quality;
   ~6 ms median, ~8 ms p99 per decision (one short MiniLM call).
-* `fast` -- LinearClassifier: named cues and hashed n-grams only; ~0.2 ms median, ~0.6 ms p99 per decision.
+* `fast` -- StaticClassifier: the same linear score plus a topic prior from MiniLM's static
+  word-piece embeddings (no transformer pass, `routes/_static.py`); p99 under 1 ms per decision.
+
+A plain LinearClassifier file (`router train --kind linear`) still loads.
 
 `load_classifier` takes one of those names, a path to a model file, or None (= `default`).
 """
@@ -18,13 +21,15 @@ from ._embedding import KIND as EMBEDDING_KIND
 from ._embedding import Embedder, EmbeddingClassifier, embedding_from_fields, topic_encoder
 from ._linear import KIND as LINEAR_KIND
 from ._linear import LinearClassifier, ModelFileError, linear_from_fields, read_fields
+from ._static import KIND as STATIC_KIND
+from ._static import StaticClassifier, static_from_fields
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 SHIPPED = ("default", "fast")
 DEFAULT_MODEL = MODELS_DIR / "default.npz"
 FAST_MODEL = MODELS_DIR / "fast.npz"
 
-RoutingModel = LinearClassifier | EmbeddingClassifier
+RoutingModel = LinearClassifier | StaticClassifier | EmbeddingClassifier
 
 
 def model_path(model: str | Path | None) -> Path:
@@ -46,6 +51,8 @@ def read_model(path: str | Path, embedder: Embedder | None = None) -> RoutingMod
     kind = str(fields["kind"]) if "kind" in fields else "?"
     if kind == LINEAR_KIND:
         return linear_from_fields(fields, path)
+    if kind == STATIC_KIND:
+        return static_from_fields(fields, path)
     if kind == EMBEDDING_KIND:
         return embedding_from_fields(fields, path, embedder=embedder or topic_encoder())
     raise ModelFileError(f"{path}: unknown model kind {kind!r}")

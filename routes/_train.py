@@ -1,9 +1,10 @@
 """Fit the two serving models from labelled examples, and calibrate their score quantiles.
 
-`train` fits the fast LinearClassifier; `train_embedding` fits the same linear model and stacks
-it with a MiniLM topic prior (the default EmbeddingClassifier, see `routes/_embedding.py`). The
-shipped pair is rebuilt by one command, `hybrid-gateway router train --shipped`, and evaluated by
-cross-validation on the train split with `hybrid-gateway router cv`.
+`train` fits the LinearClassifier; `train_static` stacks it with a static MiniLM topic prior (the
+`fast` StaticClassifier, `routes/_static.py`); `train_embedding` stacks it with a MiniLM topic
+prior (the `default` EmbeddingClassifier, `routes/_embedding.py`); `train_pair` builds both on one
+linear fit. The shipped pair is rebuilt by one command, `hybrid-gateway router train --shipped`,
+and evaluated by cross-validation on the train split with `hybrid-gateway router cv`.
 
 Target. For each prompt the label is (1 + strong - weak) / 2, a soft label in [0, 1]: 1 when only
 the strong arm got it right, 0 when only the weak one did, 0.5 when they tie. Log loss on soft
@@ -45,6 +46,8 @@ from ._features import Features, extract
 from ._linear import LinearClassifier
 from ._logistic import SparseRows, fit
 from ._messages import conversation, prompt_messages
+from ._onnx import word_embeddings
+from ._static import StaticClassifier, as_static, build_encoder
 
 CALIBRATION_LEVELS = 1001
 
@@ -120,9 +123,60 @@ def train_embedding(
     """
     config = config or TrainConfig()
     rows = design(datasets, config.bits)
-    linear, linear_held_out, fold = _linear_with_held_out(rows, config)
+    linear = _linear_with_held_out(rows, config)
     if embeddings is None:
         embeddings = embed_rows(rows.texts, embedder)
+    return _stack(rows, linear, embeddings, config, embedder)
+
+
+def train_static(
+    datasets: Sequence[Sequence[Example]],
+    config: TrainConfig | None = None,
+    word_matrix: NDArray[np.float32] | None = None,
+) -> StaticClassifier:
+    """The linear model stacked with the static topic prior: the `fast` model (`routes/_static.py`)."""
+    config = config or TrainConfig()
+    rows = design(datasets, config.bits)
+    return _stack_static(rows, _linear_with_held_out(rows, config), config, word_matrix)
+
+
+def train_pair(
+    datasets: Sequence[Sequence[Example]],
+    config: TrainConfig | None = None,
+    embedder: Embedder | None = None,
+    embeddings: NDArray[np.float32] | None = None,
+    word_matrix: NDArray[np.float32] | None = None,
+) -> tuple[StaticClassifier, EmbeddingClassifier]:
+    """Both shipped models (`fast`, `default`) on one shared linear fit, as `--shipped` and CV use."""
+    config = config or TrainConfig()
+    rows = design(datasets, config.bits)
+    linear = _linear_with_held_out(rows, config)
+    if embeddings is None:
+        embeddings = embed_rows(rows.texts, embedder)
+    fast = _stack_static(rows, linear, config, word_matrix)
+    return fast, _stack(rows, linear, embeddings, config, embedder)
+
+
+def _stack_static(
+    rows: Design,
+    linear: tuple[LinearClassifier, NDArray[np.float64], NDArray[np.int64]],
+    config: TrainConfig,
+    word_matrix: NDArray[np.float32] | None,
+) -> StaticClassifier:
+    encoder = build_encoder(word_embeddings() if word_matrix is None else word_matrix, rows.texts)
+    model = _stack(rows, linear, encoder.embed([topic_text(t) for t in rows.texts]), config, encoder)
+    return as_static(model, encoder)
+
+
+def _stack(
+    rows: Design,
+    linear: tuple[LinearClassifier, NDArray[np.float64], NDArray[np.int64]],
+    embeddings: NDArray[np.float32],
+    config: TrainConfig,
+    embedder: Embedder | None,
+) -> EmbeddingClassifier:
+    """Fit the topic prior on `embeddings` and stack it with the linear model's held-out logits."""
+    linear_model, linear_held_out, fold = linear
     topic_held_out = np.empty(rows.target.size)
     for k in range(config.calibration_folds):
         inside, outside = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
@@ -132,7 +186,7 @@ def train_embedding(
     stacked = np.column_stack((linear_held_out, topic_held_out))
     weights, _, bias = fit(stacked, _no_columns(stacked.shape[0]), rows.target, rows.weight, config.stack_l2)
     model = EmbeddingClassifier(
-        linear=linear,
+        linear=linear_model,
         centroids=centroids,
         centroid_values=values,
         top=min(config.topic_top, values.size),

@@ -12,6 +12,7 @@ from routes._features import DENSE_NAMES
 from routes._linear import ModelFileError
 from routes._messages import conversation
 from routes._models import read_model
+from routes._static import StaticClassifier
 
 BITS = 10
 
@@ -187,9 +188,11 @@ def test_unknown_model_kind_is_refused(tmp_path: Path) -> None:
 def test_shipped_models_by_name() -> None:
     default, fast = load_classifier("default"), load_classifier("fast")
     assert default is load_classifier() and isinstance(default, EmbeddingClassifier)
-    assert isinstance(fast, LinearClassifier)
+    assert isinstance(fast, StaticClassifier)
     prompt = _user("A train leaves at 3:15 pm and travels 2.5 hours at 60 miles per hour. When does it arrive?")
-    # the fast model is the default model's linear half, shipped on its own
-    assert fast.score(prompt).reasons == default.linear.score(prompt).reasons
+    # both stack the same linear model, each with its own topic prior (static vs MiniLM)
+    assert fast.linear.score(prompt) == default.linear.score(prompt)
+    fast_score = fast.score(prompt)
+    assert fast_score.judgeable and fast_score.reasons and 0.0 < fast_score.value < 1.0
     assert 0.0 < default.score(prompt).value < 1.0
     assert 0.0 < default.threshold_for_share(0.3) < 1.0

@@ -142,7 +142,7 @@ def test_cv_reports_both_models(tmp_path: Path) -> None:
     result = _run("cv", "--data", str(data), "--folds", "2", "--json")
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
-    assert {f["router"] for f in payload["figures"]} == {"fast", "default", "length"}
+    assert {f["router"] for f in payload["figures"]} == {"linear", "fast", "default", "length"}
     assert all(f["apgr"] > 0.7 for f in payload["figures"] if f["router"] != "length")
     assert payload["cross_domain"] == []  # needs mmlu and gsm8k folders
 
