@@ -137,7 +137,14 @@ def test_feedback_and_report_match_an_independent_computation(local_gateway: Ser
 
 
 def test_crossed_requests_are_excluded_and_counted(local_gateway: ServerThread, fake: FakeUpstream) -> None:
-    treated = next(f"x-{i}" for i in range(100) if ask(local_gateway, f"x-{i}").headers["x-gateway-variant"] == "treatment")
+    asked = 0
+    for index in range(100):
+        asked += 1
+        if ask(local_gateway, f"x-{index}").headers["x-gateway-variant"] == "treatment":
+            treated = f"x-{index}"
+            break
+    # Every request is mirrored in the background: let those land before scripting a failure they could take.
+    poll(lambda: metric(local_gateway, "gateway_shadow_requests_total") == asked, "the shadow calls")
     fake.then(Action(status=500))  # the treatment's fine-tuned target fails: the prompted arm answers
     response = ask(local_gateway, treated)
     assert response.headers["x-gateway-fallback"] == "small>big:server_error"
