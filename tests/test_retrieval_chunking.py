@@ -96,8 +96,6 @@ def test_json_and_jsonl_records_become_blocks_with_metadata(tmp_path: Path) -> N
 def test_malformed_files_raise_document_error_naming_the_file(
     tmp_path: Path, name: str, content: str | bytes, message: str
 ) -> None:
-    if name.endswith(".pdf"):
-        pytest.importorskip("pypdf")
     path = _write(tmp_path, name, content)
     with pytest.raises(DocumentError) as caught:
         load_blocks(path)
@@ -128,7 +126,6 @@ def _minimal_pdf(pages: list[str]) -> bytes:
 
 
 def test_pdf_text_per_page(tmp_path: Path) -> None:
-    pytest.importorskip("pypdf")
     blocks = load_blocks(_write(tmp_path, "p.pdf", _minimal_pdf(["First page text", "Second page text"])))
     assert [(b.text, b.metadata["page"]) for b in blocks] == [("First page text", 1), ("Second page text", 2)]
 

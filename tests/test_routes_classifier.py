@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from routes import Classifier, Decision, EmbeddingClassifier, LinearClassifier, Score, decide, load_classifier
+from routes._embedding import Embedder
 from routes._features import DENSE_NAMES
 from routes._linear import ModelFileError
 from routes._messages import conversation
@@ -132,10 +133,11 @@ class _FakeEmbedder:
         return np.asarray(rows, dtype=np.float32)
 
 
-def _embedding_model(embedder: _FakeEmbedder) -> EmbeddingClassifier:
+def _embedding_model(embedder: Embedder, dims: int = 2) -> EmbeddingClassifier:
+    """A toy stack: two topic centroids (digits vs words for the fake embedder) over the toy linear model."""
     return EmbeddingClassifier(
         linear=_model(),
-        centroids=np.eye(2, dtype=np.float32),
+        centroids=np.eye(2, dims, dtype=np.float32),
         centroid_values=np.array([0.9, 0.2]),
         top=1,
         temperature=20.0,

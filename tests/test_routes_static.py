@@ -12,7 +12,7 @@ from routes._linear import LinearClassifier, ModelFileError
 from routes._models import read_model
 from routes._onnx import WORD_EMBEDDINGS, initializers, word_embeddings
 from routes._static import STATIC_PIECES, StaticClassifier, StaticEncoder, build_encoder, load_tokenizer
-from tests.test_routes_classifier import _model, _user
+from tests.test_routes_classifier import _embedding_model, _user
 
 
 def _varint(value: int) -> bytes:
@@ -96,21 +96,7 @@ def test_built_table_is_centred_projected_and_int8() -> None:
 
 
 def _static_model(encoder: StaticEncoder) -> StaticClassifier:
-    dims = encoder.table.shape[1]
-    return StaticClassifier(
-        EmbeddingClassifier(
-            linear=_model(),
-            centroids=np.eye(2, dims, dtype=np.float32),
-            centroid_values=np.array([0.9, 0.2]),
-            top=1,
-            temperature=20.0,
-            weights=np.array([1.0, 1.0]),
-            bias=0.0,
-            topic_mean=0.0,
-            calibration=np.linspace(0.1, 0.9, 101),
-            embedder=encoder,
-        )
-    )
+    return StaticClassifier(_embedding_model(encoder, dims=encoder.table.shape[1]))
 
 
 def test_static_model_round_trip_needs_no_embedder(tmp_path: Path) -> None:
