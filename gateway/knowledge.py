@@ -28,6 +28,7 @@ from retrieval import (
     KnowledgeStore,
     RetrievalError,
     augment,
+    chroma_dir,
     ensure_demo_corpus,
 )
 
@@ -42,8 +43,11 @@ class RagOutcome:
     sources: list[Hit] = field(default_factory=list)
 
     def header(self) -> str:
-        """``x-gateway-sources``: the cited sources in citation order, percent-encoded for HTTP."""
-        return ",".join(quote(hit.source, safe="/._-") for hit in self.sources)
+        """``x-gateway-sources``: each cited source once, in order of first citation, percent-encoded for HTTP.
+
+        Several passages often come from one file; the per-passage list is the body field's.
+        """
+        return ",".join(quote(source, safe="/._-") for source in dict.fromkeys(hit.source for hit in self.sources))
 
     def body_field(self) -> list[dict[str, Any]]:
         """The sources as the extra ``gateway.sources`` field of a JSON response."""
@@ -72,7 +76,7 @@ class KnowledgeService:
         self._collections: set[str] = set()
 
     def _open(self, seed_demo: bool) -> KnowledgeStore:
-        store = KnowledgeStore.open(self._data_dir / "chroma", self._chroma_url)
+        store = KnowledgeStore.open(self._data_dir, self._chroma_url)
         store.encoder.embed(["warm up"])  # load the model now, not on the first request
         if seed_demo:
             # Several workers may start at once on one embedded directory: one of them ingests.
@@ -107,7 +111,7 @@ class KnowledgeService:
                 pause = min(pause * 2, max_retry_s)
                 continue
             self.problem = None
-            log.info("knowledge store open: %s", self._chroma_url or self._data_dir / "chroma")
+            log.info("knowledge store open: %s", self._chroma_url or chroma_dir(self._data_dir))
             return
 
     async def readiness(self) -> str | None:

@@ -13,7 +13,7 @@ from retrieval.demo import DEMO_COLLECTION, ensure_demo_corpus
 from retrieval.embeddings import Encoder, MiniLMEncoder, RemoteEncoder
 from retrieval.errors import DocumentError, RetrievalConfigError, RetrievalError, RetrievalUnavailable
 from retrieval.ingest import FileFailure, IngestReport, delete_source, ingest_paths
-from retrieval.store import Hit, KnowledgeStore, StoredChunk, default_data_dir
+from retrieval.store import Hit, KnowledgeStore, StoredChunk, chroma_dir, default_data_dir
 
 __all__ = [
     "DEMO_COLLECTION",
@@ -35,6 +35,7 @@ __all__ = [
     "StoredChunk",
     "add_cli",
     "augment",
+    "chroma_dir",
     "default_data_dir",
     "delete_source",
     "ensure_demo_corpus",

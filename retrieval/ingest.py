@@ -69,13 +69,29 @@ class IngestReport:
         }
 
 
-def source_name(path: Path, base_dir: Path) -> str:
-    """The POSIX path relative to ``base_dir``, or the absolute path for files outside it."""
-    resolved = path.resolve()
-    try:
-        return resolved.relative_to(base_dir.resolve()).as_posix()
-    except ValueError:
-        return resolved.as_posix()
+def root_name(root: Path, base_dir: Path | None = None) -> str:
+    """The name an ingested PATH argument goes by in source names.
+
+    Relative to ``base_dir`` when it lies under it ("." for ``base_dir`` itself);
+    otherwise the root's own file or directory name. Never an absolute path: a
+    source is shown to clients, and the ingesting machine's layout is neither
+    their business nor stable across machines.
+    """
+    resolved = root.resolve()
+    if base_dir is not None:
+        try:
+            return resolved.relative_to(base_dir.resolve()).as_posix()
+        except ValueError:
+            pass
+    return resolved.name or "."
+
+
+def source_name(path: Path, root: Path, name: str) -> str:
+    """``path`` (a file under ``root``, or ``root`` itself) as a POSIX name under the root's ``name``."""
+    relative = path.resolve().relative_to(root.resolve()).as_posix()
+    if relative == ".":
+        return name
+    return relative if name == "." else f"{name}/{relative}"
 
 
 def _walk(directory: Path) -> Iterator[Path]:
@@ -119,30 +135,34 @@ def ingest_paths(
     collection: str,
     *,
     base_dir: Path | None = None,
+    name: str | None = None,
     chunking: ChunkingConfig | None = None,
     progress: Progress | None = None,
 ) -> IngestReport:
     """Ingest files and directories (recursively) into ``collection``.
 
-    Sources are named relative to ``base_dir`` (default: the working directory).
-    Per-file problems land in ``report.files_failed``; store failures
-    (RetrievalUnavailable) abort the run, since every later file would fail too.
+    Each PATH is a root named by :func:`root_name` (or ``name``, for a single
+    PATH); its files are named relative to it, e.g. ``docs/sla.md`` for
+    ``/srv/kb/docs/sla.md`` ingested as ``/srv/kb/docs``. Per-file problems land
+    in ``report.files_failed``; store failures (RetrievalUnavailable) abort the
+    run, since every later file would fail too.
     """
-    base = base_dir or Path.cwd()
+    roots = [Path(raw) for raw in paths]
+    if name is not None and len(roots) != 1:
+        raise ValueError("a source name can only be given for a single path")
     count = token_counter_for(store.encoder)
     report = IngestReport()
-    files: list[Path] = []
+    files: list[tuple[Path, str]] = []
     pruned_dirs: list[str] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            files.extend(_walk(path))
-            pruned_dirs.append(source_name(path, base))
+    for root in roots:
+        label = name or root_name(root, base_dir)
+        if root.is_dir():
+            files.extend((path, source_name(path, root, label)) for path in _walk(root))
+            pruned_dirs.append(label)
         else:
-            files.append(path)
+            files.append((root, label))
     seen: set[str] = set()
-    for done, path in enumerate(files, 1):
-        source = source_name(path, base)
+    for done, (path, source) in enumerate(files, 1):
         seen.add(source)
         try:
             if not path.is_file():
@@ -161,9 +181,9 @@ def ingest_paths(
 
 
 def _is_under(source: str, directory: str) -> bool:
-    """Whether a source name lies in a directory named the same way (see source_name)."""
+    """Whether a source name lies in a directory named the same way (see root_name)."""
     if directory == ".":
-        return not source.startswith("/")
+        return True
     return source.startswith(directory.rstrip("/") + "/")
 
 

@@ -40,8 +40,18 @@ _PAGE = 1000  # Chroma get() page size: bounded memory on large collections.
 
 
 def default_data_dir() -> Path:
-    """``$HYBRID_GATEWAY_DATA_DIR``, else ``./var/chroma``."""
-    return Path(os.environ.get(DATA_DIR_ENV) or "var/chroma")
+    """``$HYBRID_GATEWAY_DATA_DIR``, else ``./var``: the gateway's data directory, as in its settings."""
+    return Path(os.environ.get(DATA_DIR_ENV) or "var")
+
+
+def chroma_dir(data_dir: Path | str | None = None) -> Path:
+    """The embedded store inside a data directory (default :func:`default_data_dir`).
+
+    The one place that says where embedded Chroma lives, used by the CLI and the
+    gateway alike: when each joined the path itself, documents ingested by the
+    CLI went to a directory the server never read.
+    """
+    return Path(data_dir or default_data_dir()) / "chroma"
 
 
 @dataclass(frozen=True)
@@ -137,10 +147,10 @@ class KnowledgeStore:
     def open(
         cls, data_dir: Path | str | None = None, chroma_url: str | None = None, encoder: Encoder | None = None
     ) -> KnowledgeStore:
-        """The server when ``chroma_url`` is given, else the embedded store (default directory)."""
+        """The server when ``chroma_url`` is given, else the embedded store under ``data_dir`` (see chroma_dir)."""
         if chroma_url:
             return cls.server(chroma_url, encoder)
-        return cls.embedded(data_dir or default_data_dir(), encoder)
+        return cls.embedded(chroma_dir(data_dir), encoder)
 
     # -- writing ---------------------------------------------------------------
 

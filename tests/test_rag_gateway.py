@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from tests.support.chroma_server import ChromaServer
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.polling import poll
 from tests.support.servers import ServerThread
+from tests.test_retrieval_cli import run_cli
 
 KB_ROUTE = """
 version: 1
@@ -188,3 +190,35 @@ def test_a_chroma_server_serves_the_gateway(tmp_path: Path, fake_server: tuple[F
         (docs / "shipping.md").unlink()
         assert ingest_paths(store, [docs], "facts", base_dir=docs).sources_removed == ["shipping.md"]
         assert store.count("facts") == 0
+
+
+def test_a_cli_ingest_is_retrieved_by_a_gateway_with_the_same_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_server: tuple[FakeUpstream, ServerThread],
+        fake: FakeUpstream) -> None:
+    """The container's way: HYBRID_GATEWAY_DATA_DIR set once, `ingest` run from anywhere, then `serve`."""
+    docs = tmp_path / "kb" / "docs"
+    docs.mkdir(parents=True)
+    (docs / "shipping.md").write_text(FACT + "\n## Mars tea calendar\n\nThe next Mars tea delivery window opens "
+                                      "when Earth and Mars align; Orbital Tea posts the Mars date a month ahead.\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "base.yaml").write_text(POLICY.format(url=fake_server[1].url))
+    (policies / "kb.yaml").write_text(KB_ROUTE)
+    monkeypatch.setenv("HYBRID_GATEWAY_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("HYBRID_GATEWAY_POLICIES", str(policies))
+    ingested = run_cli("ingest", "--collection", "facts", str(docs), cwd=elsewhere)
+    assert ingested.returncode == 0, ingested.stderr
+    # Named from the ingested root, not the ingesting machine's absolute path.
+    assert json.loads(ingested.stdout)["files_ok"] == ["docs/shipping.md"]
+    server = ServerThread(create_app(Settings.from_env())).start()
+    try:
+        assert wait_ready(server.url)["status"] == "ready"
+        response = ask(server, "When can I get tea delivered on Mars?")
+        assert response.headers["x-gateway-rag"] == "hit"
+        cited = response.json()["gateway"]["sources"]
+        assert [c["citation"] for c in cited] == [1, 2] and {c["source"] for c in cited} == {"docs/shipping.md"}
+        assert response.headers["x-gateway-sources"] == "docs/shipping.md"  # each source once, not per chunk
+    finally:
+        server.stop()

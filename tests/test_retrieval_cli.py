@@ -56,7 +56,37 @@ def test_default_data_dir_comes_from_the_environment(workdir: Path, monkeypatch:
     monkeypatch.setenv("HYBRID_GATEWAY_DATA_DIR", str(workdir / "env-store"))
     done = run_cli("ingest", "--collection", "env-docs", "docs/sla.md", cwd=workdir)
     assert done.returncode == 0, done.stderr
-    assert (workdir / "env-store").is_dir() and not (workdir / "var").exists()
+    # The gateway's layout: the embedded store is the data directory's chroma/ (see test_rag_gateway).
+    assert (workdir / "env-store" / "chroma").is_dir() and not (workdir / "var").exists()
+
+
+def test_sources_are_named_from_the_ingested_root_wherever_ingest_runs(workdir: Path) -> None:
+    elsewhere = workdir / "elsewhere"
+    elsewhere.mkdir()
+    data = ["--collection", "root-docs", "--data-dir", str(workdir / "store")]
+    ingested = run_cli("ingest", *data, str(workdir / "docs"), cwd=elsewhere)
+    assert json.loads(ingested.stdout)["files_ok"] == ["docs/refunds.txt", "docs/sla.md"]
+    named = run_cli("ingest", *data, "--name", "faq/refunds.txt", str(workdir / "docs" / "refunds.txt"), cwd=elsewhere)
+    assert named.returncode == 0, named.stderr
+    assert json.loads(named.stdout)["files_ok"] == ["faq/refunds.txt"]
+    listed = run_cli("knowledge", "list", *data, cwd=workdir)
+    assert [row["source"] for row in json.loads(listed.stdout)] == ["docs/refunds.txt", "docs/sla.md", "faq/refunds.txt"]
+    two = run_cli("ingest", *data, "--name", "x", "docs/sla.md", "docs/refunds.txt", cwd=workdir)
+    assert two.returncode == 2 and "--name names a single PATH" in two.stderr
+
+
+def test_asking_about_what_does_not_exist_fails_and_says_so(workdir: Path) -> None:
+    missing_store = run_cli("knowledge", "list", "--collection", "cli-docs", "--data-dir", "nowhere", cwd=workdir)
+    assert missing_store.returncode == 1 and "no knowledge store at nowhere/chroma" in missing_store.stderr
+    assert not (workdir / "nowhere").exists()  # asking did not create an empty store
+    data = ["--data-dir", "store"]
+    assert run_cli("ingest", "--collection", "cli-docs", *data, "docs/sla.md", cwd=workdir).returncode == 0
+    for verb in (["list"], ["query", "uptime"]):
+        unknown = run_cli("knowledge", *verb, "--collection", "other-docs", *data, cwd=workdir)
+        assert unknown.returncode == 1 and unknown.stdout == ""
+        assert "collection 'other-docs' does not exist or is empty" in unknown.stderr
+    no_source = run_cli("knowledge", "list", "--collection", "cli-docs", *data, "--source", "docs/x.md", cwd=workdir)
+    assert no_source.returncode == 1 and "no source 'docs/x.md'" in no_source.stderr
 
 
 def test_usage_errors(workdir: Path) -> None:
