@@ -1,11 +1,16 @@
 """OpenAI request shapes the gateway checks before anything reaches an upstream.
 
-Only what the gateway relies on is typed; every other OpenAI parameter (tools,
-tool_choice, response_format, n, stop, seed, logprobs, temperature, ...) is
-kept as sent and passed through untouched. Fields that would steer upstream
-connections or credentials are refused on purpose: clients never choose where
-or as whom the gateway connects. Models are pure: no environment reads and no
-conversion to upstream formats.
+Only what the gateway relies on is typed, strictly: a value of the wrong JSON
+type is refused rather than coerced, because the body goes upstream as sent and
+``"n": "2"`` must not reach a provider as a string the gateway called valid.
+Every other OpenAI parameter (tools, tool_choice, response_format, stop, seed,
+logprobs, ...) is kept as sent. Fields that would steer upstream connections or
+credentials are refused on purpose: clients never choose where or as whom the
+gateway connects. ``CHAT_FIELDS`` and ``EMBEDDING_FIELDS`` name OpenAI's own
+request fields: the only ones that may become keyword arguments of a library
+call (litellm), where any other name could be one of the library's own
+switches (``fallbacks``, ``mock_response``, ``api_base``). Models are pure: no
+environment reads and no conversion to upstream formats.
 """
 
 from __future__ import annotations
@@ -26,6 +31,16 @@ FORBIDDEN_FIELDS = frozenset({
 })
 _FORBIDDEN_SUFFIXES = ("_api_key", "_api_base", "_base_url", "_endpoint", "_credentials", "_token_provider")
 
+# OpenAI's documented request fields (platform.openai.com/docs/api-reference/chat/create, .../embeddings/create).
+CHAT_FIELDS = frozenset({
+    "model", "messages", "audio", "frequency_penalty", "function_call", "functions", "logit_bias", "logprobs",
+    "max_completion_tokens", "max_tokens", "metadata", "modalities", "n", "parallel_tool_calls", "prediction",
+    "presence_penalty", "prompt_cache_key", "prompt_cache_retention", "reasoning_effort", "response_format",
+    "safety_identifier", "seed", "service_tier", "stop", "store", "stream", "stream_options", "temperature",
+    "tool_choice", "tools", "top_logprobs", "top_p", "user", "verbosity", "web_search_options",
+})
+EMBEDDING_FIELDS = frozenset({"model", "input", "dimensions", "encoding_format", "user"})
+
 
 def forbidden_field(body: dict[str, Any]) -> str | None:
     """The first top-level field that tries to set an upstream URL or credential, if any."""
@@ -37,7 +52,7 @@ def forbidden_field(body: dict[str, Any]) -> str | None:
 
 
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class ChatMessage(_Open):
@@ -52,7 +67,7 @@ class StreamOptions(_Open):
 class GatewayOptions(BaseModel):
     """The ``gateway`` body field (``extra_body={"gateway": {...}}`` in the SDK)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     arm: Literal["prompted", "fine_tuned"] | None = None
 
 
@@ -74,3 +89,4 @@ class EmbeddingRequest(_Open):
     model: str = Field(min_length=1)
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = Field(default=None, ge=1)

@@ -7,6 +7,7 @@ the fake checks that litellm spoke Anthropic's Messages API to it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Iterator
@@ -17,9 +18,11 @@ import openai
 import pytest
 
 from gateway.app import create_app
+from gateway.errors import InvalidRequest
 from gateway.settings import Settings
 from gateway.upstream import litellm_client
 from policies import Target
+from tests.support.canary import Canary
 from tests.support.fake_anthropic import AnthropicAction, FakeAnthropic
 from tests.support.servers import ServerThread
 
@@ -82,6 +85,20 @@ def litellm_gateway(anthropic_server: tuple[FakeAnthropic, ServerThread],
         server = ServerThread(create_app(Settings(policies_dir=root / "policies", data_dir=root / "var"))).start()
         yield server
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def canary_server() -> Iterator[tuple[Canary, ServerThread]]:
+    canary = Canary()
+    server = ServerThread(canary.app()).start()
+    yield canary, server
+    server.stop()
+
+
+@pytest.fixture
+def canary(canary_server: tuple[Canary, ServerThread]) -> tuple[Canary, str]:
+    canary_server[0].received.clear()
+    return canary_server[0], canary_server[1].url
 
 
 @pytest.fixture
@@ -259,3 +276,58 @@ def test_missing_credential_is_503_and_nothing_is_sent(client: openai.OpenAI, fa
     assert KEY_ENV in unavailable.value.message
     assert fake.received == []
 
+
+
+def litellm_switches(url: str) -> list[tuple[str, object]]:
+    """Body fields that are litellm keyword arguments, not OpenAI parameters, each pointing at ``url``."""
+    return [
+        ("fallbacks", [{"model": "openai/x", "api_base": f"{url}/v1"}]),
+        ("mock_response", "owned"),
+        ("extra_body", {"api_base": f"{url}/v1"}),
+        ("context_window_fallback_dict", {MODEL: "openai/x"}),
+        ("deployment_id", f"{url}/v1"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_litellm_switches_in_the_body_are_refused_and_nothing_leaves(
+        litellm_gateway: ServerThread, fake: FakeAnthropic, canary: tuple[Canary, str], index: int) -> None:
+    """The finding: a failing primary plus ``fallbacks`` made litellm send the Anthropic key to the client's URL."""
+    recorder, url = canary
+    field, value = litellm_switches(url)[index]
+    fake.then(AnthropicAction(status=500))
+    response = httpx.post(litellm_gateway.url + "/v1/chat/completions", timeout=30,
+                          json={"model": "assistant", "messages": HI, field: value})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", "unsupported_parameter", field)
+    assert recorder.received == []
+    assert fake.received == [], "refused before any upstream call"
+
+
+def test_openai_parameters_still_reach_anthropic(client: openai.OpenAI, fake: FakeAnthropic) -> None:
+    client.chat.completions.create(model="assistant", messages=HI, stop=["END"], top_p=0.5, user="u-1",
+                                   metadata={"team": "a"})
+    assert fake.received[0]["stop_sequences"] == ["END"]
+    assert fake.received[0]["top_p"] == 0.5
+
+
+def test_image_urls_are_not_fetched_by_the_gateway(litellm_gateway: ServerThread, fake: FakeAnthropic,
+                                                   canary: tuple[Canary, str]) -> None:
+    recorder, url = canary
+    content = [{"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": f"{url}/i.png"}}]
+    response = httpx.post(litellm_gateway.url + "/v1/chat/completions", timeout=30,
+                          json={"model": "assistant", "messages": [{"role": "user", "content": content}]})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "image_url_not_fetched"
+    assert recorder.received == [] and fake.received == []
+
+
+def test_embedding_calls_take_only_openai_fields(canary: tuple[Canary, str]) -> None:
+    recorder, url = canary
+    target = Target(provider="cohere", model="embed-english-v3.0", api_base=url)
+    with pytest.raises(InvalidRequest) as refused:
+        asyncio.run(litellm_client.LiteLLMClient().embed(target, {"model": target.model, "input": ["x"],
+                                                                  "api_base": url, "mock_response": [0.1]}))
+    assert refused.value.param == "api_base"
+    assert recorder.received == []

@@ -4,6 +4,13 @@
 only when a policy names such a provider (``warm_up`` in the background at
 start-up) and never sits on the OpenAI-compatible hot path. Its answers are
 normalised to OpenAI's JSON and SSE so the rest of the gateway sees one format.
+
+litellm takes its switches as keyword arguments beside the request's fields
+(``api_base``, ``extra_headers``, ``fallbacks``, ``mock_response``, ...), so a
+client's body must never be splatted into the call: only OpenAI's own request
+fields are passed, anything else is refused before a byte leaves. litellm would
+also download ``http://`` image URLs itself; that is switched off, so the
+gateway never fetches a URL a client chose.
 """
 
 from __future__ import annotations
@@ -21,11 +28,13 @@ import orjson
 
 from gateway.errors import (
     GatewayError,
+    InvalidRequest,
     ServiceUnavailable,
     UpstreamFailed,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from gateway.protocol import CHAT_FIELDS, EMBEDDING_FIELDS
 from gateway.upstream.base import UpstreamReply
 from gateway.upstream.status import status_error, upstream_message
 from policies import Target
@@ -37,6 +46,7 @@ def _litellm() -> ModuleType:
     global _MODULE  # a process-wide import cache, like importlib's own
     if _MODULE is None:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        os.environ.setdefault("MAX_IMAGE_URL_DOWNLOAD_SIZE_MB", "0")  # read once, at import: no image fetches
         _MODULE = importlib.import_module("litellm")
         _MODULE.telemetry = False
     return _MODULE
@@ -92,6 +102,9 @@ def _status_error(target: Target, exc: Exception, status: int) -> GatewayError:
 def _translate(target: Target, exc: Exception) -> GatewayError:
     """litellm's exceptions into the gateway's, most specific first."""
     module = _litellm()
+    if isinstance(exc, module.ImageFetchError):
+        return InvalidRequest(f"The gateway does not download image URLs for {target.model}: send the image as a "
+                              "data: URL.", param="messages", code="image_url_not_fetched")
     if isinstance(exc, module.Timeout):
         return UpstreamTimeout(f"upstream {target.model} timed out")
     if isinstance(exc, module.APIConnectionError):
@@ -102,9 +115,19 @@ def _translate(target: Target, exc: Exception) -> GatewayError:
     return UpstreamFailed(f"upstream {target.model} failed: {type(exc).__name__}")
 
 
-def _arguments(target: Target, payload: dict[str, Any]) -> dict[str, Any]:
-    arguments = {**payload, "model": f"{target.provider}/{target.model}", "timeout": target.timeout_s,
-                 "num_retries": 0}
+# OpenAI's ``metadata`` tags stored completions, which these providers do not have, and litellm reads the
+# same name as its own logging settings: dropped rather than refused, since the gateway's retrieval filters use it.
+_DROPPED = frozenset({"metadata"})
+
+
+def _arguments(target: Target, payload: dict[str, Any], fields: frozenset[str]) -> dict[str, Any]:
+    """The call's keyword arguments: the payload's OpenAI ``fields`` only, then the target's own settings."""
+    unknown = next((key for key in payload if key not in fields), None)
+    if unknown is not None:
+        raise InvalidRequest(f"'{unknown}' is not an OpenAI request parameter; target {target.model} accepts only "
+                             "OpenAI's documented parameters.", param=unknown, code="unsupported_parameter")
+    arguments = {key: value for key, value in payload.items() if key not in _DROPPED}
+    arguments.update(model=f"{target.provider}/{target.model}", timeout=target.timeout_s, num_retries=0)
     if target.api_base:
         arguments["api_base"] = target.api_base
     if target.api_key_env:
@@ -138,9 +161,11 @@ class _Stream:
 
 class LiteLLMClient:
     async def _call(self, target: Target, payload: dict[str, Any], call: str) -> Any:
+        fields = EMBEDDING_FIELDS if call == "aembedding" else CHAT_FIELDS
+        arguments = _arguments(target, payload, fields)
         module = await asyncio.to_thread(_litellm)
         try:
-            return await getattr(module, call)(**_arguments(target, payload))
+            return await getattr(module, call)(**arguments)
         except GatewayError:
             raise
         except Exception as exc:  # litellm raises its own tree; translated at this boundary

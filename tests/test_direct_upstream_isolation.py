@@ -1,0 +1,78 @@
+"""The direct OpenAI-compatible client: no body field steers the URL, the headers or the key it sends.
+
+The body is forwarded as JSON (vendor extras included), so a client may put any
+URL inside it; a canary server on loopback proves that none of them is ever
+called and that the target's key goes only to the target's own ``api_base``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import GatewayFactory
+from tests.support.canary import Canary
+from tests.support.fake_upstream import Action, FakeUpstream
+from tests.support.servers import ServerThread
+
+KEY_ENV = "HYBRID_GATEWAY_TEST_DIRECT_KEY"
+KEY = "sk-direct-test-0123456789"
+KEYED = """
+version: 1
+targets:
+  keyed:
+    provider: vllm
+    model: keyed-model
+    api_base: {url}/v1
+    api_key_env: {key_env}
+    retry: {{attempts: 2, backoff_initial_ms: 0, backoff_max_ms: 0}}
+routes:
+  keyed:
+    arms: {{prompted: {{target: keyed}}}}
+"""
+
+
+@pytest.fixture
+def canary() -> Iterator[tuple[Canary, str]]:
+    recorder = Canary()
+    server = ServerThread(recorder.app()).start()
+    yield recorder, server.url
+    server.stop()
+
+
+@pytest.fixture
+def keyed_gateway(start_gateway: GatewayFactory, policy_dir: Path, fake_server: tuple[FakeUpstream, ServerThread],
+                  fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> ServerThread:
+    monkeypatch.setenv(KEY_ENV, KEY)
+    (policy_dir / "keyed.yaml").write_text(KEYED.format(url=fake_server[1].url, key_env=KEY_ENV))
+    return start_gateway()
+
+
+def test_urls_inside_the_body_are_data_not_destinations(keyed_gateway: ServerThread, fake: FakeUpstream,
+                                                        canary: tuple[Canary, str]) -> None:
+    recorder, url = canary
+    fake.then(Action(status=500))  # a retry too: the second attempt is built the same way
+    body = {"model": "keyed", "messages": [{"role": "user", "content": "hi"}],
+            "fallbacks": [{"model": "openai/x", "api_base": f"{url}/v1"}], "extra_body": {"base_url": url},
+            "metadata": {"api_base": url}, "mock_response": "owned"}
+    response = httpx.post(keyed_gateway.url + "/v1/chat/completions", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == "Hello from the fake upstream."
+    assert recorder.received == []
+    assert [h["authorization"] for h in fake.headers] == [f"Bearer {KEY}"] * 2
+    assert fake.received[0]["fallbacks"] == body["fallbacks"], "forwarded as data to the target itself"
+
+
+@pytest.mark.parametrize("field", ["api_base", "base_url", "extra_headers", "headers", "api_key", "organization"])
+def test_connection_fields_are_refused_before_any_call(keyed_gateway: ServerThread, fake: FakeUpstream,
+                                                       canary: tuple[Canary, str], field: str) -> None:
+    recorder, url = canary
+    value = {"authorization": "Bearer x", "host": url} if "headers" in field else f"{url}/v1"
+    body = {"model": "keyed", "messages": [{"role": "user", "content": "hi"}], field: value}
+    response = httpx.post(keyed_gateway.url + "/v1/chat/completions", json=body, timeout=30)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == field
+    assert recorder.received == [] and fake.received == []
