@@ -23,6 +23,7 @@ from gateway.experiments import OutcomeRecorder
 from gateway.knowledge import KnowledgeService
 from gateway.ledger import Ledger
 from gateway.metrics import Metrics
+from gateway.model_check import model_problem
 from gateway.settings import Settings
 from gateway.shadow import ShadowRunner
 from gateway.state import Dependency, GatewayState, ReadinessCheck
@@ -63,7 +64,8 @@ def _shared_state(settings: Settings, metrics: Metrics) -> SharedState:
 def _runtime(settings: Settings) -> GatewayState:
     """Every long-lived object of one app instance, wired together."""
     metrics = Metrics()
-    policies = PolicyHolder(settings.policies_dir, on_reload=lambda result: metrics.policy_reloads.labels(result).inc())
+    policies = PolicyHolder(settings.policies_dir, on_reload=lambda result: metrics.policy_reloads.labels(result).inc(),
+                            check_model=model_problem)
     shared = _shared_state(settings, metrics)
     ledger = Ledger(metrics, sys.stdout.buffer if settings.access_log else None)
     outcomes = OutcomeRecorder(outcome_store(shared, settings.data_dir / "experiments"))

@@ -21,10 +21,11 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _policy_check(args: argparse.Namespace) -> int:
+    from gateway.model_check import model_problem
     from policies import PolicyLoadError, load_policies
 
     try:
-        policy = load_policies(args.directory)
+        policy = load_policies(args.directory, model_problem)
     except PolicyLoadError as exc:
         for issue in exc.issues:
             print(issue, file=sys.stderr)

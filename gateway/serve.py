@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from gateway.model_check import model_problem
 from policies import PolicyLoadError, PolicySet, load_policies
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -119,9 +120,11 @@ def serve(*, host: str, port: int, policies: Path, workers: int, demo: str, demo
         port_for_demo = demo_port if _free(demo_port) else _any_free_port()
         os.environ.setdefault("HYBRID_GATEWAY_DEMO_URL", f"http://127.0.0.1:{port_for_demo}")
     try:
-        policy = load_policies(policies)
+        policy = load_policies(policies, model_problem)
     except PolicyLoadError as exc:
-        print(f"cannot start: the policies in {policies} are invalid:\n{exc}", file=sys.stderr)
+        # One line per problem, each naming file:line: the whole story, no traceback.
+        for issue in exc.issues:
+            print(f"cannot start: {issue}", file=sys.stderr)
         return 2
     start_demo = start_demo or (demo == "auto" and _wants_demo(policy))
     if start_demo:

@@ -3,6 +3,11 @@
 Every problem is reported as ``file:line: yaml.path: message`` so an operator
 can jump straight to it; all problems of a directory are collected before
 raising, not just the first.
+
+Files a policy names (a route's classifier model) are checked through a
+``ModelCheck`` the caller passes: loading a model is the routes layer's job,
+and a set that names an unloadable file must fail here, at ``policy check``,
+start or reload, not on every request once it is live.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,8 @@ from policies.schema import ARM_NAMES, Experiment, PolicyFile, PolicySet, Route,
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _EXPANDED_TARGET_KEYS = ("api_base", "model")
 Location = tuple[str | int, ...]
+#: ``(classifier.model, policy directory)`` -> why that model cannot be loaded, or None when it can.
+ModelCheck = Callable[[str, Path], str | None]
 
 
 @dataclass(frozen=True)
@@ -143,7 +150,9 @@ class _Merger:
 
     SECTIONS = ("targets", "routes", "experiments")
 
-    def __init__(self) -> None:
+    def __init__(self, directory: Path, check_model: ModelCheck | None) -> None:
+        self.directory = directory
+        self.check_model = check_model
         self.targets: dict[str, Target] = {}
         self.routes: dict[str, Route] = {}
         self.experiments: dict[str, Experiment] = {}
@@ -211,6 +220,8 @@ class _Merger:
             self._target(parsed, (*loc, "shadow", "target"), route.shadow.target)
         if route.classifier is not None:
             self._arm(parsed, (*loc, "classifier"), route, "fine_tuned")
+            if self.check_model and (problem := self.check_model(route.classifier.model, self.directory)):
+                self._issue(parsed, (*loc, "classifier", "model"), problem)
 
     def _check_experiment(self, name: str, experiment: Experiment, taken: dict[str, str]) -> None:
         parsed, loc = self.origin[("experiments", name)]
@@ -237,12 +248,15 @@ def _aliases(targets: dict[str, Target]) -> dict[str, str]:
             if target.without_key and target.api_key_env and not os.environ.get(target.api_key_env)}
 
 
-def load_policies(directory: str | Path) -> PolicySet:
-    """Load and validate every ``*.yaml`` in ``directory``; raise ``PolicyLoadError`` listing all issues."""
+def load_policies(directory: str | Path, check_model: ModelCheck | None = None) -> PolicySet:
+    """Load and validate every ``*.yaml`` in ``directory``; raise ``PolicyLoadError`` listing all issues.
+
+    ``check_model`` vets each classifier model a route names (without it, models are not checked).
+    """
     root = Path(directory)
     if not root.is_dir():
         raise PolicyLoadError([PolicyIssue(str(root), 0, "", "policy directory does not exist")])
-    merger = _Merger()
+    merger = _Merger(root, check_model)
     issues: list[PolicyIssue] = []
     files = 0
     for path in _policy_files(root):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from policies.loader import PolicyIssue, PolicyLoadError, fingerprint, load_policies
+from policies.loader import ModelCheck, PolicyIssue, PolicyLoadError, fingerprint, load_policies
 from policies.schema import PolicySet
 
 log = logging.getLogger("hybrid_gateway.policies")
@@ -22,12 +22,14 @@ ReloadResult = Literal["success", "failure", "unchanged"]
 
 
 class PolicyHolder:
-    """The running policy set; ``reload`` swaps it only for a valid one."""
+    """The running policy set; ``reload`` swaps it only for a valid one (``check_model`` as in load_policies)."""
 
-    def __init__(self, directory: str | Path, on_reload: Callable[[ReloadResult], None] | None = None) -> None:
+    def __init__(self, directory: str | Path, on_reload: Callable[[ReloadResult], None] | None = None,
+                 check_model: ModelCheck | None = None) -> None:
         self.directory = Path(directory)
         self._on_reload = on_reload or (lambda result: None)
-        self._current = load_policies(self.directory)
+        self._check_model = check_model
+        self._current = load_policies(self.directory, check_model)
         self.last_error: PolicyLoadError | None = None
         self._rejected = ""
 
@@ -41,7 +43,7 @@ class PolicyHolder:
             seen = fingerprint(self.directory)
             if seen in (self._current.fingerprint, self._rejected):
                 return "unchanged"
-            candidate = load_policies(self.directory)
+            candidate = load_policies(self.directory, self._check_model)
         except OSError as exc:
             return self._reject(PolicyLoadError([PolicyIssue(str(self.directory), 0, "", str(exc))]), "")
         except PolicyLoadError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+import routes
 from policies import PolicyHolder, PolicyLoadError, load_policies
+from tests.support.metrics import scrape
 from tests.support.polling import poll
+from tests.support.process import free_port
 from tests.support.servers import ServerThread
 
 GOOD = """version: 1
@@ -139,3 +143,44 @@ def test_running_gateway_hot_reloads(start_gateway: object, policy_dir: Path) ->
     poll(lambda: metric("failure") == 1.0, "the failed reload to be counted")
     assert "chat-tiny" in models() and "chat-broken" not in models()
     assert metric("success") == 1.0
+
+
+ROUTED = GOOD.replace("        target: a\n", "        target: a\n      fine_tuned:\n        target: a\n    classifier:\n"
+                      "      model: models/router.npz\n")
+
+
+def test_policy_check_loads_every_model_file_a_route_names(tmp_path: Path) -> None:
+    path = write(tmp_path, ROUTED)
+    check = [sys.executable, "-m", "gateway.cli", "policy", "check", str(tmp_path)]
+    missing = subprocess.run(check, capture_output=True, text=True, check=False)
+    assert missing.returncode == 1
+    assert f"{path}:15: routes.r.classifier.model: cannot load {tmp_path / 'models/router.npz'}" in missing.stderr
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "router.npz").write_text("not a model")
+    garbage = subprocess.run(check, capture_output=True, text=True, check=False)
+    assert garbage.returncode == 1 and "cannot read model file" in garbage.stderr
+    shutil.copy(Path(routes.__file__).parent / "models" / "fast.npz", tmp_path / "models" / "router.npz")
+    assert subprocess.run(check, capture_output=True, text=True, check=False).returncode == 0
+
+
+def test_serve_refuses_a_missing_model_file_in_one_line(tmp_path: Path) -> None:
+    write(tmp_path, ROUTED)
+    started = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--policies", str(tmp_path), "--demo", "off",
+                              "--port", str(free_port())], capture_output=True, text=True, check=False, timeout=120)
+    assert started.returncode == 2 and "Traceback" not in started.stderr
+    (line,) = started.stderr.splitlines()
+    assert line.startswith("cannot start: ") and "routes.r.classifier.model: cannot load" in line
+
+
+def test_a_reload_naming_a_missing_model_file_is_refused(start_gateway: object, policy_dir: Path,
+                                                         fake: object) -> None:
+    gateway: ServerThread = start_gateway()  # type: ignore[operator]
+    policy_file = policy_dir / "policy.yaml"
+    policy_file.write_text(policy_file.read_text().replace(
+        "  chat:\n", "  chat:\n    classifier: {model: gone.npz}\n", 1))
+    poll(lambda: scrape(gateway.url, "gateway_policy_reloads_total", result="failure") == 1,
+         "the refused reload to be counted")
+    answer = httpx.post(gateway.url + "/v1/chat/completions", timeout=30,
+                        json={"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+    assert answer.status_code == 200 and "x-gateway-score" not in answer.headers  # still the last good policy
+    assert scrape(gateway.url, "gateway_policy_reloads_total", result="success") == 0
