@@ -2,7 +2,10 @@
 
 It reads the same outcome store the gateway writes (Redis when
 ``--redis-url``/``HYBRID_GATEWAY_REDIS_URL`` is set, else the local journal
-under the data directory), or asks a running gateway with ``--url``.
+under the data directory), or asks a running gateway with ``--url``. Exit 0 with
+a report, 1 when there is nothing to report (an unknown experiment, a data
+directory that does not exist, no outcomes recorded: an empty report would look
+like an answer), 2 when the policies do not load.
 """
 
 from __future__ import annotations
@@ -30,12 +33,22 @@ async def _local_report(args: argparse.Namespace) -> int:
     if experiment is None:
         print(f"no experiment named {args.name!r} in {args.policies}", file=sys.stderr)
         return 1
+    data_dir = Path(args.data_dir)
+    if not args.redis_url and not data_dir.is_dir():
+        print(f"no data directory at {data_dir} (the gateway's --data-dir or $HYBRID_GATEWAY_DATA_DIR)",
+              file=sys.stderr)
+        return 1
     state = SharedState.connect(args.redis_url, prefix=args.redis_prefix)
     try:
-        store = outcome_store(state, Path(args.data_dir) / "experiments")
-        result = report(list(experiment.variants), await observations(store, args.name))
+        store = outcome_store(state, data_dir / "experiments")
+        seen = await observations(store, args.name)
     finally:
         await state.aclose()
+    if not seen:
+        where = f"Redis at {args.redis_url}" if args.redis_url else data_dir / "experiments"
+        print(f"no outcomes recorded for experiment {args.name!r} in {where}", file=sys.stderr)
+        return 1
+    result = report(list(experiment.variants), seen)
     print(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2).decode() if args.json else render_table(result))
     return 0
 

@@ -248,3 +248,19 @@ def test_two_gateway_processes_on_one_redis_agree(shared_redis: tuple[str, str])
 def ask_process(gateway: GatewayProcess, user: str) -> httpx.Response:
     return httpx.post(gateway.url + "/v1/chat/completions", timeout=30,
                       json={"model": "support", "user": user, "messages": [{"role": "user", "content": "hi"}]})
+
+
+def test_report_cli_fails_on_an_unknown_experiment_or_an_empty_store(tmp_path: Path,
+                                                                     fake_server: tuple[FakeUpstream, ServerThread]
+                                                                     ) -> None:
+    policies = write_policies(tmp_path / "policies", fake_server[1].url)
+    base = [sys.executable, "-m", "gateway.cli", "experiments", "report", "--policies", str(policies)]
+    unknown = subprocess.run([*base, "no-such", "--data-dir", str(tmp_path)], capture_output=True, text=True)
+    assert unknown.returncode == 1 and "no experiment named 'no-such'" in unknown.stderr
+    nowhere = subprocess.run([*base, "ft-rollout", "--data-dir", str(tmp_path / "nowhere")],
+                             capture_output=True, text=True)
+    assert nowhere.returncode == 1 and nowhere.stdout == ""
+    assert f"no data directory at {tmp_path / 'nowhere'}" in nowhere.stderr
+    empty = subprocess.run([*base, "ft-rollout", "--data-dir", str(tmp_path)], capture_output=True, text=True)
+    assert empty.returncode == 1 and empty.stdout == ""
+    assert "no outcomes recorded for experiment 'ft-rollout'" in empty.stderr
