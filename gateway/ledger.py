@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import BinaryIO
 
 import orjson
@@ -103,6 +104,7 @@ class Ledger:
             return
         usage = record.usage
         self._access.write(orjson.dumps({
+            "ts": datetime.now(UTC),  # when the request finished; orjson writes ISO 8601 with a Z
             "request_id": record.request_id, "endpoint": record.endpoint, "route": record.route,
             "arm": record.arm, "target": record.target, "variant": record.variant, "status": record.status,
             "error": record.error_code, "stream": record.stream, "latency_ms": round(duration * 1000, 3),
@@ -112,5 +114,5 @@ class Ledger:
             "usage_estimated": usage.estimated if usage else None,
             "cost_usd": record.cost_usd, "rag": record.rag, "score": record.score, "attempts": record.attempts,
             "fallback": record.fallback or None, "experiment": record.experiment or None,
-        }) + b"\n")
+        }, option=orjson.OPT_UTC_Z) + b"\n")
         self._access.flush()

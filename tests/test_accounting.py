@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import json
+from datetime import UTC, datetime
+
 import httpx
 import pytest
 
 from gateway.accounting import estimate_tokens
+from gateway.ledger import Ledger, RequestRecord
+from gateway.metrics import Metrics
 from gateway.pricing import price_of
 from policies import Price, Target
 from tests.support.fake_upstream import Action, FakeUpstream
@@ -79,3 +85,14 @@ def test_metrics_cost_equals_the_sum_of_headers(gateway: ServerThread, fake: Fak
     assert metric_sum(metrics, "gateway_requests_total", status="200") == 4
     assert metric_sum(metrics, "gateway_requests_total", status="502") == 1
     assert metric_sum(metrics, "gateway_tokens_total", route="chat", direction="output") == 5 + len(longer.split())
+
+
+def test_access_log_lines_carry_an_iso_utc_timestamp() -> None:
+    stream = io.BytesIO()
+    ledger = Ledger(Metrics(), stream)
+    before = datetime.now(UTC)
+    ledger.close(RequestRecord("req-1", "chat", route="chat", status=200))
+    after = datetime.now(UTC)
+    line = json.loads(stream.getvalue())
+    assert line["request_id"] == "req-1" and line["ts"].endswith("Z")  # ISO 8601, UTC
+    assert before <= datetime.fromisoformat(line["ts"]) <= after
