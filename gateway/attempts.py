@@ -4,18 +4,21 @@ Each target of the chain is tried with its own retry policy (tenacity:
 exponential backoff with full jitter, the upstream's ``Retry-After`` honoured up
 to a cap); an open breaker skips the target at once; a failure whose trigger the
 arm's fallback lists moves to the next plan. Everything stays inside the
-route's deadline. Only the final outcome is returned, so the request is
-accounted once, whatever happened on the way.
+route's deadline: a retry whose wait would not leave time for an attempt is
+not taken (counted in ``gateway_retries_skipped``), so the chain moves to its
+fallback at once instead of sleeping into a 504. Only the final outcome is
+returned, so the request is accounted once, whatever happened on the way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from tenacity.wait import wait_random_exponential
 
 from gateway.errors import CircuitOpen, GatewayError, RateLimited, UpstreamTimeout
@@ -62,10 +65,20 @@ def _bounded(plan: Plan, remaining_s: float) -> Plan:
     return replace(plan, target=plan.target.model_copy(update={"timeout_s": max(remaining_s, _MIN_ATTEMPT_S)}))
 
 
+def _reason(state: RetryCallState) -> str:
+    error = state.outcome.exception() if state.outcome else None
+    return error.trigger if isinstance(error, GatewayError) and error.trigger else "unknown"
+
+
 class AttemptRunner:
-    def __init__(self, metrics: Metrics, breakers: BreakerBoard) -> None:
+    """``clock`` and ``sleep`` are injectable so tests can drive deadlines and backoffs with a fake clock."""
+
+    def __init__(self, metrics: Metrics, breakers: BreakerBoard, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self._metrics = metrics
         self._breakers = breakers
+        self._clock = clock
+        self._sleep = sleep
 
     def export_breaker_states(self) -> None:
         """Copy each target's last known breaker state into ``gateway_circuit_open``, just before a scrape.
@@ -87,7 +100,7 @@ class AttemptRunner:
         await self._breakers.record(plan.target_name, config, error is None)
 
     async def _attempt(self, call: Call[Result], plan: Plan, deadline: float, journey: Journey) -> Result:
-        remaining = deadline - time.monotonic()
+        remaining = deadline - self._clock()
         if remaining <= 0:
             raise UpstreamTimeout(f"the route's deadline passed before upstream {plan.target_name} answered")
         journey.attempts += 1
@@ -105,17 +118,22 @@ class AttemptRunner:
             return await self._attempt(call, plan, deadline, journey)
 
         def retryable(error: BaseException) -> bool:
-            return (isinstance(error, GatewayError) and error.trigger in retry.triggers
-                    and deadline - time.monotonic() > _MIN_ATTEMPT_S)
+            return isinstance(error, GatewayError) and error.trigger in retry.triggers
+
+        def stop(state: RetryCallState) -> bool:
+            """Out of attempts, or the wait tenacity just chose would leave no time for the next attempt."""
+            if state.attempt_number >= retry.attempts:
+                return True
+            if deadline - self._clock() - state.upcoming_sleep > _MIN_ATTEMPT_S:
+                return False
+            self._metrics.retries_skipped.labels(plan.target_name, _reason(state)).inc()
+            return True
 
         def count_retry(state: RetryCallState) -> None:
-            error = state.outcome.exception() if state.outcome else None
-            reason = error.trigger if isinstance(error, GatewayError) and error.trigger else "unknown"
-            self._metrics.retries.labels(plan.target_name, reason).inc()
+            self._metrics.retries.labels(plan.target_name, _reason(state)).inc()
 
-        async for attempt in AsyncRetrying(stop=stop_after_attempt(retry.attempts), wait=_Waiter(retry),
-                                           retry=retry_if_exception(retryable), before_sleep=count_retry,
-                                           reraise=True):
+        async for attempt in AsyncRetrying(stop=stop, wait=_Waiter(retry), retry=retry_if_exception(retryable),
+                                           before_sleep=count_retry, sleep=self._sleep, reraise=True):
             with attempt:
                 return await self._attempt(call, plan, deadline, journey)
         raise AssertionError("tenacity reraises the last error")  # pragma: no cover
@@ -123,7 +141,7 @@ class AttemptRunner:
     async def run(self, call: Call[Result], first: Plan, rest: Iterator[Plan],
                   journey: Journey) -> tuple[Plan, Result]:
         """The plan that succeeded and its result; the last error when every plan failed."""
-        deadline = time.monotonic() + first.deadline_s
+        deadline = self._clock() + first.deadline_s
         plan: Plan | None = first
         last_error: GatewayError | None = None
         while plan is not None:

@@ -49,6 +49,9 @@ class Metrics:
                                        ("target",), registry=r)
         self.retries = Counter("gateway_retries", "Upstream attempts retried, by target and reason.",
                                ("target", "reason"), registry=r)
+        self.retries_skipped = Counter("gateway_retries_skipped", "Retries not taken because their wait would "
+                                       "outlast the route's deadline (the chain moves on at once), by target and "
+                                       "reason.", ("target", "reason"), registry=r)
         self.fallbacks = Counter("gateway_fallbacks", "Moves to the next plan of a fallback chain.",
                                  ("route", "from_target", "to_target", "reason"), registry=r)
         self.decisions = Counter("gateway_classifier_decisions", "Arms chosen by the complexity classifier; "

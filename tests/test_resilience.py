@@ -33,6 +33,11 @@ targets:
     model: fragile-model
     api_base: {url}/v1
     breaker: {{failures: 2, window_s: 60, cooldown_s: 60}}
+  limited-ft:
+    provider: openai
+    model: ft:limited-model
+    api_base: {url}/v1
+    retry: {{attempts: 3, backoff_initial_ms: 0, backoff_max_ms: 0, max_retry_after_s: 60}}
   snail:
     provider: vllm
     model: snail-model
@@ -59,6 +64,15 @@ routes:
         fallback:
           to: [{{target: big}}]
           triggers: [context_window]
+  pressed:
+    deadline_s: 3
+    default_arm: fine_tuned
+    arms:
+      prompted: {{target: big}}
+      fine_tuned:
+        target: limited-ft
+        fallback:
+          to: [{{arm: prompted}}]
   hurried:
     deadline_s: 0.8
     arms:
@@ -187,6 +201,19 @@ def test_deadline_bounds_retries(gateway: ServerThread, fake: FakeUpstream) -> N
     assert response.status_code == 504
     attempts = int(response.headers["x-gateway-attempts"])
     assert 2 <= attempts < 5, "the 0.8 s deadline allows two or three 0.3 s attempts, never all five"
+
+
+def test_a_retry_after_beyond_the_deadline_falls_back_at_once(gateway: ServerThread, fake: FakeUpstream) -> None:
+    """Sleeping the 4 s Retry-After would outlast the 3 s deadline (and answer 504): the fallback is taken instead."""
+    fake.then(Action(status=429, retry_after="4"))
+    response = chat(gateway, "pressed")
+    assert response.status_code == 200, response.text
+    assert response.headers["x-gateway-target"] == "big"
+    assert response.headers["x-gateway-fallback"] == "limited-ft>big:rate_limit"
+    assert response.headers["x-gateway-attempts"] == "2", "the 429, then the fallback: no retry of the fine-tune"
+    assert models_called(fake) == ["ft:limited-model", "big-model"]
+    assert metric(gateway, "gateway_retries_skipped_total", target="limited-ft", reason="rate_limit") == 1
+    assert metric(gateway, "gateway_retries_total", target="limited-ft") == 0
 
 
 def send_mixed_traffic(gateway: ServerThread | GatewayProcess, fake: FakeUpstream) -> float:
