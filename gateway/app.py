@@ -6,28 +6,45 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.api import routes
+from gateway.api.openapi import document
 from gateway.arm_choice import ArmChooser
 from gateway.attempts import AttemptRunner
 from gateway.cluster_ledger import ClusterLedger
-from gateway.errors import GatewayError, InternalError, MethodNotAllowed, NotFound, error_response
+from gateway.edge_guard import EdgeGuard
+from gateway.errors import (
+    GatewayError,
+    InternalError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    error_response,
+)
 from gateway.experiments import OutcomeRecorder
 from gateway.knowledge import KnowledgeService
 from gateway.ledger import Ledger
 from gateway.metrics import Metrics
 from gateway.model_check import model_problem
+from gateway.score_sharing import ScoreSharing
 from gateway.settings import Settings
 from gateway.shadow import ShadowRunner
 from gateway.state import Dependency, GatewayState, ReadinessCheck
+from gateway.traffic_window import Grid
 from gateway.upstream import Upstreams, warm_up
+from gateway.window_store import SqliteWindowStore
 from policies import PolicyHolder, PolicySet, SharedState, breaker_board, outcome_store
 
 log = logging.getLogger("hybrid_gateway")
@@ -61,7 +78,7 @@ def _shared_state(settings: Settings, metrics: Metrics) -> SharedState:
     return shared
 
 
-def _runtime(settings: Settings) -> GatewayState:
+def _runtime(settings: Settings, clock: Callable[[], float]) -> GatewayState:
     """Every long-lived object of one app instance, wired together."""
     metrics = Metrics()
     policies = PolicyHolder(settings.policies_dir, on_reload=lambda result: metrics.policy_reloads.labels(result).inc(),
@@ -72,7 +89,7 @@ def _runtime(settings: Settings) -> GatewayState:
     ledger.hooks.append(outcomes)
     chooser = ArmChooser(settings.policies_dir, metrics)
     chooser.warm(policies.current)
-    upstreams = Upstreams()
+    upstreams = Upstreams(settings.limits.max_upstream_reply_bytes)
     gateway = GatewayState(settings, policies, upstreams, metrics, ledger,
                            KnowledgeService(settings.data_dir, settings.chroma_url, metrics),
                            AttemptRunner(metrics, breaker_board(shared)), chooser, outcomes, shared,
@@ -83,8 +100,13 @@ def _runtime(settings: Settings) -> GatewayState:
         gateway.readiness["demo_upstream"] = Dependency(_readiness_of_demo(demo))
     if shared.enabled:
         gateway.readiness["redis"] = Dependency(_readiness_of_redis(shared), lambda: shared.reached)
-        gateway.cluster = ClusterLedger(shared)
+        gateway.cluster = ClusterLedger(shared, Grid(settings.economics.window_s), clock)
         ledger.hooks.append(gateway.cluster)
+        gateway.window = gateway.cluster
+    else:
+        local = SqliteWindowStore(settings.data_dir, settings.economics.window_s, clock)
+        ledger.hooks.append(local)
+        gateway.window = local
     return gateway
 
 
@@ -98,7 +120,7 @@ def _readiness_of_redis(shared: SharedState) -> ReadinessCheck:
 @contextlib.asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    gateway = _runtime(settings)
+    gateway = _runtime(settings, app.state.clock)
     app.state.gateway = gateway
     policies = gateway.policies
     if gateway.shared.enabled:
@@ -107,6 +129,8 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
              asyncio.create_task(gateway.knowledge.start(policies.current), name="knowledge-start")]
     if any(not t.openai_compatible for t in policies.current.targets.values()):
         tasks.append(asyncio.create_task(warm_up(), name="litellm-warm-up"))
+    if gateway.shared.enabled:  # replicas hold each route's share on one merged score estimate
+        tasks.append(asyncio.create_task(ScoreSharing(gateway.shared, gateway.chooser).run(), name="score-sharing"))
     try:
         yield
     finally:
@@ -115,8 +139,8 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         await asyncio.gather(*tasks, return_exceptions=True)
         await gateway.outcomes.drain()
         await gateway.shadow.drain()
-        if gateway.cluster is not None:
-            await gateway.cluster.drain()
+        if gateway.window is not None:
+            await gateway.window.aclose()
         await gateway.upstreams.aclose()
         await gateway.shared.aclose()
 
@@ -130,6 +154,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(GatewayError(str(exc.detail), status=exc.status_code, code="http_error"))
 
 
+async def _invalid(request: Request, exc: Exception) -> Response:
+    """FastAPI's own validation (an ``APIRoute`` with typed parameters) in OpenAI's envelope, not its 422."""
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    param = ".".join(str(part) for part in first["loc"][1:]) or None  # without "body", "query", ...
+    return error_response(InvalidRequest(f"Invalid request: {param or 'request'}: {first['msg']}", param=param,
+                                         code="invalid_parameter"))
+
+
 async def _unhandled(request: Request, exc: Exception) -> Response:
     return error_response(InternalError("The gateway failed to handle the request."))
 
@@ -139,9 +172,26 @@ async def _gateway_error(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    """The gateway app; a plain Starlette app, since every endpoint takes the raw request."""
-    app = Starlette(routes=routes, lifespan=_lifespan, exception_handlers={
-        HTTPException: _http_error, GatewayError: _gateway_error, Exception: _unhandled})
-    app.state.settings = settings or Settings.from_env()
+def create_app(settings: Settings | None = None, *, clock: Callable[[], float] = time.time) -> FastAPI:
+    """The gateway app: FastAPI for the OpenAPI document (``/openapi.json``, ``/docs``), plain routes to serve.
+
+    Every endpoint is a plain Starlette route taking the raw request (no per-request dependency
+    solving or response serialisation); ``gateway.api.openapi`` describes them, built on the first
+    ``/openapi.json``. FastAPI's native OpenTelemetry hooks are off: the gateway exports its own metrics.
+    ``clock`` (epoch seconds) times the economics window; tests pass a fake one to move through it.
+    """
+    settings = settings or Settings.from_env()
+    app = FastAPI(routes=routes, lifespan=_lifespan, middleware=[Middleware(EdgeGuard, edge=settings.edge)],
+                  exception_handlers={HTTPException: _http_error, RequestValidationError: _invalid,
+                                      GatewayError: _gateway_error, Exception: _unhandled},
+                  redoc_url=None, telemetry={"tracing": False, "metrics": False, "logs": False})
+
+    def openapi() -> dict[str, Any]:
+        if not app.openapi_schema:
+            app.openapi_schema = document(routes)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.state.settings = settings
+    app.state.clock = clock
     return app

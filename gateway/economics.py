@@ -19,6 +19,13 @@ arithmetic (maintenance, periodic retraining); they are added to the
 fine-tuned side so the savings are honest. Retraining is spread evenly over its
 cadence (a $3,000 retrain every 3 months counts as $1,000 a month).
 
+Every answer says what it rests on (:class:`Evidence`): the calculator's typed
+figures, ``eval``'s measured costs at a projected volume, or the live view's
+observed volume and costs over a stated window. The same arithmetic on
+different inputs gives different months; the evidence is what lets a reader
+see why. Live traffic too thin to extrapolate gets no break-even at all but a
+:class:`Shortfall` ("not enough traffic yet" and what is missing).
+
 The guide's own four scenarios are kept in :data:`GUIDE_SCENARIOS` together
 with the break-even figures it states, only so that output can say where the
 guide's figures disagree with its own inputs (its 10K queries/month case says
@@ -28,17 +35,21 @@ guide's figures disagree with its own inputs (its 10K queries/month case says
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 __all__ = [
     "DEFAULT_HORIZON_MONTHS",
     "DEFAULT_UPFRONT",
     "FAST_PAYBACK_MONTHS",
     "GUIDE_SCENARIOS",
+    "NOT_ENOUGH_TRAFFIC",
+    "TYPED",
     "YEAR_MONTHS",
     "BreakEven",
+    "Evidence",
     "GuideScenario",
     "Scenario",
+    "Shortfall",
     "StatedMonths",
     "TokenCost",
     "break_even",
@@ -57,6 +68,64 @@ YEAR_MONTHS = 12
 """Pay-back within a year is worth it only if the volume holds; the verdict says so."""
 
 _MILLION = 1_000_000
+
+NOT_ENOUGH_TRAFFIC = "not enough traffic yet"
+"""Every verdict that refuses to extrapolate starts with this, wherever it is shown."""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Where a scenario's volume and running costs come from, in words a reader can check."""
+
+    volume: str
+    costs: str
+
+    def __str__(self) -> str:
+        return f"volume {self.volume}; costs {self.costs}"
+
+    def as_json(self) -> dict[str, str]:
+        return {"volume": self.volume, "costs": self.costs}
+
+
+TYPED = Evidence(volume="as given", costs="as given")
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """What live traffic still lacks before its break-even means anything; all zero means enough."""
+
+    requests: int = 0
+    """More requests (all arms) before the volume is extrapolated."""
+    seconds: float = 0.0
+    """More observed time before the volume is extrapolated."""
+    prompted_requests: int = 0
+    """More prompted-arm requests before prompting's cost per query is known."""
+
+    def __bool__(self) -> bool:
+        return self.requests > 0 or self.seconds > 0 or self.prompted_requests > 0
+
+    @property
+    def verdict(self) -> str:
+        """``not enough traffic yet: 120 more requests, 35 more minutes`` (the missing parts only)."""
+        missing = []
+        if self.requests > 0:
+            missing.append(f"{self.requests:,} more request{'s' if self.requests != 1 else ''}")
+        if self.seconds > 0:
+            missing.append(_duration(self.seconds))
+        if self.prompted_requests > 0:
+            missing.append(f"{self.prompted_requests:,} more prompted request"
+                           f"{'s' if self.prompted_requests != 1 else ''} to know what prompting costs per query")
+        return f"{NOT_ENOUGH_TRAFFIC}: " + ", ".join(missing)
+
+    def as_json(self) -> dict[str, float]:
+        return {"requests": self.requests, "seconds": self.seconds, "prompted_requests": self.prompted_requests}
+
+
+def _duration(seconds: float) -> str:
+    minutes = math.ceil(seconds / 60)
+    if minutes < 120:
+        return f"{minutes} more minute{'s' if minutes != 1 else ''}"
+    return f"{math.ceil(seconds / 3600)} more hours"
 
 
 @dataclass(frozen=True)
@@ -109,6 +178,8 @@ class Scenario:
     """Cadence of ``retraining_cost``; None means no retraining is planned."""
     horizon_months: int = DEFAULT_HORIZON_MONTHS
     """How far ahead cumulative savings are counted and pay-back is believed."""
+    evidence: Evidence = field(default=TYPED, compare=False)
+    """Where the volume and costs come from; not part of the scenario's identity."""
 
     def __post_init__(self) -> None:
         _require_non_negative("volume", self.volume)

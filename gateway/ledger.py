@@ -34,7 +34,6 @@ class RequestRecord:
     error_code: str | None = None
     usage: Usage | None = None
     cost_usd: float | None = None
-    counterfactual_usd: float | None = None  # the same tokens at the route's prompted target's prices
     upstream_s: float = 0.0
     ttft_s: float | None = None
     stream: bool = False
@@ -93,8 +92,6 @@ class Ledger:
                 m.unpriced.labels(record.target).inc()
         if record.cost_usd:
             m.cost.labels(*labels).inc(record.cost_usd)
-        if record.counterfactual_usd:
-            m.counterfactual_cost.labels(*labels).inc(record.counterfactual_usd)
         self._log(record, duration)
         for hook in self.hooks:
             hook(record)

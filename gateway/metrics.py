@@ -39,9 +39,6 @@ class Metrics:
         self.tokens = Counter("gateway_tokens", "Tokens by direction (input, output).",
                               (*REQUEST_LABELS, "direction"), registry=r)
         self.cost = Counter("gateway_cost_usd", "Upstream cost in USD.", REQUEST_LABELS, registry=r)
-        self.counterfactual_cost = Counter(
-            "gateway_counterfactual_cost_usd", "What the same requests would have cost on the route's prompted "
-            "target alone, from their real token counts.", REQUEST_LABELS, registry=r)
         self.unpriced = Counter("gateway_unpriced_requests", "Requests with tokens but no known price.",
                                 ("target",), registry=r)
         self.estimated_usage = Counter("gateway_estimated_usage_requests",
@@ -59,11 +56,23 @@ class Metrics:
                                  registry=r)
         self.scores = Histogram("gateway_classifier_score", "Complexity scores (need for the prompted arm).",
                                 ("route",), buckets=tuple(i / 10 for i in range(1, 11)), registry=r)
+        self.classifier_threshold = Gauge(
+            "gateway_classifier_threshold", "The threshold a classifier route decides against now (for strong_share: "
+            "the live one, calibrated on the route's recent scores).", ("route",), registry=r,
+            multiprocess_mode="mostrecent")
+        self.classifier_prompted_share = Gauge(
+            "gateway_classifier_prompted_share", "Share of the scored decisions in the calibration window that went "
+            "to the prompted arm (NaN before any).", ("route",), registry=r, multiprocess_mode="mostrecent")
+        self.classifier_strong_share = Gauge(
+            "gateway_classifier_strong_share", "The route's strong_share target (NaN for a fixed threshold).",
+            ("route",), registry=r, multiprocess_mode="mostrecent")
         self.errors = Counter("gateway_errors", "Requests answered with an error, by code.",
                               ("route", "code"), registry=r)
-        self.rag_requests = Counter("gateway_rag_requests", "Retrievals by result (hit, miss, unavailable).",
+        self.rag_requests = Counter("gateway_rag_requests", "Retrievals by result (hit, miss; timeout and "
+                                    "unavailable answered without context).",
                                     ("route", "result"), registry=r)
-        self.rag_duration = Histogram("gateway_rag_retrieval_seconds", "Retrieval time (embed and search).",
+        self.rag_duration = Histogram("gateway_rag_retrieval_seconds", "Time retrieval added to a request "
+                                      "(queue wait, embedding, search; timeouts included).",
                                       ("route",), buckets=_LATENCY, registry=r)
         self.shadow_requests = Counter("gateway_shadow_requests", "Mirrored requests by status ('dropped' when "
                                        "too many were in flight).", ("route", "target", "status"), registry=r)
@@ -84,6 +93,9 @@ class Metrics:
                                    ("target",), registry=r, multiprocess_mode="livemax")
         self.policy_reloads = Counter("gateway_policy_reloads", "Policy reloads by result.", ("result",),
                                       registry=r)
+        self.refused = Counter("gateway_refused_requests", "Requests refused before any endpoint ran, by reason "
+                               "('host': Host header not allowed, 'overloaded': concurrency limit).", ("reason",),
+                               registry=r)
 
     def exposition(self) -> bytes:
         """The text format of every metric; merged across workers in multiprocess mode."""

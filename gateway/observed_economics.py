@@ -1,82 +1,165 @@
-"""The break-even projection recomputed from real traffic: is the fine-tune paying off at the volume we see?
+"""The break-even recomputed from real traffic: is the fine-tune paying off at the volume we see?
 
-The observed figures come from the gateway's own counters (merged across
-workers in multiprocess mode): requests, actual cost, and the counterfactual
-cost of the same tokens on the route's prompted target. The route's
-``economics`` block gives the investment; ``gateway.economics.break_even``
-does the arithmetic, so the calculator and the live view never disagree.
+The evidence is a window of per-route, per-arm counters (:mod:`gateway.traffic_window`),
+not the count since the process started: the observed volume is the requests in
+the window over the time it spans, and it is not extrapolated at all before the
+minimum observation (``EconomicsSettings``: time and requests). Prompting's
+cost per query is what the prompted arm really cost per request it served in
+the window (its system prompt, few-shot examples and retrieved context
+included), and stays unknown until it served enough of them. Short of either,
+the verdict is :class:`gateway.economics.Shortfall`'s "not enough traffic yet"
+with what is missing.
+
+:class:`LiveInputs` is what ``GET /v1/economics`` publishes per route and
+``breakeven --from`` reads back; :func:`live_break_even` turns it into the
+same :func:`gateway.economics.break_even` answer for both, so they can only
+differ where the CLI is told to (``--horizon-months``), and then says so.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
-from gateway.economics import Scenario, break_even
-from policies import PolicySet
+from gateway.economics import BreakEven, Evidence, Scenario, Shortfall, break_even
+from gateway.settings import EconomicsSettings
+from gateway.traffic_window import Counts, Window
+from policies import Economics, PolicySet
 
 SECONDS_PER_MONTH = 30.4375 * 86_400  # an average month: 365.25 / 12 days
-_TOTALS = {"gateway_requests": "requests", "gateway_cost_usd": "cost_usd",
-           "gateway_counterfactual_cost_usd": "counterfactual_usd"}
 
 
 @dataclass(frozen=True)
-class Observed:
-    requests: float = 0.0
-    cost_usd: float = 0.0
-    counterfactual_usd: float = 0.0
+class LiveInputs:
+    """One route's observed evidence and its investment: everything the live break-even reads."""
+
+    route: str
+    scope: str
+    window_s: float
+    window_start: float
+    observed_s: float
+    requests: float
+    cost_usd: float
+    prompted_requests: float
+    prompted_cost_usd: float
+    prompted_input_tokens: float
+    prompted_output_tokens: float
+    upfront_usd: float
+    fixed_monthly_usd: float
+    horizon_months: float
+    projected_monthly_queries: float
+    shortfall: Shortfall
+
+    @property
+    def monthly_queries(self) -> float | None:
+        """Requests per month at the observed rate; None before the minimum observation."""
+        if self.shortfall.requests or self.shortfall.seconds:
+            return None
+        return self.requests / (self.observed_s / SECONDS_PER_MONTH)
+
+    @property
+    def actual_per_query(self) -> float | None:
+        return self.cost_usd / self.requests if self.requests else None
+
+    @property
+    def prompted_per_query(self) -> float | None:
+        """The prompted arm's observed cost per request; None until enough prompted requests were seen."""
+        if self.shortfall.prompted_requests or not self.prompted_requests:
+            return None
+        return self.prompted_cost_usd / self.prompted_requests
+
+    def evidence(self) -> Evidence:
+        start = datetime.fromtimestamp(self.window_start, UTC).isoformat(timespec="seconds")
+        volume = (f"observed: {self.requests:,.0f} requests in {_span(self.observed_s)} since {start} "
+                  f"(window {_span(self.window_s)}, {self.scope})")
+        actual, prompted = self.actual_per_query, self.prompted_per_query
+        costs = ("observed: hybrid " + ("unknown" if actual is None else f"${actual:.6f}") + " per query; prompted "
+                 + ("unknown" if prompted is None else f"${prompted:.6f}")
+                 + f" per query over {self.prompted_requests:,.0f} prompted requests (prompts and context included)")
+        return Evidence(volume=volume, costs=costs)
+
+    def as_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _INPUT_FIELDS} | {"missing": self.shortfall.as_json()}
+
+    @classmethod
+    def from_json(cls, row: dict[str, Any]) -> LiveInputs:
+        missing = row["missing"]
+        return cls(**{name: row[name] for name in _INPUT_FIELDS},
+                   shortfall=Shortfall(int(missing["requests"]), float(missing["seconds"]),
+                                       int(missing["prompted_requests"])))
 
 
-def observed_by_route(exposition: bytes) -> dict[str, Observed]:
-    """Successful requests and their costs per route, from the Prometheus text format."""
-    totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for family in text_string_to_metric_families(exposition.decode()):
-        field = _TOTALS.get(family.name)
-        if field is None:
-            continue
-        for sample in family.samples:
-            if sample.name.endswith("_total") and sample.labels.get("status", "200") == "200":
-                totals[sample.labels["route"]][field] += sample.value
-    return {route: Observed(**values) for route, values in totals.items()}
+_INPUT_FIELDS = ("route", "scope", "window_s", "window_start", "observed_s", "requests", "cost_usd",
+                 "prompted_requests", "prompted_cost_usd", "prompted_input_tokens", "prompted_output_tokens",
+                 "upfront_usd", "fixed_monthly_usd", "horizon_months", "projected_monthly_queries")
 
 
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
+def _span(seconds: float) -> str:
+    if seconds >= 2 * 86_400:
+        return f"{seconds / 86_400:.1f} d"
+    if seconds >= 2 * 3_600:
+        return f"{seconds / 3_600:.1f} h"
+    return f"{seconds / 60:.0f} min"
 
 
-def economics_report(policy: PolicySet, observed: dict[str, Observed], window_s: float) -> list[dict[str, Any]]:
-    """One entry per route with an ``economics`` block; windows under a second count as one second."""
-    window_s = max(window_s, 1.0)
-    entries = []
-    for name, route in sorted(policy.routes.items()):
-        plan = route.economics
-        if plan is None:
-            continue
-        seen = observed.get(name, Observed())
-        months = window_s / SECONDS_PER_MONTH
-        rate = seen.requests / months
-        per_query = seen.cost_usd / seen.requests if seen.requests else 0.0
-        prompted_per_query = seen.counterfactual_usd / seen.requests if seen.requests else 0.0
-        result = break_even(Scenario(volume=rate, prompted_per_query=prompted_per_query,
-                                     fine_tuned_per_query=per_query, upfront=plan.upfront_usd,
-                                     maintenance_monthly=plan.fixed_monthly_usd,
-                                     horizon_months=math.ceil(plan.horizon_months)))
-        saved_so_far = seen.counterfactual_usd - seen.cost_usd - plan.fixed_monthly_usd * months
-        entries.append({
-            "route": name, "window_s": round(window_s, 3), "requests": seen.requests,
-            "observed_monthly_queries": rate, "projected_monthly_queries": plan.projected_monthly_queries,
-            "volume_share_of_projection": rate / plan.projected_monthly_queries,
-            "actual_cost_per_query_usd": per_query, "prompted_only_cost_per_query_usd": prompted_per_query,
-            "prompted_only_monthly_usd": result.prompted_monthly, "hybrid_monthly_usd": result.fine_tuned_monthly,
-            "savings_monthly_usd": result.savings_monthly,
-            "months_to_break_even": _finite(result.months_to_break_even),
-            "horizon_months": plan.horizon_months, "upfront_usd": plan.upfront_usd,
-            "fixed_monthly_usd": plan.fixed_monthly_usd,
-            "savings_so_far_usd": saved_so_far, "net_after_upfront_usd": saved_so_far - plan.upfront_usd,
-            "verdict": result.verdict,
-        })
-    return entries
+def live_inputs(route: str, plan: Economics, window: Window, minimums: EconomicsSettings) -> LiveInputs:
+    """What the window holds for ``route``, and what it still lacks."""
+    arms = window.arms(route)
+    total = sum(arms.values(), Counts())
+    prompted = arms.get("prompted", Counts())
+    shortfall = Shortfall(requests=max(0, math.ceil(minimums.min_requests - total.requests)),
+                          seconds=max(0.0, max(minimums.min_observed_s, 1.0) - window.observed_s),
+                          prompted_requests=max(0, math.ceil(minimums.min_prompted_requests - prompted.requests)))
+    if not prompted.requests and not shortfall.prompted_requests:
+        shortfall = Shortfall(shortfall.requests, shortfall.seconds, 1)  # a minimum of 0 still needs one
+    return LiveInputs(route, window.scope, window.window_s, window.start, window.observed_s, total.requests,
+                      total.cost_usd, prompted.requests, prompted.cost_usd, prompted.input_tokens,
+                      prompted.output_tokens, plan.upfront_usd, plan.fixed_monthly_usd, plan.horizon_months,
+                      plan.projected_monthly_queries, shortfall)
+
+
+def live_break_even(inputs: LiveInputs, horizon_months: int | None = None) -> BreakEven | None:
+    """The guide's break-even on the observed evidence; None while the evidence falls short."""
+    volume, actual, prompted = inputs.monthly_queries, inputs.actual_per_query, inputs.prompted_per_query
+    if inputs.shortfall or volume is None or actual is None or prompted is None:
+        return None
+    return break_even(Scenario(volume=volume, prompted_per_query=prompted, fine_tuned_per_query=actual,
+                               upfront=inputs.upfront_usd, maintenance_monthly=inputs.fixed_monthly_usd,
+                               horizon_months=horizon_months or math.ceil(inputs.horizon_months),
+                               evidence=inputs.evidence()))
+
+
+def verdict_of(inputs: LiveInputs, result: BreakEven | None) -> str:
+    return inputs.shortfall.verdict if result is None else result.verdict
+
+
+def _entry(inputs: LiveInputs) -> dict[str, Any]:
+    result = live_break_even(inputs)
+    volume, prompted = inputs.monthly_queries, inputs.prompted_per_query
+    start = datetime.fromtimestamp(inputs.window_start, UTC).isoformat(timespec="seconds")
+    saved = (None if prompted is None
+             else prompted * inputs.requests - inputs.cost_usd
+             - inputs.fixed_monthly_usd * inputs.observed_s / SECONDS_PER_MONTH)
+    tokens = (None if prompted is None else {"input": inputs.prompted_input_tokens / inputs.prompted_requests,
+                                             "output": inputs.prompted_output_tokens / inputs.prompted_requests})
+    return inputs.as_json() | {
+        "window_start_iso": start, "enough_traffic": not inputs.shortfall,
+        "observed_monthly_queries": volume,
+        "volume_share_of_projection": None if volume is None else volume / inputs.projected_monthly_queries,
+        "actual_cost_per_query_usd": inputs.actual_per_query, "prompted_only_cost_per_query_usd": prompted,
+        "prompted_tokens_per_query": tokens, "saved_in_window_usd": saved,
+        "prompted_only_monthly_usd": None if result is None else result.prompted_monthly,
+        "hybrid_monthly_usd": None if result is None else result.fine_tuned_monthly,
+        "savings_monthly_usd": None if result is None else result.savings_monthly,
+        "months_to_break_even": None if result is None else result.months_to_break_even,
+        "net_at_horizon_usd": None if result is None else result.cumulative_savings_at_horizon,
+        "inputs": inputs.evidence().as_json(), "verdict": verdict_of(inputs, result),
+    }
+
+
+def economics_report(policy: PolicySet, window: Window, minimums: EconomicsSettings) -> list[dict[str, Any]]:
+    """One entry per route with an ``economics`` block, from the window's evidence."""
+    return [_entry(live_inputs(name, route.economics, window, minimums))
+            for name, route in sorted(policy.routes.items()) if route.economics is not None]

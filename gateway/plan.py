@@ -46,7 +46,6 @@ class Plan:
     deadline_s: float = 120.0
     fallback: Fallback | None = None
     fallback_on: frozenset[Trigger] = field(default_factory=frozenset)
-    baseline: Target | None = None  # the route's prompted target: what the request would cost there
     shadow: Shadow | None = None
 
 
@@ -93,10 +92,9 @@ def _plan(policy: PolicySet, request: ChatCompletionRequest, payload: dict[str, 
     include_usage = bool(request.stream_options and request.stream_options.include_usage)
     fallback = arm.fallback if arm is not None else None
     route = policy.routes.get(route_name) if arm is not None else None
-    baseline = policy.target(route.arms.prompted.target)[1] if route is not None else target
     return Plan(route_name, arm_name, effective_name, target, payload, request.stream, include_usage,
                 arm.knowledge if arm is not None else None, deadline_s, fallback,
-                frozenset(fallback.triggers) if fallback else frozenset(), baseline,
+                frozenset(fallback.triggers) if fallback else frozenset(),
                 route.shadow if route is not None else None)
 
 

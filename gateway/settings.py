@@ -13,6 +13,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.edge_settings import EdgeSettings
+from gateway.limits import Limits
+
 _PREFIX = "HYBRID_GATEWAY_"
 DEFAULT_POLICIES = Path(__file__).resolve().parent.parent / "policies" / "default"
 
@@ -30,17 +33,56 @@ def digest_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def _key_digests(raw_keys: str, key_file: str) -> frozenset[str]:
-    """Keys from a comma list and/or a file (one per line); ``sha256:<hex>`` entries are digests already."""
-    entries = [k.strip() for k in raw_keys.split(",")]
+class SettingsError(ValueError):
+    """A setting that cannot be meant as given; ``serve`` prints it and exits 2."""
+
+
+def _keys(entries: list[str]) -> list[str]:
+    return [entry for entry in (e.strip() for e in entries) if entry and not entry.startswith("#")]
+
+
+def _key_digests(variable: str) -> frozenset[str]:
+    """Keys from ``<variable>`` (comma list) and/or ``<variable>_FILE`` (one per line, ``#`` comments).
+
+    ``sha256:<hex>`` entries are digests already. A key file, or a non-blank list, that holds no
+    key is refused: reading it as "no keys" would silently turn authentication off.
+    """
+    raw_keys, key_file = _env(variable), _env(variable + "_FILE")
+    listed = _keys(raw_keys.split(","))
+    if raw_keys.strip() and not listed:
+        raise SettingsError(f"{_PREFIX}{variable} is set but holds no key: unset it to run without keys.")
     if key_file:
-        entries += [line.strip() for line in Path(key_file).read_text(encoding="utf-8").splitlines()]
-    digests = set()
-    for entry in entries:
-        if not entry or entry.startswith("#"):
-            continue
-        digests.add(entry.removeprefix("sha256:").lower() if entry.startswith("sha256:") else digest_key(entry))
-    return frozenset(digests)
+        try:
+            lines = Path(key_file).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise SettingsError(f"{_PREFIX}{variable}_FILE={key_file}: cannot read it ({exc.strerror}).") from exc
+        filed = _keys(lines)
+        if not filed:
+            raise SettingsError(f"{_PREFIX}{variable}_FILE={key_file} holds no key (only blank lines or comments): "
+                                f"refusing to start with authentication off; unset it to run without keys.")
+        listed += filed
+    return frozenset(entry.removeprefix("sha256:").lower() if entry.startswith("sha256:") else digest_key(entry)
+                     for entry in listed)
+
+
+@dataclass(frozen=True)
+class EconomicsSettings:
+    """How much live traffic the break-even needs before it extrapolates (see docs/economics.md)."""
+
+    window_s: float = 7 * 86_400
+    """The sliding window the observed volume and costs are read over."""
+    min_observed_s: float = 3_600
+    """Less observed time than this is not extrapolated to a month."""
+    min_requests: int = 500
+    """Fewer successful requests in the window than this are not extrapolated either."""
+    min_prompted_requests: int = 50
+    """Prompted-arm requests needed before prompting's real cost per query counts as known."""
+
+    def __post_init__(self) -> None:
+        if not self.window_s > 0:
+            raise ValueError(f"HYBRID_GATEWAY_ECONOMICS_WINDOW_S must be > 0, got {self.window_s}")
+        if self.min_observed_s < 0 or self.min_requests < 0 or self.min_prompted_requests < 0:
+            raise ValueError("the economics minimums must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -55,20 +97,31 @@ class Settings:
     chroma_url: str | None = None
     redis_url: str | None = None
     redis_prefix: str = "hg:"
+    economics: EconomicsSettings = field(default_factory=EconomicsSettings)
+    edge: EdgeSettings = field(default_factory=EdgeSettings)
+    limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def from_env(cls) -> Settings:
         return cls(
             policies_dir=Path(_env("POLICIES", str(DEFAULT_POLICIES))),
             data_dir=Path(_env("DATA_DIR", "var")),
-            api_key_digests=_key_digests(_env("API_KEYS"), _env("API_KEYS_FILE")),
-            admin_key_digests=_key_digests(_env("ADMIN_KEYS"), _env("ADMIN_KEYS_FILE")),
+            api_key_digests=_key_digests("API_KEYS"),
+            admin_key_digests=_key_digests("ADMIN_KEYS"),
             max_body_bytes=int(_env("MAX_BODY_BYTES", str(4 * 1024 * 1024))),
             reload_interval_s=float(_env("RELOAD_INTERVAL_S", "1.0")),
             access_log=_flag("ACCESS_LOG", True),
             chroma_url=_env("CHROMA_URL") or None,
             redis_url=_env("REDIS_URL") or None,
             redis_prefix=_env("REDIS_PREFIX", "hg:"),
+            economics=EconomicsSettings(
+                window_s=float(_env("ECONOMICS_WINDOW_S", str(EconomicsSettings.window_s))),
+                min_observed_s=float(_env("ECONOMICS_MIN_OBSERVED_S", str(EconomicsSettings.min_observed_s))),
+                min_requests=int(_env("ECONOMICS_MIN_REQUESTS", str(EconomicsSettings.min_requests))),
+                min_prompted_requests=int(_env("ECONOMICS_MIN_PROMPTED_REQUESTS",
+                                               str(EconomicsSettings.min_prompted_requests)))),
+            edge=EdgeSettings.from_env(_env, _flag),
+            limits=Limits.from_env(_env),
         )
 
     def key_allowed(self, presented: str, *, admin: bool = False) -> bool:

@@ -14,6 +14,7 @@ from gateway.ledger import Ledger
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.shadow import ShadowRunner
+from gateway.traffic_window import WindowStore
 from gateway.upstream import Upstreams
 from policies import PolicyHolder, SharedState
 
@@ -47,4 +48,6 @@ class GatewayState:
     shared: SharedState
     shadow: ShadowRunner
     cluster: ClusterLedger | None = None
+    window: WindowStore | None = None
+    """The economics window's counters: the cluster ledger with Redis, else SQLite under the data dir."""
     readiness: dict[str, Dependency] = field(default_factory=dict)

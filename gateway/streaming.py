@@ -77,7 +77,6 @@ class SSERelay:
             self._usage = Usage(estimate_prompt_tokens(plan.payload["messages"]), estimate_tokens(text), True)
         record.usage = self._usage
         record.cost_usd = cost_usd(plan.target, record.usage)
-        record.counterfactual_usd = cost_usd(plan.baseline, record.usage)
 
     def _keep(self, payload: bytes) -> bool:
         """Note a data payload; False for the usage chunk the client did not ask for."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -104,10 +105,10 @@ GatewayFactory = Callable[..., ServerThread]
 def start_gateway(policy_dir: Path, tmp_path: Path) -> Iterator[GatewayFactory]:
     started: list[ServerThread] = []
 
-    def start(**overrides: object) -> ServerThread:
+    def start(clock: Callable[[], float] = time.time, **overrides: object) -> ServerThread:
         settings = Settings(**{"policies_dir": policy_dir, "data_dir": tmp_path / "var",
                                "reload_interval_s": 0.05, **overrides})  # type: ignore[arg-type]
-        server = ServerThread(create_app(settings)).start()
+        server = ServerThread(create_app(settings, clock=clock)).start()
         started.append(server)
         return server
 

@@ -23,6 +23,7 @@ import httpx
 import pytest
 import yaml
 
+from gateway.settings import EconomicsSettings
 from tests.conftest import GatewayFactory
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.metrics import scrape
@@ -72,7 +73,7 @@ PROMPTS = ["hi", "What is 2+2?", "Prove that there are infinitely many primes, t
            "theorem's error term and compare three proofs in detail.", "Translate 'cat' to French.",
            "Design a distributed consensus protocol tolerant to byzantine faults and analyse its complexity.",
            "Thanks!"]
-BASE_METRICS = ["gateway_requests_total", "gateway_cost_usd_total", "gateway_counterfactual_cost_usd_total",
+BASE_METRICS = ["gateway_requests_total", "gateway_cost_usd_total",
                 "gateway_request_duration_seconds_bucket", "gateway_time_to_first_token_seconds_bucket",
                 "gateway_fallbacks_total", "gateway_classifier_decisions_total", "gateway_rag_requests_total",
                 "gateway_unpriced_requests_total", "gateway_shadow_requests_total", "gateway_shadow_cost_usd_total",
@@ -105,7 +106,9 @@ def prometheus(tmp_path: Path, start_gateway: GatewayFactory, policy_dir: Path,
     exe = require_prometheus()
     (policy_dir / "monitored.yaml").write_text(MONITORED)
     # Port 9 refuses connections: the start-up probe records Redis going down. Chroma likewise.
-    gateway = start_gateway(redis_url="redis://127.0.0.1:9/0", chroma_url="http://127.0.0.1:9")
+    # Minimums of one request and one second: the economics alerts have a verdict to alert on.
+    gateway = start_gateway(redis_url="redis://127.0.0.1:9/0", chroma_url="http://127.0.0.1:9",
+                            economics=EconomicsSettings(min_observed_s=1, min_requests=1, min_prompted_requests=1))
     port = free_port()
     config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
               "rule_files": [str(RULES)],

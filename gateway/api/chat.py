@@ -39,11 +39,15 @@ def _forced_arm(request: Request, chat: ChatCompletionRequest) -> str | None:
 
 
 class _Grounding:
-    """Retrieval for each plan that asks for it: once per knowledge set-up, however many attempts follow."""
+    """Retrieval for each plan that asks for it: once per knowledge set-up, however many attempts follow.
 
-    def __init__(self, gateway: GatewayState, record: RequestRecord, body: dict[str, Any]) -> None:
+    Every retrieval ends by ``deadline`` (time.monotonic(), the route's), whatever its knowledge timeout.
+    """
+
+    def __init__(self, gateway: GatewayState, record: RequestRecord, body: dict[str, Any], deadline: float) -> None:
         self._gateway = gateway
         self._record = record
+        self._deadline = deadline
         metadata = body.get("metadata")
         self._metadata = metadata if isinstance(metadata, dict) else None
         self._outcomes: dict[Knowledge, RagOutcome] = {}
@@ -55,7 +59,7 @@ class _Grounding:
         outcome = self._outcomes.get(plan.knowledge)
         if outcome is None:
             outcome = await self._gateway.knowledge.augment(plan.route, plan.knowledge, plan.payload["messages"],
-                                                            self._metadata)
+                                                            self._metadata, self._deadline)
             self._outcomes[plan.knowledge] = outcome
         if id(plan.payload) not in self._grounded:
             self._grounded.add(id(plan.payload))
@@ -79,7 +83,6 @@ def _completed(gateway: GatewayState, plan: Plan, record: RequestRecord, reply: 
                rag: RagOutcome | None) -> Response:
     record.usage = reply_usage(reply.data, plan.payload["messages"])
     record.cost_usd = cost_usd(plan.target, record.usage)
-    record.counterfactual_usd = cost_usd(plan.baseline, record.usage)
     headers = gateway_headers(record, format_cost(record.cost_usd))
     gateway.ledger.close(record)
     return Response(_with_sources(reply, rag), media_type="application/json", headers=headers)
@@ -94,7 +97,7 @@ def _streamed(gateway: GatewayState, plan: Plan, record: RequestRecord, stream: 
 async def _serve(gateway: GatewayState, policy: PolicySet, record: RequestRecord, body: dict[str, Any],
                  chat: ChatCompletionRequest, first: Plan) -> Response:
     """Call upstream through retries, breakers and fallbacks; answer from whichever plan succeeded."""
-    grounding = _Grounding(gateway, record, body)
+    grounding = _Grounding(gateway, record, body, time.monotonic() + first.deadline_s)
     journey = Journey()
 
     async def call(plan: Plan) -> UpstreamReply | UpstreamStream:
@@ -126,7 +129,7 @@ async def chat_completions(request: Request) -> Response:
     record = RequestRecord(request_id(request), "chat")
     try:
         authenticate(request, gateway.settings)
-        body = await read_json(request, gateway.settings.max_body_bytes)
+        body = await read_json(request, gateway.settings)
         chat = validate(ChatCompletionRequest, body)
         policy = gateway.policies.current  # one snapshot for the whole request, whatever reloads meanwhile
         forced = _forced_arm(request, chat)

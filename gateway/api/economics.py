@@ -1,17 +1,21 @@
-"""GET /v1/economics and GET /v1/ledger: totals and the break-even recomputed from real traffic.
+"""GET /v1/economics and GET /v1/ledger: the live break-even over its window, and all-time totals.
 
-With Redis configured and up, both read the cluster ledger (every replica's
-requests); otherwise this process's own counters. ``scope`` says which.
+``/v1/economics`` reads the economics window (:mod:`gateway.traffic_window`):
+the cluster's with Redis configured and up, else this machine's persisted
+store under the data directory; its ``scope`` says which. ``/v1/ledger``
+gives all-time totals per label set: the cluster ledger's with Redis, else
+this process's counters.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-import time
 from collections import defaultdict
 from typing import Any
 
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -19,29 +23,20 @@ from starlette.routing import Route
 from gateway.api.common import state_of
 from gateway.errors import GatewayError, error_response
 from gateway.intake import authenticate
-from gateway.observed_economics import Observed, economics_report, observed_by_route
+from gateway.observed_economics import economics_report
 from gateway.state import GatewayState
 
-
-async def _totals(gateway: GatewayState) -> tuple[str, float, dict[str, Observed], list[dict[str, Any]]]:
-    """(scope, window start, per-route totals, rows) from the cluster ledger, else this process."""
-    cluster = await gateway.cluster.totals() if gateway.cluster is not None else None
-    if cluster is None:
-        observed = observed_by_route(gateway.metrics.exposition())
-        rows = [{"route": route, **vars(totals)} for route, totals in sorted(observed.items())]
-        return "process", gateway.metrics.started, observed, rows
-    since, rows = cluster
-    sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for row in rows:
-        for name in ("requests", "cost_usd", "counterfactual_usd"):
-            sums[row["route"]][name] += row.get(name, 0.0)
-    return "cluster", since, {route: Observed(**values) for route, values in sums.items()}, rows
+_GAUGED = ("observed_monthly_queries", "projected_monthly_queries", "volume_share_of_projection",
+           "actual_cost_per_query_usd", "prompted_only_cost_per_query_usd", "prompted_only_monthly_usd",
+           "hybrid_monthly_usd", "savings_monthly_usd", "months_to_break_even", "horizon_months", "upfront_usd",
+           "fixed_monthly_usd", "saved_in_window_usd", "window_s", "window_start", "observed_s", "requests",
+           "prompted_requests")
 
 
-_GAUGED = frozenset({"observed_monthly_queries", "projected_monthly_queries", "volume_share_of_projection",
-                     "actual_cost_per_query_usd", "prompted_only_cost_per_query_usd", "prompted_only_monthly_usd",
-                     "hybrid_monthly_usd", "savings_monthly_usd", "months_to_break_even", "horizon_months",
-                     "upfront_usd", "savings_so_far_usd", "net_after_upfront_usd"})
+async def _report(gateway: GatewayState) -> tuple[str, list[dict[str, Any]]]:
+    assert gateway.window is not None  # built with the runtime
+    window = await gateway.window.window()
+    return window.scope, economics_report(gateway.policies.current, window, gateway.settings.economics)
 
 
 def _json(data: object) -> Response:
@@ -49,13 +44,26 @@ def _json(data: object) -> Response:
 
 
 async def refresh_gauges(gateway: GatewayState) -> None:
-    """Copy the live economics into ``gateway_economics`` just before a scrape."""
-    _, since, observed, _ = await _totals(gateway)
-    for entry in economics_report(gateway.policies.current, observed, time.time() - since):
-        for quantity, value in entry.items():
-            if quantity in _GAUGED:
-                gateway.metrics.economics.labels(entry["route"], quantity).set(
-                    math.inf if value is None else float(value))
+    """Copy the live economics into ``gateway_economics`` just before a scrape.
+
+    ``enough_traffic`` (1 or 0) and the ``missing_*`` quantities say whether the
+    rest means anything; a figure the evidence does not support yet is removed,
+    not exported as 0. ``months_to_break_even`` is +Inf when it never pays off.
+    """
+    gauge = gateway.metrics.economics
+    for entry in (await _report(gateway))[1]:
+        route = entry["route"]
+        values: dict[str, float | None] = {name: entry[name] for name in _GAUGED}
+        values["enough_traffic"] = 1.0 if entry["enough_traffic"] else 0.0
+        values |= {f"missing_{name}": float(value) for name, value in entry["missing"].items()}
+        if entry["enough_traffic"] and values["months_to_break_even"] is None:
+            values["months_to_break_even"] = math.inf
+        for quantity, value in values.items():
+            if value is not None:
+                gauge.labels(route, quantity).set(float(value))
+            else:
+                with contextlib.suppress(KeyError):  # never exported: nothing to remove
+                    gauge.remove(route, quantity)
 
 
 async def economics(request: Request) -> Response:
@@ -64,9 +72,32 @@ async def economics(request: Request) -> Response:
         authenticate(request, gateway.settings)
     except GatewayError as exc:
         return error_response(exc)
-    scope, since, observed, _ = await _totals(gateway)
-    return _json({"scope": scope,
-                  "routes": economics_report(gateway.policies.current, observed, time.time() - since)})
+    scope, routes = await _report(gateway)
+    return _json({"scope": scope, "routes": routes})
+
+
+_TOTALS = {"gateway_requests": "requests", "gateway_cost_usd": "cost_usd"}
+
+
+def _process_totals(exposition: bytes) -> list[dict[str, Any]]:
+    """Successful requests and their cost per route, from the Prometheus text format (all workers)."""
+    totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for family in text_string_to_metric_families(exposition.decode()):
+        field = _TOTALS.get(family.name)
+        if field is None:
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total") and sample.labels.get("status", "200") == "200":
+                totals[sample.labels["route"]][field] += sample.value
+    return [{"route": route, **values} for route, values in sorted(totals.items())]
+
+
+async def _totals(gateway: GatewayState) -> tuple[str, float, list[dict[str, Any]]]:
+    """(scope, start, rows) from the cluster ledger, else this process's counters since it started."""
+    cluster = await gateway.cluster.totals() if gateway.cluster is not None else None
+    if cluster is not None:
+        return "cluster", *cluster
+    return "process", gateway.metrics.started, _process_totals(gateway.metrics.exposition())
 
 
 async def ledger(request: Request) -> Response:
@@ -75,7 +106,7 @@ async def ledger(request: Request) -> Response:
         authenticate(request, gateway.settings)
     except GatewayError as exc:
         return error_response(exc)
-    scope, since, _, rows = await _totals(gateway)
+    scope, since, rows = await _totals(gateway)
     return _json({"scope": scope, "since": since, "rows": rows})
 
 

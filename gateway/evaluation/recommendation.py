@@ -21,7 +21,9 @@ hybrid routing) and decides, in the guide's order:
    Otherwise *fine-tuned arm* at share 0, else *hybrid routing* at its share.
 
 Accuracy cases override the break-even (a requirement is a requirement), but
-the break-even is always reported.
+the break-even is always reported, with the inputs it used: a projected volume
+and costs per query measured on the test set (``breakeven --from`` and the
+dashboard use observed ones, hence different months for the same route).
 """
 
 from __future__ import annotations
@@ -30,7 +32,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from gateway.economics import DEFAULT_HORIZON_MONTHS, DEFAULT_UPFRONT, BreakEven, Scenario, break_even
+from gateway.economics import (
+    DEFAULT_HORIZON_MONTHS,
+    DEFAULT_UPFRONT,
+    BreakEven,
+    Evidence,
+    Scenario,
+    break_even,
+)
 from gateway.evaluation.bootstrap import Interval
 from gateway.evaluation.curve import CurvePoint
 from gateway.evaluation.vocabulary import DEFAULT_TOLERANCE
@@ -49,12 +58,16 @@ class Investment:
     retraining_every_months: float | None = None
     horizon_months: int = DEFAULT_HORIZON_MONTHS
 
-    def scenario(self, prompted_per_query: float, fine_tuned_per_query: float) -> Scenario:
-        return Scenario(volume=self.monthly_volume, prompted_per_query=prompted_per_query,
-                        fine_tuned_per_query=fine_tuned_per_query, upfront=self.upfront,
+    def scenario(self, prompted: CurvePoint, option: CurvePoint) -> Scenario:
+        evidence = Evidence(
+            volume=f"projected: {self.monthly_volume:,.0f} queries/month (economics block or --monthly-volume)",
+            costs=f"measured by eval on the test set: prompting ${prompted.cost_per_query_usd:.6f}, "
+                  f"{_option(option)} ${option.cost_per_query_usd:.6f} per query")
+        return Scenario(volume=self.monthly_volume, prompted_per_query=prompted.cost_per_query_usd,
+                        fine_tuned_per_query=option.cost_per_query_usd, upfront=self.upfront,
                         maintenance_monthly=self.maintenance_monthly, retraining_cost=self.retraining_cost,
                         retraining_every_months=self.retraining_every_months,
-                        horizon_months=self.horizon_months)
+                        horizon_months=self.horizon_months, evidence=evidence)
 
 
 @dataclass(frozen=True)
@@ -79,7 +92,8 @@ class Recommendation:
                     "monthly_volume": be.scenario.volume, "prompted_monthly_usd": be.prompted_monthly,
                     "option_monthly_usd": be.fine_tuned_monthly, "savings_monthly_usd": be.savings_monthly,
                     "months_to_break_even": be.months_to_break_even, "horizon_months": be.scenario.horizon_months,
-                    "net_at_horizon_usd": be.cumulative_savings_at_horizon, "verdict": be.verdict}}
+                    "net_at_horizon_usd": be.cumulative_savings_at_horizon, "verdict": be.verdict,
+                    "inputs": be.scenario.evidence.as_json()}}
 
 
 def _months(be: BreakEven) -> str:
@@ -128,13 +142,13 @@ def recommend(curve: Sequence[CurvePoint], gap: Interval, *, metric: str, invest
         return Recommendation("prompting", 1.0, f"Prompting suffices: {metric} {prompted.accuracy:.3f} at "
                               f"${prompted.cost_per_query_usd:.6f} per query; no cheaper option reaches "
                               f"{bar:.3f}.", tuple(reasons), cases, bar, chosen, None)
-    be = break_even(investment.scenario(prompted.cost_per_query_usd, chosen.cost_per_query_usd))
+    be = break_even(investment.scenario(prompted, chosen))
     pays = be.months_to_break_even is not None and be.months_to_break_even <= investment.horizon_months
     cases["critical_accuracy"] = not prompting_meets
     cases["scale_optimisation"] = pays
     reasons.append(f"{_option(chosen)}: {metric} {chosen.accuracy:.3f} at ${chosen.cost_per_query_usd:.6f} "
                    f"per query vs ${prompted.cost_per_query_usd:.6f}; break-even {_months(be)} at "
-                   f"{investment.monthly_volume:,.0f} queries/month ({be.verdict})")
+                   f"{investment.monthly_volume:,.0f} queries/month ({be.verdict}); inputs: {be.scenario.evidence}")
     if not any(cases.values()):
         reasons.append(f"no valid fine-tuning case: it does not repay ${investment.upfront:,.0f} upfront "
                        f"within {investment.horizon_months} months")

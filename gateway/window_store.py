@@ -1,0 +1,120 @@
+"""The embedded default's traffic window, persisted in SQLite under the data directory.
+
+Without Redis a restart must not forget the evidence behind the break-even,
+so the window's buckets live in ``<data_dir>/economics.sqlite3``. The hot
+path only updates this process's in-memory buckets; a background task
+flushes them every :data:`FLUSH_INTERVAL_S` (and on shutdown, and before
+each read) as one transaction of ``+=`` upserts. Each process hands a batch
+over exactly once (drained, then written, or merged back if the write
+failed), and SQLite's file locking serialises the transactions, so several
+uvicorn workers on one data directory add up without losing or doubling a
+request. A process that dies loses at most its last unflushed second, which
+its Prometheus counters still hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway.ledger import RequestRecord
+from gateway.traffic_window import Counts, Grid, Key, MemoryBuckets, Window, counts_of, window_of
+
+log = logging.getLogger("hybrid_gateway.economics")
+FLUSH_INTERVAL_S = 1.0
+FILENAME = "economics.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS buckets (
+    width REAL NOT NULL, bucket INTEGER NOT NULL, route TEXT NOT NULL, arm TEXT NOT NULL,
+    requests REAL NOT NULL, cost_usd REAL NOT NULL, input_tokens REAL NOT NULL, output_tokens REAL NOT NULL,
+    PRIMARY KEY (width, bucket, route, arm));
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value REAL NOT NULL);
+"""
+_UPSERT = """
+INSERT INTO buckets VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (width, bucket, route, arm) DO UPDATE SET
+    requests = requests + excluded.requests, cost_usd = cost_usd + excluded.cost_usd,
+    input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens
+"""
+_SINCE = "INSERT INTO meta VALUES ('since', ?) ON CONFLICT (name) DO UPDATE SET value = min(value, excluded.value)"
+
+
+class SqliteWindowStore:
+    """A :class:`gateway.traffic_window.WindowStore` on one SQLite file shared by this machine's workers."""
+
+    def __init__(self, data_dir: Path, window_s: float, clock: Callable[[], float] = time.time) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = data_dir / FILENAME
+        self.grid = Grid(window_s)
+        self._clock = clock
+        self._pending = MemoryBuckets(self.grid)
+        self._lock = asyncio.Lock()
+        with contextlib.closing(self._connect()) as db, db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+        self._task: asyncio.Task[None] | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=30)
+
+    def __call__(self, record: RequestRecord) -> None:
+        if record.status != 200:
+            return
+        self._pending.add(self._clock(), *record.labels()[:2], counts_of(record))
+        if self._task is None:  # the first request starts the background flush, on the serving loop
+            self._task = asyncio.get_running_loop().create_task(self._flush_forever(), name="economics-flush")
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write what this process counted since the last flush, once."""
+        async with self._lock:
+            rows, since = self._pending.drain()
+            if not rows:
+                return
+            try:
+                await asyncio.to_thread(self._write, rows, since)
+            except sqlite3.Error:
+                log.exception("economics window: writing %s failed; keeping the counts for the next flush", self.path)
+                self._pending.merge(rows, since)
+
+    def _write(self, rows: dict[Key, Counts], since: float | None) -> None:
+        width = self.grid.width_s
+        with contextlib.closing(self._connect()) as db, db:
+            db.executemany(_UPSERT, [(width, bucket, route, arm, *counts.values())
+                                     for (bucket, route, arm), counts in rows.items()])
+            if since is not None:
+                db.execute(_SINCE, (since,))
+            db.execute("DELETE FROM buckets WHERE width = ? AND bucket < ?",
+                       (width, self.grid.first(self._clock())))
+
+    async def window(self) -> Window:
+        await self.flush()
+        now = self._clock()
+        rows, since = await asyncio.to_thread(self._read, now)
+        return window_of(self.grid, now, since, "data_dir", rows)
+
+    def _read(self, now: float) -> tuple[dict[Key, Counts], float | None]:
+        with contextlib.closing(self._connect()) as db:
+            found = db.execute("SELECT bucket, route, arm, requests, cost_usd, input_tokens, output_tokens "
+                               "FROM buckets WHERE width = ? AND bucket >= ?",
+                               (self.grid.width_s, self.grid.first(now))).fetchall()
+            since = db.execute("SELECT value FROM meta WHERE name = 'since'").fetchone()
+        rows = {(int(b), r, a): Counts(*values) for b, r, a, *values in found}
+        return rows, (float(since[0]) if since else None)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
