@@ -1,25 +1,71 @@
-"""POST /v1/embeddings: to an exposed embedding target, accounted like completions."""
+"""POST /v1/embeddings: to an exposed embedding target, accounted like completions.
+
+The reply holds one vector per input, so the number and size of the inputs are
+capped before anything goes upstream (``settings.limits``, OpenAI's own limits
+by default), with token counts that stop at the limit instead of tokenising a
+hostile body whole.
+"""
 
 from __future__ import annotations
 
 import time
+from typing import cast
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.accounting import Usage, cost_usd, estimate_tokens, format_cost
+from gateway.accounting import Usage, cost_usd, estimate_tokens, estimate_tokens_upto, format_cost
 from gateway.api.common import failure, gateway_headers, state_of
-from gateway.errors import ModelNotFound
+from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.intake import authenticate, read_json, request_id, validate
 from gateway.ledger import RequestRecord
+from gateway.limits import Limits
 from gateway.plan import DIRECT_ARM
 from gateway.protocol import GATEWAY_FIELD, EmbeddingRequest
 
 
+def _items(request: EmbeddingRequest) -> list[str | list[int]]:
+    """One entry per vector the reply will hold: a string, or a list of token ids."""
+    given = request.input
+    if isinstance(given, str) or (given and isinstance(given[0], int)):
+        return [cast("str | list[int]", given)]
+    return list(cast("list[str] | list[list[int]]", given))
+
+
 def _input_tokens(request: EmbeddingRequest) -> int:
-    items = request.input if isinstance(request.input, list) else [request.input]
-    return sum(estimate_tokens(item) if isinstance(item, str) else 1 for item in items)
+    return sum(estimate_tokens(item) if isinstance(item, str) else len(item) for item in _items(request))
+
+
+def _refuse(message: str, code: str) -> InvalidRequest:
+    return InvalidRequest(message, param="input", code=code)
+
+
+def check_inputs(request: EmbeddingRequest, limits: Limits) -> None:
+    """Refuse an empty input, too many inputs, or too many tokens in one input or in all of them together.
+
+    A string has no more tokens than characters, so a batch whose characters fit both limits is not
+    counted at all; otherwise counting stops as soon as a limit is passed.
+    """
+    items = _items(request)
+    if not items or any(len(item) == 0 for item in items):
+        raise _refuse("'input' must not be empty, nor hold an empty item.", "invalid_parameter")
+    if len(items) > limits.max_embedding_inputs:
+        raise _refuse(f"'input' holds {len(items)} items; at most {limits.max_embedding_inputs} are accepted "
+                      "per request.", "too_many_inputs")
+    per_input, budget = limits.max_embedding_input_tokens, limits.max_embedding_tokens
+    if sum(len(item) for item in items) <= budget and all(len(item) <= per_input for item in items):
+        return
+    total = 0
+    for index, item in enumerate(items):
+        tokens = estimate_tokens_upto(item, min(per_input, budget - total)) if isinstance(item, str) else len(item)
+        if tokens > per_input:
+            raise _refuse(f"input[{index}] has more than {per_input} tokens, the most one input may have.",
+                          "input_too_long")
+        total += tokens
+        if total > budget:
+            raise _refuse(f"'input' has more than {budget} tokens in all, the most one request may have.",
+                          "too_many_tokens")
 
 
 async def embeddings(request: Request) -> Response:
@@ -29,6 +75,7 @@ async def embeddings(request: Request) -> Response:
         authenticate(request, gateway.settings)
         body = await read_json(request, gateway.settings.max_body_bytes)
         embedding = validate(EmbeddingRequest, body)
+        check_inputs(embedding, gateway.settings.limits)
         policy = gateway.policies.current
         target = policy.targets.get(embedding.model)
         if target is None or not target.expose:

@@ -13,8 +13,8 @@ __all__ = ["UpstreamClient", "UpstreamReply", "UpstreamStream", "Upstreams", "wa
 class Upstreams:
     """Holds one client per upstream kind and hands out the one a target needs."""
 
-    def __init__(self) -> None:
-        self._direct = OpenAICompatibleClient()
+    def __init__(self, max_reply_bytes: int) -> None:
+        self._direct = OpenAICompatibleClient(max_reply_bytes)
         self._litellm = LiteLLMClient()
 
     def for_target(self, target: Target) -> UpstreamClient:

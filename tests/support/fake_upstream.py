@@ -85,10 +85,14 @@ class FakeUpstream:
         yield b"data: [DONE]\n\n"
 
     async def embeddings(self, request: Request) -> Response:
+        """One vector per input, of ``dimensions`` numbers when asked (the size of the reply is the test's)."""
         body = orjson.loads(await request.body())
         self.received.append(body)
+        given = body["input"]
+        count = len(given) if isinstance(given, list) and given and not isinstance(given[0], int) else 1
+        vector = [0.1, 0.2] if body.get("dimensions") is None else [0.125] * body["dimensions"]
         return Response(orjson.dumps({"object": "list", "model": body["model"], "data": [
-            {"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
+            {"object": "embedding", "index": index, "embedding": vector} for index in range(count)],
             "usage": {"prompt_tokens": 3, "total_tokens": 3}}), media_type="application/json")
 
     def app(self) -> Starlette:
