@@ -10,6 +10,7 @@ plumbing is shared in ``tests/support/browser.py``.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,8 +21,10 @@ import httpx
 import pytest
 
 from gateway.observed_economics import SECONDS_PER_MONTH
+from gateway.settings import EconomicsSettings, digest_key
 from tests.conftest import GatewayFactory
 from tests.support.browser import DevTools, chromium
+from tests.support.clock import FakeClock
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.metrics import metric_sum
 from tests.support.policies import econ_route
@@ -29,6 +32,11 @@ from tests.support.polling import poll
 from tests.support.servers import ServerThread
 
 POLICIES = "version: 1\nroutes:" + econ_route(projected_monthly_queries=20_000_000) + """
+  econ-idle:
+    arms:
+      prompted: {target: big}
+      fine_tuned: {target: small}
+    economics: {upfront_usd: 100, projected_monthly_queries: 1000}
   ab:
     arms:
       prompted: {target: big}
@@ -56,10 +64,18 @@ def browser(tmp_path: Path) -> Iterator[DevTools]:
         yield tools
 
 
+MINIMUMS = EconomicsSettings(min_observed_s=600, min_requests=8, min_prompted_requests=2)
+
+
 @pytest.fixture
-def gateway(start_gateway: GatewayFactory, policy_dir: Path, fake: FakeUpstream) -> ServerThread:
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def gateway(start_gateway: GatewayFactory, policy_dir: Path, fake: FakeUpstream, clock: FakeClock) -> ServerThread:
     (policy_dir / "dashboard.yaml").write_text(POLICIES)
-    return start_gateway()
+    return start_gateway(clock=clock, economics=MINIMUMS)
 
 
 def chat(server: ServerThread, route: str, **extra: Any) -> httpx.Response:
@@ -96,6 +112,10 @@ READ = """JSON.stringify({
   routes: [...document.querySelectorAll('section.route')].map(s => s.dataset.route),
   econRequests: document.getElementById('requests-econ')?.dataset.value,
   verdict: document.querySelector('[data-route="econ"] .verdict')?.textContent,
+  idle: document.querySelector('[data-route="econ-idle"] .verdict')?.textContent,
+  idleClass: document.querySelector('[data-route="econ-idle"] .verdict')?.className,
+  idleCharts: document.querySelectorAll('[data-route="econ-idle"] svg').length,
+  window: document.querySelector('[data-route="econ"] .window')?.textContent,
   charts: document.querySelectorAll('[data-route="econ"] svg circle').length,
   crossing: document.querySelector('[data-route="econ"] .kv div:last-child b')?.textContent,
   classifier: document.querySelector('[data-route="routed"] .bar.prompted + .muted')?.textContent,
@@ -104,18 +124,25 @@ READ = """JSON.stringify({
   height: document.documentElement.scrollHeight})"""
 
 
-def test_dashboard_shows_the_metrics(gateway: ServerThread, fake: FakeUpstream, browser: DevTools) -> None:
+def first_refresh(browser: DevTools) -> dict[str, Any]:
+    found: dict[str, Any] = poll(lambda: (page := json.loads(browser.evaluate(
+        "document.body && document.getElementById('total-requests') ? " + READ + " : 'null'") or "null"))
+        and page["refreshes"] >= 1 and page, "the dashboard's first refresh", timeout_s=30)
+    return found
+
+
+def test_dashboard_shows_the_metrics(gateway: ServerThread, fake: FakeUpstream, browser: DevTools,
+                                     clock: FakeClock) -> None:
     started = datetime.now(UTC)
     send_traffic(gateway, fake)
+    clock.now += 3_600  # econ's 8 requests now span an hour: past the minimum observation
     metrics = httpx.get(gateway.url + "/metrics").text
     requests = metric_sum(metrics, "gateway_requests_total")
     cost = metric_sum(metrics, "gateway_cost_usd_total")
     assert requests > 0 and cost > 0
 
     browser.send("Page.navigate", url=gateway.url + "/dashboard")
-    shown = poll(lambda: (page := json.loads(browser.evaluate(
-        "document.body && document.getElementById('total-requests') ? " + READ + " : 'null'") or "null"))
-        and page["refreshes"] >= 1 and page, "the dashboard's first refresh", timeout_s=30)
+    shown = first_refresh(browser)
 
     assert shown["state"] == "ready" and shown["updated"] != "—"
     assert shown["requestsValue"] == requests
@@ -125,6 +152,11 @@ def test_dashboard_shows_the_metrics(gateway: ServerThread, fake: FakeUpstream, 
     assert shown["routes"][0] == "econ" and {"ab", "chat"} <= set(shown["routes"])
     assert float(shown["econRequests"]) == metric_sum(metrics, "gateway_requests_total", route="econ")
     assert shown["verdict"] and shown["charts"] == 1 and shown["variants"]
+    assert shown["window"].startswith("window 7.0 d, evidence from ") and "8 requests (2 prompted) in 60 min" in shown["window"]
+    # A route without traffic has no verdict to give yet: it says so, neutrally, and draws no break-even.
+    assert shown["idle"] == ("not enough traffic yet: 8 more requests, "
+                             "2 more prompted requests to know what prompting costs per query")
+    assert shown["idleClass"] == "verdict wait" and shown["idleCharts"] == 0
     [econ] = [e for e in httpx.get(gateway.url + "/v1/economics").json()["routes"] if e["route"] == "econ"]
     ahead = timedelta(days=econ["months_to_break_even"] * SECONDS_PER_MONTH / 86_400)
     assert shown["crossing"] in {(day + ahead).date().isoformat() for day in (started, datetime.now(UTC))}
@@ -149,3 +181,23 @@ def test_dashboard_assets(gateway: ServerThread) -> None:
         assert f"dashboard/{name}" in page.text
     for missing in ["index.html", "nope.js", "..%2Fapp.py", "__init__.py"]:
         assert httpx.get(f"{gateway.url}/dashboard/{missing}").status_code == 404
+
+
+def test_the_verdict_shows_behind_api_keys(start_gateway: GatewayFactory, policy_dir: Path, fake: FakeUpstream,
+                                           browser: DevTools, clock: FakeClock) -> None:
+    """With client keys on, the browser presents the key (HTTP Basic password) and /v1/economics takes it."""
+    (policy_dir / "dashboard.yaml").write_text(POLICIES)
+    gateway = start_gateway(clock=clock, economics=MINIMUMS, api_key_digests=frozenset({digest_key("sk-dash")}))
+    for arm in ["fine_tuned"] * 6 + ["prompted"] * 2:
+        assert chat(gateway, "econ", headers={"x-gateway-arm": arm, "authorization": "Bearer sk-dash"}).status_code == 200
+    clock.now += 3_600
+    [econ] = [e for e in httpx.get(gateway.url + "/v1/economics", headers={"authorization": "Bearer sk-dash"})
+              .json()["routes"] if e["route"] == "econ"]
+    credentials = base64.b64encode(b"operator:sk-dash").decode()
+    browser.send("Network.enable")
+    browser.send("Network.setExtraHTTPHeaders", headers={"authorization": f"Basic {credentials}"})
+    browser.send("Page.navigate", url=gateway.url + "/dashboard")
+    shown = first_refresh(browser)
+    assert shown["verdict"] == econ["verdict"] and not shown["verdict"].startswith("not enough")
+    assert shown["idle"].startswith("not enough traffic yet")
+    assert browser.exceptions == []

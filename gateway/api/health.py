@@ -51,6 +51,7 @@ async def metrics(request: Request) -> Response:
     gateway = state_of(request)
     await refresh_gauges(gateway)
     gateway.attempts.export_breaker_states()
+    gateway.chooser.export_gauges(gateway.policies.current)
     return Response(gateway.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -77,21 +77,35 @@
     return lo;
   }
 
-  function economicsFromGauges(samples) { // when /v1/economics needs a key: the same numbers, minus the verdict
+  function economicsFromGauges(samples) { // when /v1/economics refused the page: the numbers, no verdict
     const rows = {};
     for (const s of samples) {
       if (s.name !== "gateway_economics") continue;
-      const row = (rows[s.labels.route] ||= { route: s.labels.route, verdict: null });
-      row[s.labels.quantity] = isFinite(s.value) ? s.value : null;
+      const row = (rows[s.labels.route] ||= { route: s.labels.route, verdict: null, missing: {} });
+      const q = s.labels.quantity;
+      if (q.startsWith("missing_")) row.missing[q.slice(8)] = s.value;
+      else row[q] = isFinite(s.value) ? s.value : null;
     }
+    for (const row of Object.values(rows)) row.enough_traffic = row.enough_traffic === 1;
     return Object.values(rows);
   }
 
   function verdictClass(v) {
-    if (!v) return "";
+    if (!v || /^not enough traffic/.test(v)) return "wait";
     if (/never|stay with prompting/.test(v)) return "bad";
     return /^fine-tune|within a year/.test(v) ? "good" : "meh";
   }
+
+  // "not enough traffic yet: ..." from the gauges' missing_* when /v1/economics refused the page
+  function shortfall(e) {
+    const m = e.missing || {}, parts = [];
+    if (m.requests > 0) parts.push(`${num(m.requests)} more requests`);
+    if (m.seconds > 0) parts.push(`${Math.ceil(m.seconds / 60)} more minutes`);
+    if (m.prompted_requests > 0) parts.push(`${num(m.prompted_requests)} more prompted requests`);
+    return `not enough traffic yet: ${parts.join(", ")}`;
+  }
+  const isoMinute = (epoch) => (epoch == null ? "—" : new Date(epoch * 1000).toISOString().slice(0, 16).replace("T", " "));
+  const span = (s) => (s == null ? "—" : s >= 172800 ? `${(s / 86400).toFixed(1)} d` : s >= 7200 ? `${(s / 3600).toFixed(1)} h` : `${Math.round(s / 60)} min`);
 
   function breakEvenChart(e) {
     const W = 560, H = 220, L = 64, R = 16, T = 16, B = 40;
@@ -126,6 +140,27 @@
       parts.push(`<text class="strong" x="${W - R}" y="${T + 10}" text-anchor="end">${be == null ? "no break-even: savings ≤ 0" : `break-even at month ${Math.round(be)} →`}</text>`);
     }
     return `<svg viewBox="0 0 ${W} ${H}" role="img" aria-label="Cumulative savings against the upfront cost">${parts.join("")}</svg>`;
+  }
+
+  function economicsSection(econ) {
+    const evidence = `<p class="muted window">window ${span(econ.window_s)}, evidence from ${isoMinute(econ.window_start)} UTC: ${num(econ.requests)} requests (${num(econ.prompted_requests)} prompted) in ${span(econ.observed_s)}</p>`;
+    const keyNote = econ.verdict == null ? ' <span class="muted">(the verdict needs a key for /v1/economics)</span>' : "";
+    if (!econ.enough_traffic) { // nothing to extrapolate yet: say what is missing, draw no break-even
+      const text = econ.verdict || shortfall(econ);
+      return `<h3>Break-even</h3><span class="verdict wait">${esc(text)}</span>${keyNote}${evidence}`;
+    }
+    const share = econ.volume_share_of_projection;
+    return `<h3>Break-even</h3><div class="kv">
+        <div><span>months to break even</span><b>${months(econ.months_to_break_even)}</b></div>
+        <div><span>savings / month</span><b>${usd(econ.savings_monthly_usd)}</b></div>
+        <div><span>upfront</span><b>${usd(econ.upfront_usd)}</b></div>
+        <div><span>saved in window</span><b>${usd(econ.saved_in_window_usd)}</b></div>
+        <div><span>projected crossing</span><b>${crossingDate(econ.months_to_break_even)}</b></div></div>
+        ${econ.verdict ? `<span class="verdict ${verdictClass(econ.verdict)}">${esc(econ.verdict)}</span>` : ""}${keyNote}
+        ${evidence}
+        <div class="bar${share >= 1 ? " over" : ""}" style="margin-top:12px"><span style="width:${Math.min(1, share || 0) * 100}%"></span></div>
+        <span class="muted">volume ${compact(econ.observed_monthly_queries)}/mo observed vs ${compact(econ.projected_monthly_queries)}/mo projected (${pct(share)})</span>
+        ${breakEvenChart(econ)}`;
   }
 
   function table(head, rows) {
@@ -165,32 +200,19 @@
       const [from, to, reason] = k.split("\u0000");
       return [`${esc(from)} → ${esc(to)}`, esc(reason), num(n)];
     })) : '<p class="muted">None.</p>'}`;
-    if (econ) {
-      const share = econ.volume_share_of_projection;
-      html += `<h3>Break-even</h3><div class="kv">
-        <div><span>months to break even</span><b>${months(econ.months_to_break_even)}</b></div>
-        <div><span>savings / month</span><b>${usd(econ.savings_monthly_usd)}</b></div>
-        <div><span>upfront</span><b>${usd(econ.upfront_usd)}</b></div>
-        <div><span>net so far</span><b>${usd(econ.net_after_upfront_usd)}</b></div>
-        <div><span>projected crossing</span><b>${crossingDate(econ.months_to_break_even)}</b></div></div>
-        ${econ.verdict ? `<span class="verdict ${verdictClass(econ.verdict)}">${esc(econ.verdict)}</span>` : ""}
-        <div class="bar${share >= 1 ? " over" : ""}" style="margin-top:12px"><span style="width:${Math.min(1, share || 0) * 100}%"></span></div>
-        <span class="muted">volume ${compact(econ.observed_monthly_queries)}/mo observed vs ${compact(econ.projected_monthly_queries)}/mo projected (${pct(share)})</span>
-        ${breakEvenChart(econ)}`;
-    }
+    if (econ) html += economicsSection(econ);
     return `<section class="card route" data-route="${esc(route)}">${html}</section>`;
   }
 
   function render(samples, economics) {
     const all = () => true;
     const requests = total(samples, "gateway_requests_total", all), cost = total(samples, "gateway_cost_usd_total", all);
-    const counterfactual = total(samples, "gateway_counterfactual_cost_usd_total", all);
     const tokens = group(samples, "gateway_tokens_total", (l) => l.direction);
     const put = (id, value, text) => { $(id).textContent = text; $(id).dataset.value = value; };
     put("total-requests", requests, num(requests));
     put("total-cost", cost, usd(cost));
-    put("total-counterfactual", counterfactual, usd(counterfactual));
-    put("total-saved", counterfactual - cost, usd(counterfactual - cost));
+    const saved = economics.map((e) => e.saved_in_window_usd).filter((v) => v != null);
+    put("total-saved", saved.reduce((a, b) => a + b, 0), saved.length ? usd(saved.reduce((a, b) => a + b, 0)) : "—");
     $("total-tokens").textContent = `${compact(tokens.get("input") || 0)} / ${compact(tokens.get("output") || 0)}`;
     const econ = new Map(economics.map((e) => [e.route, e]));
     const counts = group(samples, "gateway_requests_total", (l) => l.route);
