@@ -141,25 +141,53 @@ class Arms(_Strict):
     fine_tuned: Arm | None = None
 
 
+class Calibration(_Strict):
+    """The live estimate behind ``strong_share``: which recent decisions it covers, and the warm start.
+
+    The threshold is the (1 - strong_share) quantile of the route's own recent scores: the newest
+    ``window_decisions`` decisions (give or take 1/16 of them), none older than ``window_s``. Until
+    the window holds ``prior_weight`` decisions, the model's training quantiles fill in for the
+    missing ones (see routes/_calibration.py).
+    """
+
+    window_decisions: int = Field(default=10_000, ge=100, le=10_000_000,
+                                  description="How many recent decisions the estimate covers.")
+    window_s: float = Field(default=86_400.0, ge=60, le=90 * 86_400,
+                            description="The oldest decision it may use, in seconds.")
+    prior_weight: float = Field(default=20.0, ge=1, le=1_000_000,
+                                description="What the training quantiles are worth, in decisions.")
+
+
 class Classifier(_Strict):
     """How a route picks its arm per request: a complexity score against a threshold.
 
-    Give ``threshold`` (score >= it goes to the prompted arm) or ``strong_share``
-    (the target fraction of traffic for the prompted arm, turned into a threshold
-    from the model's calibration quantiles); neither means 0.5.
+    Give ``threshold`` (a fixed threshold: score >= it goes to the prompted arm) or ``strong_share``
+    (the target fraction of this route's traffic for the prompted arm, held by a threshold
+    calibrated live on the route's own recent scores, see ``Calibration``); neither means a fixed 0.5.
     """
 
     model: str = Field(default="default", description="A shipped model ('default': best quality, "
                        "'fast': under a millisecond) or a model file path relative to the policies.")
     threshold: float | None = Field(default=None, ge=0, le=1)
     strong_share: float | None = Field(default=None, ge=0, le=1)
+    calibration: Calibration | None = Field(default=None, description="Window and warm start of the live "
+                                            "threshold (strong_share only); defaults when omitted.")
     low_confidence: ArmName = Field(default="prompted", description="Arm for requests the model cannot judge.")
 
     @model_validator(mode="after")
     def _one_of(self) -> Classifier:
         if self.threshold is not None and self.strong_share is not None:
             raise ValueError("give threshold or strong_share, not both")
+        if self.calibration is not None and self.strong_share is None:
+            raise ValueError("calibration needs strong_share: a fixed threshold is never recalibrated")
         return self
+
+    @property
+    def live(self) -> Calibration | None:
+        """The calibration in force: None for a fixed threshold, else the block or its defaults."""
+        if self.strong_share is None:
+            return None
+        return self.calibration or Calibration()
 
 
 class Economics(_Strict):
@@ -217,6 +245,23 @@ class Variant(_Strict):
         return self
 
 
+class FeedbackScale(_Strict):
+    """The range of the ``score`` clients may send for an experiment's requests (bounds included).
+
+    Declared so a stray value (a 1-5 rating sent to a 0-1 scale, a -1000) is refused with 400
+    instead of moving a variant's mean; ``success`` (true/false) needs no scale.
+    """
+
+    min: float = Field(default=0.0, allow_inf_nan=False)
+    max: float = Field(default=1.0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FeedbackScale:
+        if self.min >= self.max:
+            raise ValueError("min must be below max")
+        return self
+
+
 class Experiment(_Strict):
     """An A/B split of one route; assignment is a hash of the experiment name and the key, so every
     replica agrees without coordination."""
@@ -228,6 +273,7 @@ class Experiment(_Strict):
     start: datetime | None = None
     end: datetime | None = None
     allow_override: bool = Field(default=False, description="Let the x-gateway-variant header force a variant.")
+    feedback: FeedbackScale = Field(default_factory=FeedbackScale, description="The score scale (default 0 to 1).")
 
     @model_validator(mode="after")
     def _window(self) -> Experiment:

@@ -3,8 +3,12 @@
 The gateway uses only what `__all__` lists. Typical use::
 
     clf = load_classifier()                      # shipped `default` model, cached ("fast": the linear one)
-    threshold = clf.threshold_for_share(0.3)     # ~30% of traffic to the prompted arm
+    threshold = clf.threshold_for_share(0.3)     # ~30% of traffic *like the training mix* to the prompted arm
     decision = decide(clf, messages, threshold)  # Decision(arm="prompted" | "fine_tuned", ...)
+
+A route's own traffic scores elsewhere, so the gateway holds a share with a live `ScoreSketch`
+of its recent scores instead: `decide(clf, messages, sketch.cut(0.3))`, then
+`sketch.record(score, prompted)` (see `routes/_calibration.py`).
 
 Two models ship, trained on RouteLLM's public GPT-4 vs Mixtral labels (see `routes/_train.py`):
 `fast`, a logistic regression over named cues and hashed n-grams stacked with a topic prior from
@@ -14,25 +18,34 @@ MiniLM's static word-piece embeddings (no transformer pass, < 1 ms per decision;
 cross-validated figures behind every choice come from `hybrid-gateway router cv`.
 """
 
+from ._calibration import BINS as CALIBRATION_BINS
+from ._calibration import CalibrationWindow, Cut, ScoreSketch, Slice, WindowStats
 from ._cli import add_cli
 from ._decision import Decision, decide
 from ._embedding import EmbeddingClassifier
 from ._linear import LinearClassifier
 from ._models import SHIPPED as SHIPPED_MODELS
-from ._models import RoutingModel, load_classifier
+from ._models import RoutingModel, load_classifier, resolve_model
 from ._static import StaticClassifier
 from ._types import Classifier, Score
 
 __all__ = [
+    "CALIBRATION_BINS",
     "SHIPPED_MODELS",
+    "CalibrationWindow",
     "Classifier",
+    "Cut",
     "Decision",
     "EmbeddingClassifier",
     "LinearClassifier",
     "RoutingModel",
     "Score",
+    "ScoreSketch",
+    "Slice",
     "StaticClassifier",
+    "WindowStats",
     "add_cli",
     "decide",
     "load_classifier",
+    "resolve_model",
 ]

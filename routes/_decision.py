@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import random
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
+from ._calibration import Cut
 from ._types import Classifier
 
 Arm = Literal["prompted", "fine_tuned"]
@@ -25,17 +27,21 @@ class Decision:
 def decide(
     classifier: Classifier,
     messages: Sequence[Mapping[str, Any]],
-    threshold: float,
+    threshold: float | Cut,
     low_confidence_arm: str = "prompted",
+    draw: Callable[[], float] = random.random,
 ) -> Decision:
     """Score >= threshold goes to the prompted (strong) arm; unjudgeable input to `low_confidence_arm`.
 
+    A calibrated `Cut` splits its own bin at random (`draw`), so tied scores still meet the share.
     The default for unjudgeable input is the strong arm: when we cannot tell, quality wins.
     """
     if low_confidence_arm not in ARMS:
         raise ValueError(f"low_confidence_arm must be one of {ARMS}, got {low_confidence_arm!r}")
+    shown = threshold.threshold if isinstance(threshold, Cut) else threshold
     result = classifier.score(messages)
     if not result.judgeable:
-        return Decision(cast(Arm, low_confidence_arm), None, threshold, result.reasons)
-    arm: Arm = "prompted" if result.value >= threshold else "fine_tuned"
-    return Decision(arm, result.value, threshold, result.reasons)
+        return Decision(cast(Arm, low_confidence_arm), None, shown, result.reasons)
+    strong = threshold.prompted(result.value, draw) if isinstance(threshold, Cut) else result.value >= threshold
+    arm: Arm = "prompted" if strong else "fine_tuned"
+    return Decision(arm, result.value, shown, result.reasons)

@@ -58,6 +58,11 @@ def read_model(path: str | Path, embedder: Embedder | None = None) -> RoutingMod
     raise ModelFileError(f"{path}: unknown model kind {kind!r}")
 
 
+def resolve_model(model: str, policies_dir: Path) -> RoutingModel:
+    """A policy's ``classifier.model``: a shipped name, else a model file relative to the policy directory."""
+    return load_classifier(model if model in SHIPPED else policies_dir / model)
+
+
 def load_classifier(model: str | Path | None = None) -> RoutingModel:
     """`default`, `fast`, a model file, or None (= `default`); each file is loaded once per process."""
     return _load_cached(str(model_path(model)))

@@ -149,6 +149,11 @@ class StaticClassifier:
     def score_batch(self, chats: Sequence[Sequence[Mapping[str, Any]]]) -> NDArray[np.float64]:
         return self.stack.score_batch(chats)
 
+    @property
+    def calibration(self) -> NDArray[np.float64]:
+        """The training score quantiles (the stack's), like every model kind has."""
+        return self.stack.calibration
+
     def threshold_for_share(self, share: float) -> float:
         return self.stack.threshold_for_share(share)
 

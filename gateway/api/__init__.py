@@ -7,9 +7,9 @@ does not use.
 
 from starlette.routing import Route
 
-from gateway.api import chat, dashboard, economics, embeddings, experiments, health, knowledge, models
+from gateway.api import chat, dashboard, economics, embeddings, experiments, health, knowledge, models, routing
 
 routes: list[Route] = [*chat.routes, *embeddings.routes, *models.routes, *experiments.routes, *economics.routes,
-                       *health.routes, *knowledge.routes, *dashboard.routes]
+                       *health.routes, *knowledge.routes, *dashboard.routes, *routing.routes]
 
 __all__ = ["routes"]

@@ -1,0 +1,33 @@
+"""GET /v1/routes: what each route's classifier does now, its live threshold and realised share.
+
+For a route with ``strong_share`` the threshold is the live one (calibrated on the route's recent
+scores, merged across replicas when Redis is configured and up: ``scope`` says "cluster", else
+"process"); ``cut`` gives the exact rule (bin and fraction) that ``router score --url`` applies.
+Authenticated like /v1/economics: client keys when they are configured.
+"""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.api.common import state_of
+from gateway.errors import GatewayError, error_response
+from gateway.intake import authenticate
+
+
+async def route_views(request: Request) -> Response:
+    gateway = state_of(request)
+    try:
+        authenticate(request, gateway.settings)
+    except GatewayError as exc:
+        return error_response(exc)
+    views = gateway.chooser.views(gateway.policies.current)
+    body = {"scope": gateway.chooser.scope,
+            "routes": [{"route": name, "classifier": view} for name, view in views.items()]}
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+routes = [Route("/v1/routes", route_views, methods=["GET"])]
