@@ -3,6 +3,7 @@
 The body is forwarded as JSON (vendor extras included), so a client may put any
 URL inside it; a canary server on loopback proves that none of them is ever
 called and that the target's key goes only to the target's own ``api_base``.
+Nor does the provider's account leak back: a 429's message is the gateway's own.
 """
 
 from __future__ import annotations
@@ -76,3 +77,19 @@ def test_connection_fields_are_refused_before_any_call(keyed_gateway: ServerThre
     assert response.status_code == 400
     assert response.json()["error"]["param"] == field
     assert recorder.received == [] and fake.received == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_rate_limit_answer_keeps_retry_after_not_the_providers_message(
+        keyed_gateway: ServerThread, fake: FakeUpstream, stream: bool) -> None:
+    fake.then(*[Action(status=429, retry_after="0" if attempt == 0 else "9",
+                       error_message="Rate limit reached for gpt-4o in organization org-SeCrEt123 on tokens "
+                                     "per min (TPM): Limit 30000, Used 29000.") for attempt in range(2)])
+    response = httpx.post(keyed_gateway.url + "/v1/chat/completions", timeout=30,
+                          json={"model": "keyed", "messages": [{"role": "user", "content": "hi"}], "stream": stream})
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "9"
+    error = response.json()["error"]
+    assert error["code"] == "rate_limit_exceeded"
+    assert "org-SeCrEt123" not in response.text and "30000" not in response.text
+    assert error["message"] == "upstream keyed-model is rate limited; retry after the time in the retry-after header."

@@ -196,6 +196,15 @@ def test_rate_limit_passes_retry_after(client: openai.OpenAI, fake: FakeAnthropi
     assert limited.value.code == "rate_limit_exceeded"
 
 
+def test_rate_limit_message_is_the_gateways_not_the_providers(client: openai.OpenAI, fake: FakeAnthropic) -> None:
+    fake.then(AnthropicAction(status=429, message="Number of request tokens has exceeded your per-minute rate "
+                                                  "limit (org 5f3c-SeCrEt, 40,000 input tokens per minute)"))
+    with pytest.raises(openai.RateLimitError) as limited:
+        client.chat.completions.create(model="assistant", messages=HI)
+    assert "SeCrEt" not in limited.value.response.text and "40,000" not in limited.value.response.text
+    assert limited.value.message.endswith(f"upstream {MODEL} is rate limited; retry later.")
+
+
 def test_rate_limit_before_the_stream_keeps_its_status(client: openai.OpenAI, fake: FakeAnthropic) -> None:
     fake.then(AnthropicAction(status=429, retry_after="2"))
     with pytest.raises(openai.RateLimitError) as limited:

@@ -1,8 +1,10 @@
 """Map an upstream's HTTP status to the gateway's error, the same for every client.
 
 A client's own mistakes (400, 413, 422) are passed on with the upstream's
-message; a 429 keeps its ``Retry-After``; credentials or routing problems on our
-side (401, 403, 404) and upstream failures become 502, never the client's fault.
+message; a 429 keeps its ``Retry-After`` but not its message, which is about
+the gateway's provider account (OpenAI's names the organisation and its
+limits), not the client's request; credentials or routing problems on our side
+(401, 403, 404) and upstream failures become 502, never the client's fault.
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ def upstream_message(body: bytes) -> str:
 def status_error(target: str, status: int, message: str, retry_after: str | None = None) -> GatewayError:
     """The error to raise for an upstream answer with a non-2xx ``status``."""
     if status == 429:
-        headers = {"retry-after": retry_after} if retry_after else {}
-        return RateLimited(f"upstream {target} is rate limited: {message}".rstrip(": "), headers=headers)
+        if retry_after:
+            return RateLimited(f"upstream {target} is rate limited; retry after the time in the retry-after "
+                               "header.", headers={"retry-after": retry_after})
+        return RateLimited(f"upstream {target} is rate limited; retry later.")
     if status in _PASSED_ON:
         rejected = UpstreamRejected(message or f"upstream {target} rejected the request", status=status)
         lowered = message.lower()
