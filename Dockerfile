@@ -42,4 +42,6 @@ EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
 ENTRYPOINT ["hybrid-gateway", "serve"]
+# Every interface: `serve` then refuses to start without client keys (HYBRID_GATEWAY_API_KEYS_FILE) unless
+# HYBRID_GATEWAY_ALLOW_UNAUTHENTICATED=1 says so (docs/deploy.md, secure defaults).
 CMD ["--host", "0.0.0.0", "--port", "8080"]

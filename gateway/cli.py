@@ -40,7 +40,8 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.serve import serve
 
     return serve(host=args.host, port=args.port, policies=Path(args.policies), workers=args.workers,
-                 demo=args.demo, demo_port=args.demo_port, log_level=args.log_level)
+                 demo=args.demo, demo_port=args.demo_port, log_level=args.log_level,
+                 allow_unauthenticated=args.allow_unauthenticated)
 
 
 def _demo_upstream(args: argparse.Namespace) -> int:
@@ -64,6 +65,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                        help="start the built-in demo upstream (auto: when a policy target uses it)")
     serve.add_argument("--demo-port", type=int, default=8090, help="demo upstream port (a free one if taken)")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    serve.add_argument("--allow-unauthenticated", action="store_true",
+                       help="listen on a non-loopback --host without client keys (refused otherwise; "
+                            "also $HYBRID_GATEWAY_ALLOW_UNAUTHENTICATED=1)")
     serve.set_defaults(command=_serve)
 
 

@@ -11,14 +11,19 @@ fault, like ``httpx/_exceptions.py``::
     │   ├── AuthenticationFailed    401 authentication_error
     │   ├── PermissionDenied        403 permission_error
     │   ├── ModelNotFound           404 model_not_found
+    │   ├── RequestTimeout          408 request_timeout (the body did not arrive in time)
     │   ├── PayloadTooLarge         413 request_too_large
+    │   ├── UnsupportedMediaType    415 unsupported_media_type (a JSON endpoint without a JSON body)
+    │   ├── MisdirectedRequest      421 host_not_allowed (Host header outside the allowlist)
     │   ├── RateLimited             429 rate_limit_exceeded (upstream 429 passed on)
-    │   └── UpstreamRejected        4xx passed on from the upstream (its message kept)
+    │   ├── UpstreamRejected        4xx passed on from the upstream (its message kept)
+    │   └── ClientClosedRequest     499 client_closed_request (the client left; nobody reads it)
     └── ServerError (5xx: we or the upstream failed)
         ├── UpstreamFailed          502 upstream_error
         ├── UpstreamUnreachable     502 upstream_connection_error
         ├── UpstreamTimeout         504 upstream_timeout
         ├── ServiceUnavailable      503 service_unavailable
+        │   └── Overloaded          503 overloaded (the process is at its concurrency limit)
         └── InternalError           500 internal_error
 
 Messages never carry tracebacks, file paths or credentials.
@@ -101,9 +106,34 @@ class MethodNotAllowed(ClientError):
     code = "method_not_allowed"
 
 
+class RequestTimeout(ClientError):
+    status = 408
+    code = "request_timeout"
+
+
 class PayloadTooLarge(ClientError):
     status = 413
     code = "request_too_large"
+
+
+class UnsupportedMediaType(ClientError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class MisdirectedRequest(ClientError):
+    status = 421
+    code = "host_not_allowed"
+
+
+class ClientClosedRequest(ClientError):
+    """The client disconnected before the gateway could answer: its fault, never a server error.
+
+    499 is nginx's status for this; it reaches metrics and the access log, not the gone client.
+    """
+
+    status = 499
+    code = "client_closed_request"
 
 
 class RateLimited(ClientError):
@@ -166,6 +196,10 @@ class CircuitOpen(ServerError):
 class ServiceUnavailable(ServerError):
     status = 503
     code = "service_unavailable"
+
+
+class Overloaded(ServiceUnavailable):
+    code = "overloaded"
 
 
 class InternalError(ServerError):

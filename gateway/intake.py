@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import re
 import uuid
 from typing import Any, TypeVar
@@ -10,11 +13,22 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from gateway.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge, PermissionDenied
+from gateway.errors import (
+    AuthenticationFailed,
+    ClientClosedRequest,
+    InvalidRequest,
+    PayloadTooLarge,
+    PermissionDenied,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 from gateway.protocol import forbidden_field
 from gateway.settings import Settings
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# Browsers answer this challenge by asking for a user name and password once, then send them with every
+# request of the origin: the dashboard's way to present a key (the password; any user name).
+BROWSER_CHALLENGE = {"www-authenticate": 'Basic realm="hybrid-gateway", charset="UTF-8"'}
 _MAX_REPORTED_ERRORS = 5
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -22,20 +36,45 @@ Model = TypeVar("Model", bound=BaseModel)
 def request_id(request: Request) -> str:
     """The caller's ``x-request-id`` when it is safe to echo and log, else a fresh one."""
     given = request.headers.get("x-request-id", "")
-    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
-def _bearer(request: Request) -> str:
+def _basic_password(credentials: str) -> str:
+    try:
+        decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    return decoded.partition(":")[2].strip()
+
+
+def _bearer(request: Request, *, browser: bool = False) -> str:
+    """The presented key; with ``browser``, HTTP Basic credentials whose password is the key also count."""
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise AuthenticationFailed("Missing API key: send 'Authorization: Bearer <key>'.")
+    if browser and scheme.lower() == "basic":
+        key = _basic_password(key.strip())
+    elif scheme.lower() != "bearer":
+        key = ""
+    if not key.strip():
+        raise AuthenticationFailed("Missing API key: send 'Authorization: Bearer <key>'.",
+                                   headers=BROWSER_CHALLENGE if browser else None)
     return key.strip()
 
 
 def authenticate(request: Request, settings: Settings) -> None:
-    """Client endpoints: open unless API keys are configured."""
-    if settings.api_key_digests and not settings.key_allowed(_bearer(request)):
-        raise AuthenticationFailed("Incorrect API key provided.")
+    """Client endpoints: open unless API keys are configured.
+
+    GET requests (reads without side effects, which CORS keeps other sites from reading) also
+    take the key as a Basic password, so a browser can open the dashboard behind keys.
+    """
+    browser = request.method == "GET"
+    if settings.api_key_digests and not settings.key_allowed(_bearer(request, browser=browser)):
+        raise AuthenticationFailed("Incorrect API key provided.", headers=BROWSER_CHALLENGE if browser else None)
+
+
+def authenticate_monitoring(request: Request, settings: Settings) -> None:
+    """``/metrics`` and ``/dashboard``: like client endpoints, unless left open by ``monitoring_needs_key``."""
+    if settings.edge.monitoring_needs_key:
+        authenticate(request, settings)
 
 
 def authenticate_admin(request: Request, settings: Settings) -> None:
@@ -46,24 +85,80 @@ def authenticate_admin(request: Request, settings: Settings) -> None:
         raise AuthenticationFailed("Incorrect admin key provided.")
 
 
-async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    """The body as a JSON object, refusing more than ``limit`` bytes before reading them all."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit} bytes.")
+def _json_content_type(request: Request) -> None:
+    """Only ``application/json`` (any parameters): what a browser may send cross-site without a
+    CORS preflight (text/plain, forms, no type at all) is refused, so no other site can post here."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        shown = media_type or "none"
+        raise UnsupportedMediaType(f"Content-Type {shown!r} is not supported: send the body as application/json.",
+                                   param="content-type")
+
+
+def _too_deep(raw: bytes, body: Any, limit: int) -> bool:
+    """Whether arrays/objects nest deeper than ``limit``: orjson parses 1024 levels but serialises 255.
+
+    A body with at most ``limit`` brackets cannot nest deeper, so ordinary requests skip the walk.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False
+
+
+async def _body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The whole body, refusing more than ``limit`` bytes and a client that takes over ``timeout_s`` to send it.
+
+    A body that came with its headers is there at the first ``receive``; only a longer one starts the clock.
+    """
+    receive = request.receive
+    message = await receive()
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
-        chunks.append(chunk)
     try:
-        body = orjson.loads(b"".join(chunks))
+        async with asyncio.timeout(timeout_s if message.get("more_body") else None):
+            while True:
+                if message["type"] == "http.disconnect":
+                    raise ClientClosedRequest("The client disconnected before sending the whole request body.")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.",
+                                          headers={"connection": "close"})
+                chunks.append(chunk)
+                if not message.get("more_body"):
+                    return b"".join(chunks)
+                message = await receive()
+    except TimeoutError:
+        raise RequestTimeout(f"The request body did not arrive within {timeout_s:g} s.",
+                             headers={"connection": "close"}) from None
+
+
+async def read_json(request: Request, settings: Settings) -> dict[str, Any]:
+    """The body as a JSON object: JSON content type, size and time limits, nesting depth, no forbidden fields."""
+    _json_content_type(request)
+    limit = settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit} bytes.",
+                              headers={"connection": "close"})
+    raw = await _body(request, limit, settings.edge.body_timeout_s)
+    try:
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc.args[0]}", code="invalid_json") from exc
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    depth = settings.edge.max_json_depth
+    if _too_deep(raw, body, depth):
+        raise InvalidRequest(f"The request body nests arrays/objects deeper than {depth} levels.", code="invalid_json")
     field = forbidden_field(body)
     if field is not None:
         raise InvalidRequest(f"'{field}' cannot be set by clients: the gateway chooses upstream connections "

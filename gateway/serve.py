@@ -1,14 +1,19 @@
-"""Start the gateway: check policies, start the demo upstream if needed, run uvicorn workers.
+"""Start the gateway: check settings and policies, start the demo upstream if needed, run uvicorn workers.
 
 Settings reach worker processes through ``HYBRID_GATEWAY_*`` variables, so a
 single worker and N workers build the same app. The demo upstream runs as a
 child process on loopback, started first and waited for while the app's
 modules import, so the first request already finds it.
+
+Secure by default: listening beyond loopback without client keys is refused
+unless asked for (``--allow-unauthenticated``), and then said loudly in the log;
+bound to loopback, only loopback Host names are answered (DNS rebinding).
 """
 
 from __future__ import annotations
 
 import atexit
+import ipaddress
 import logging.config
 import os
 import shutil
@@ -22,6 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from gateway.model_check import model_problem
+from gateway.settings import Settings
 from policies import PolicyLoadError, PolicySet, load_policies
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -112,8 +118,44 @@ def _multiprocess_metrics(workers: int) -> None:
         atexit.register(shutil.rmtree, directory, True)
 
 
-def serve(*, host: str, port: int, policies: Path, workers: int, demo: str, demo_port: int, log_level: str) -> int:
+def is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_problem(host: str, settings: Settings) -> str | None:
+    """Why the gateway must not start on ``host`` with ``settings``; None when it may."""
+    if is_loopback(host) or settings.api_key_digests or settings.edge.allow_unauthenticated:
+        return None
+    return (f"refusing to listen on {host} without client keys: anyone who reaches it could spend your provider "
+            "credits. Set HYBRID_GATEWAY_API_KEYS or HYBRID_GATEWAY_API_KEYS_FILE, listen on 127.0.0.1, or pass "
+            "--allow-unauthenticated (HYBRID_GATEWAY_ALLOW_UNAUTHENTICATED=1) if something in front of the "
+            "gateway authenticates its clients.")
+
+
+def _settings(host: str, allow_unauthenticated: bool) -> Settings:
+    """The settings every worker will build, checked once here so a bad one stops the start with a message."""
+    if allow_unauthenticated:
+        os.environ["HYBRID_GATEWAY_ALLOW_UNAUTHENTICATED"] = "1"
+    if not is_loopback(host):  # names a non-loopback gateway answers to are the operator's to list
+        os.environ.setdefault("HYBRID_GATEWAY_ALLOWED_HOSTS", "*")
+    settings = Settings.from_env()
+    problem = exposure_problem(host, settings)
+    if problem is not None:
+        raise ValueError(problem)
+    return settings
+
+
+def serve(*, host: str, port: int, policies: Path, workers: int, demo: str, demo_port: int, log_level: str,
+          allow_unauthenticated: bool = False) -> int:
     os.environ["HYBRID_GATEWAY_POLICIES"] = str(policies.resolve())
+    try:
+        settings = _settings(host, allow_unauthenticated)
+    except ValueError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 2
     start_demo = demo == "on"
     child = None
     if demo != "off":
@@ -136,8 +178,14 @@ def serve(*, host: str, port: int, policies: Path, workers: int, demo: str, demo
 
     if child is not None:
         _wait_for_port(int(urlsplit(os.environ["HYBRID_GATEWAY_DEMO_URL"]).port or 8090), child)
+    from gateway.http_protocol import GuardedHttpToolsProtocol
+
     logging.config.dictConfig(_log_config(log_level))
+    if not is_loopback(host) and not settings.api_key_digests:
+        logging.getLogger("hybrid_gateway").warning(
+            "SECURITY: listening on %s:%d with NO client authentication (--allow-unauthenticated): anyone who "
+            "can reach this address can use the gateway and the provider keys behind it", host, port)
     uvicorn.run("gateway.app:create_app", factory=True, host=host, port=port, workers=workers, loop="uvloop",
-                http="httptools", access_log=False, log_config=_log_config(log_level), log_level=log_level,
-                timeout_graceful_shutdown=10)
+                http=GuardedHttpToolsProtocol, access_log=False, log_config=_log_config(log_level),
+                log_level=log_level, timeout_graceful_shutdown=10)
     return 0

@@ -37,7 +37,7 @@ def assert_envelope(response: httpx.Response, status: int, code: str | None = No
 def test_malformed_json_is_400(gateway: ServerThread) -> None:
     assert_envelope(post(gateway, content=b'{"model": "chat", "messages": [', headers={"content-type": "application/json"}),
                     400, "invalid_json")
-    assert_envelope(post(gateway, content=b"[1, 2]"), 400)
+    assert_envelope(post(gateway, content=b"[1, 2]", headers={"content-type": "application/json"}), 400)
 
 
 @pytest.mark.parametrize(("body", "param"), [
@@ -91,7 +91,8 @@ def test_body_over_the_limit_is_413(start_gateway: Any, fake: FakeUpstream) -> N
         yield b"y" * 2000
         yield b'"}]}'
 
-    assert_envelope(httpx.post(gateway.url + "/v1/chat/completions", content=chunked()), 413)
+    assert_envelope(httpx.post(gateway.url + "/v1/chat/completions", content=chunked(),
+                               headers={"content-type": "application/json"}), 413)
     assert fake.received == []
 
 

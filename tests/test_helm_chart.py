@@ -23,6 +23,7 @@ import yaml
 from helm_python import Chart, HelmRenderError, HelmValuesError, lint
 
 from gateway.cli import build_parser
+from gateway.serve import exposure_problem
 from gateway.settings import Settings
 from policies import PolicyHolder
 
@@ -147,7 +148,7 @@ def test_embedded_single_replica_keeps_its_knowledge_on_a_volume(chart: Chart) -
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_KINDS))
-def test_rendered_flags_and_env_build_the_intended_gateway(chart: Chart, name: str,
+def test_rendered_flags_and_env_build_the_intended_gateway(chart: Chart, name: str, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The gateway's own parser and Settings read what the chart sets (names, types, values)."""
     values = chart.merge_values(value_set(name))
@@ -157,7 +158,18 @@ def test_rendered_flags_and_env_build_the_intended_gateway(chart: Chart, name: s
     for var, value in env_of(container).items():
         if isinstance(value, str) and not var.endswith("_FILE"):
             monkeypatch.setenv(var, value)
+        elif var == "HYBRID_GATEWAY_API_KEYS_FILE":  # the Secret's file, as the pod would read it
+            (tmp_path / "client-keys").write_text("sk-from-the-secret\n")
+            monkeypatch.setenv(var, str(tmp_path / "client-keys"))
+    if args.allow_unauthenticated:
+        monkeypatch.setenv("HYBRID_GATEWAY_ALLOW_UNAUTHENTICATED", "1")
     settings = Settings.from_env()
+    assert exposure_problem(args.host, settings) is None  # `serve` starts on the pod network
+    assert bool(settings.api_key_digests) != args.allow_unauthenticated
+    if values["allowedHosts"]:
+        assert settings.edge.allowed_hosts == {host.lower() for host in values["allowedHosts"]}
+    else:  # unset: `serve` bound beyond loopback answers any name
+        assert "HYBRID_GATEWAY_ALLOWED_HOSTS" not in env_of(container)
     assert settings.data_dir == Path("/var/lib/hybrid-gateway")
     assert settings.max_body_bytes == values["maxBodyBytes"]
     assert settings.reload_interval_s == values["policyReloadIntervalSeconds"]
@@ -265,7 +277,12 @@ def test_monitoring_objects_carry_the_shipped_rules_and_dashboard(chart: Chart) 
     assert rule["spec"]["groups"] == rules["groups"]
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     monitor = only(manifests, "ServiceMonitor")
-    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s", "authorization": {
+        "type": "Bearer", "credentials": {"name": "prometheus-gateway-token", "key": "token"}}}]
+    open_metrics = {**value_set("ha"), "monitoring": {**value_set("ha")["monitoring"], "requireKey": False}}
+    monitor = only(render(chart, open_metrics), "ServiceMonitor")
+    assert "authorization" not in monitor["spec"]["endpoints"][0]
+    assert env_of(gateway_container(render(chart, open_metrics)))["HYBRID_GATEWAY_MONITORING_NEEDS_KEY"] == "false"
     dashboard = only(manifests, "ConfigMap", "hg-hybrid-gateway-dashboard")
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert dashboard["metadata"]["namespace"] == "monitoring"
@@ -302,6 +319,9 @@ def test_schema_refuses_bad_values(chart: Chart, change: dict[str, Any], message
       "redis": {"url": "redis://r:6379"}, "chroma": {"mode": "server"}},
      "podDisruptionBudget.minAvailable=2 with as few as 2 gateway pods"),
     ({"policies": {"existingConfigMap": "p", "rollOnChange": True}}, "policies.rollOnChange needs policies.files"),
+    ({}, "refuses to do so without client keys: set apiKeys.existingSecret"),
+    ({"apiKeys": {"existingSecret": "k"}, "monitoring": {"serviceMonitor": {"enabled": True}}},
+     "with client keys, /metrics needs one: set monitoring.serviceMonitor.bearerTokenSecret.name"),
 ])
 def test_templates_refuse_unsafe_combinations(chart: Chart, change: dict[str, Any], message: str) -> None:
     with pytest.raises(HelmRenderError, match=re.escape(message)):
@@ -319,5 +339,5 @@ def test_image_matches_what_the_chart_assumes() -> None:
     for env in ("HF_HUB_OFFLINE=1", "HYBRID_GATEWAY_DATA_DIR=/var/lib/hybrid-gateway", "HOME=/tmp"):
         assert env in dockerfile
     with Chart.load(CHART) as chart:
-        pod = only(render(chart, {}), "Deployment")["spec"]["template"]["spec"]
+        pod = only(render(chart, {"allowUnauthenticated": True}), "Deployment")["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsUser"] == 10001

@@ -7,7 +7,7 @@ import logging
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.errors import GatewayError, InternalError, error_response
+from gateway.errors import ClientClosedRequest, GatewayError, InternalError, error_response
 from gateway.ledger import RequestRecord
 from gateway.state import GatewayState
 
@@ -57,6 +57,8 @@ def failure(gateway: GatewayState, record: RequestRecord, exc: Exception) -> Res
     if not isinstance(exc, GatewayError):
         log.exception("unhandled error in request %s", record.request_id)
         exc = InternalError("The gateway failed to handle the request.")
+    elif isinstance(exc, ClientClosedRequest):  # routine on any public endpoint: not an error of ours
+        log.info("request %s: %s", record.request_id, exc.message)
     record.status, record.error_code = exc.status, exc.code
     gateway.ledger.close(record)
     headers = {"x-request-id": record.request_id}

@@ -1,12 +1,15 @@
 """GET /dashboard: a built-in page of the gateway's aggregate numbers, and its script and style sheet.
 
-No authentication: the page and its assets are static and contain no data.
-The script reads ``/metrics`` (open, like any Prometheus scrape endpoint) and
-``/v1/economics`` (behind client keys when they are configured; without one
-the page falls back to the ``gateway_economics`` gauges of ``/metrics``).
-Everything shown is an aggregate per route, arm, target or variant — never a
-user, key, prompt or request — so serving the page openly discloses nothing
-that ``/metrics`` does not already.
+The script reads ``/metrics`` and ``/v1/economics``. Everything shown is an
+aggregate per route, arm, target or variant, never a user, key, prompt or request.
+
+With client keys configured, the page, its assets and ``/metrics`` need a key
+(unless ``HYBRID_GATEWAY_MONITORING_NEEDS_KEY=0``), and a browser cannot send a
+bearer token on its own: a request without a key is answered 401 with an HTTP
+Basic challenge, the browser asks once for a user name (ignored) and password
+(the key), and sends them with the page's own requests. GET endpoints accept
+that form of the key (``gateway.intake.authenticate``), so the script itself
+does nothing about authentication.
 """
 
 from __future__ import annotations
@@ -15,19 +18,32 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.api.common import state_of
 from gateway.dashboard import ASSETS, asset
+from gateway.errors import GatewayError, NotFound, error_response
+from gateway.intake import authenticate_monitoring
 
 _HEADERS = {"cache-control": "no-cache", "x-content-type-options": "nosniff"}
 
 
+def _refusal(request: Request) -> Response | None:
+    try:
+        authenticate_monitoring(request, state_of(request).settings)
+    except GatewayError as exc:
+        return error_response(exc)
+    return None
+
+
 async def page(request: Request) -> Response:
-    return Response(asset("index.html"), media_type=ASSETS["index.html"], headers=_HEADERS)
+    return _refusal(request) or Response(asset("index.html"), media_type=ASSETS["index.html"], headers=_HEADERS)
 
 
 async def static(request: Request) -> Response:
+    if (refused := _refusal(request)) is not None:
+        return refused
     name = request.path_params["asset"]
     if name not in ASSETS or name == "index.html":
-        return Response(b"Not Found", status_code=404, media_type="text/plain")
+        return error_response(NotFound(f"No dashboard asset named '{name}'."))
     return Response(asset(name), media_type=ASSETS[name], headers=_HEADERS)
 
 

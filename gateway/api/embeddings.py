@@ -73,7 +73,7 @@ async def embeddings(request: Request) -> Response:
     record = RequestRecord(request_id(request), "embeddings")
     try:
         authenticate(request, gateway.settings)
-        body = await read_json(request, gateway.settings.max_body_bytes)
+        body = await read_json(request, gateway.settings)
         embedding = validate(EmbeddingRequest, body)
         check_inputs(embedding, gateway.settings.limits)
         policy = gateway.policies.current

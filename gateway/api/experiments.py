@@ -51,7 +51,7 @@ async def feedback(request: Request) -> Response:
     gateway = state_of(request)
     try:
         authenticate(request, gateway.settings)
-        given = validate(FeedbackRequest, await read_json(request, gateway.settings.max_body_bytes))
+        given = validate(FeedbackRequest, await read_json(request, gateway.settings))
         try:
             outcome = await gateway.outcomes.store.add_feedback(Feedback(
                 request_id=given.request_id, score=given.score, success=given.success, comment=given.comment,

@@ -1,4 +1,8 @@
-"""Liveness, readiness and the Prometheus scrape endpoint."""
+"""Liveness, readiness and the Prometheus scrape endpoint.
+
+Probes stay open; ``/metrics`` needs a client key when keys are configured (Prometheus sends one
+as a bearer token) unless ``HYBRID_GATEWAY_MONITORING_NEEDS_KEY=0``.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from starlette.routing import Route
 
 from gateway.api.common import state_of
 from gateway.api.economics import refresh_gauges
+from gateway.errors import GatewayError, error_response
+from gateway.intake import authenticate_monitoring
 
 _CHECK_TIMEOUT_S = 2.0
 
@@ -49,6 +55,10 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     gateway = state_of(request)
+    try:
+        authenticate_monitoring(request, gateway.settings)
+    except GatewayError as exc:
+        return error_response(exc)
     await refresh_gauges(gateway)
     gateway.attempts.export_breaker_states()
     gateway.chooser.export_gauges(gateway.policies.current)

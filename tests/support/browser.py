@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,8 @@ class DevTools:
     def __init__(self, socket: ClientConnection) -> None:
         self.socket, self.ids = socket, itertools.count(1)
         self.exceptions: list[dict[str, Any]] = []
+        # Event method -> the (method, params) command answering it, sent without waiting for its reply.
+        self.answers: dict[str, Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]] = {}
 
     def send(self, method: str, **params: Any) -> dict[str, Any]:
         ident = next(self.ids)
@@ -45,6 +47,9 @@ class DevTools:
             message = json.loads(self.socket.recv(timeout=30))
             if message.get("method") == "Runtime.exceptionThrown":
                 self.exceptions.append(message["params"]["exceptionDetails"])
+            if message.get("method") in self.answers:
+                command, arguments = self.answers[message["method"]](message["params"])
+                self.socket.send(json.dumps({"id": next(self.ids), "method": command, "params": arguments}))
             if message.get("id") == ident:
                 if "error" in message:
                     raise AssertionError(f"{method}: {message['error']}")

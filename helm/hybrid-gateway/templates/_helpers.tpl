@@ -69,6 +69,11 @@ capabilities:
 {{- if or .Values.redis.url .Values.redis.existingSecret .Values.redis.bundled.enabled -}}true{{- end -}}
 {{- end -}}
 
+{{/* True (non-empty) when /metrics needs a client key: keys configured and monitoring.requireKey. */}}
+{{- define "hg.metricsNeedKey" -}}
+{{- if and .Values.apiKeys.existingSecret .Values.monitoring.requireKey -}}true{{- end -}}
+{{- end -}}
+
 {{/* The most gateway pods the release can run: replicaCount, or the autoscaler's maximum. */}}
 {{- define "hg.maxReplicas" -}}
 {{- if .Values.autoscaling.enabled -}}{{ .Values.autoscaling.maxReplicas }}{{- else -}}{{ .Values.replicaCount }}{{- end -}}
@@ -109,5 +114,11 @@ Included by the gateway Deployment, so every render runs it.
 {{- end -}}
 {{- if and .Values.policies.rollOnChange .Values.policies.existingConfigMap -}}
 {{- fail "policies.rollOnChange needs policies.files: the chart cannot checksum a ConfigMap it does not render" -}}
+{{- end -}}
+{{- if not (or .Values.apiKeys.existingSecret .Values.allowUnauthenticated) -}}
+{{- fail "the gateway listens on the pod network and refuses to do so without client keys: set apiKeys.existingSecret (a Secret of client keys), or allowUnauthenticated=true if something in front of it authenticates clients" -}}
+{{- end -}}
+{{- if and .Values.monitoring.serviceMonitor.enabled (include "hg.metricsNeedKey" .) (not .Values.monitoring.serviceMonitor.bearerTokenSecret.name) -}}
+{{- fail "with client keys, /metrics needs one: set monitoring.serviceMonitor.bearerTokenSecret.name to a Secret holding a client key for Prometheus (or monitoring.requireKey=false)" -}}
 {{- end -}}
 {{- end -}}
