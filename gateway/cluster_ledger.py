@@ -26,7 +26,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.ledger import RequestRecord
-from gateway.traffic_window import FIELDS, Counts, Grid, Key, MemoryBuckets, Window, counts_of, window_of
+from gateway.traffic_window import (
+    FIELDS,
+    Counts,
+    Grid,
+    Key,
+    MemoryBuckets,
+    Values,
+    Window,
+    values_of,
+    window_of,
+)
 from policies import Script, SharedState
 
 log = logging.getLogger("hybrid_gateway.ledger")
@@ -63,7 +73,7 @@ class _Entry:
     request_id: str
     labels: tuple[str, str, str, str]
     at: float
-    counts: Counts
+    values: Values
 
 
 class ClusterLedger:
@@ -82,8 +92,8 @@ class ClusterLedger:
     def __call__(self, record: RequestRecord) -> None:
         if record.status != 200:
             return
-        entry = _Entry(record.request_id, record.labels(), self._clock(), counts_of(record))
-        self._own.add(entry.at, *entry.labels[:2], entry.counts)
+        entry = _Entry(record.request_id, record.labels(), self._clock(), values_of(record))
+        self._own.add(entry.at, *entry.labels[:2], entry.values)
         self._queue.append(entry)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._write_queued())
@@ -99,7 +109,7 @@ class ClusterLedger:
                            math.ceil(self.grid.window_s + 2 * self.grid.width_s)]
         for entry in batch:
             args += [entry.request_id, "|".join(entry.labels), entry.at, self.grid.bucket(entry.at),
-                     "|".join(entry.labels[:2]), *_ordered(entry.counts)]
+                     "|".join(entry.labels[:2]), *entry.values]
         return args
 
     def _bucket_key(self, bucket: str) -> str:
@@ -158,7 +168,7 @@ class ClusterLedger:
         found = await self._shared.run(read)
         if found is None:
             self._own.prune(now)
-            return window_of(self.grid, now, self._own.since, "process", dict(self._own.rows))
+            return window_of(self.grid, now, self._own.since, "process", self._own.rows)
         since, *hashes = found
         rows: dict[Key, Counts] = {}
         for bucket, raw in zip(range(first, last + 1), hashes, strict=True):
@@ -174,7 +184,3 @@ class ClusterLedger:
         """Finish the batch in flight and whatever queued behind it."""
         while self._writer is not None and not self._writer.done():
             await asyncio.gather(self._writer, return_exceptions=True)
-
-
-def _ordered(counts: Counts) -> list[float]:
-    return [getattr(counts, name) for name in FIELDS]

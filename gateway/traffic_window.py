@@ -51,10 +51,14 @@ class Counts:
         return value / self.requests if self.requests else None
 
 
-def counts_of(record: RequestRecord) -> Counts:
+Values = tuple[float, float, float, float]
+"""One request's numbers in the order of :data:`FIELDS` (plain floats: this runs once per request)."""
+
+
+def values_of(record: RequestRecord) -> Values:
     usage = record.usage
-    return Counts(1.0, record.cost_usd or 0.0, float(usage.prompt_tokens if usage else 0),
-                  float(usage.completion_tokens if usage else 0))
+    return (1.0, record.cost_usd or 0.0, float(usage.prompt_tokens if usage else 0),
+            float(usage.completion_tokens if usage else 0))
 
 
 @dataclass(frozen=True)
@@ -116,35 +120,47 @@ def window_of(grid: Grid, now: float, since: float | None, scope: str,
 
 
 class MemoryBuckets:
-    """One process's counts by bucket, added on the hot path with no I/O (a dict update)."""
+    """One process's counts by bucket, added on the hot path with no I/O (in-place float additions)."""
 
     def __init__(self, grid: Grid) -> None:
         self.grid = grid
-        self.rows: dict[Key, Counts] = defaultdict(Counts)
+        self._rows: dict[Key, list[float]] = {}
         self.since: float | None = None
 
-    def add(self, at: float, route: str, arm: str, counts: Counts) -> None:
-        self.rows[(self.grid.bucket(at), route, arm)] += counts
+    def add(self, at: float, route: str, arm: str, values: Values) -> None:
+        key = (self.grid.bucket(at), route, arm)
+        row = self._rows.get(key)
+        if row is None:
+            self._rows[key] = list(values)
+        else:
+            row[0] += values[0]
+            row[1] += values[1]
+            row[2] += values[2]
+            row[3] += values[3]
         if self.since is None or at < self.since:
             self.since = at
 
+    @property
+    def rows(self) -> dict[Key, Counts]:
+        return {key: Counts(*row) for key, row in self._rows.items()}
+
     def drain(self) -> tuple[dict[Key, Counts], float | None]:
         """Everything added since the last drain, handed over once (the caller writes it or merges it back)."""
-        rows, since = dict(self.rows), self.since
-        self.rows, self.since = defaultdict(Counts), None
+        rows, since = self.rows, self.since
+        self._rows, self.since = {}, None
         return rows, since
 
     def merge(self, rows: dict[Key, Counts], since: float | None) -> None:
         """Put back a drained batch its write failed to persist."""
-        for key, counts in rows.items():
-            self.rows[key] += counts
+        for (bucket, route, arm), counts in rows.items():
+            self.add(bucket * self.grid.width_s, route, arm, counts.values())
         if since is not None and (self.since is None or since < self.since):
             self.since = since
 
     def prune(self, now: float) -> None:
         first = self.grid.first(now)
-        for key in [k for k in self.rows if k[0] < first]:
-            del self.rows[key]
+        for key in [k for k in self._rows if k[0] < first]:
+            del self._rows[key]
 
 
 class WindowStore(Protocol):

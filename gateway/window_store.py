@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.ledger import RequestRecord
-from gateway.traffic_window import Counts, Grid, Key, MemoryBuckets, Window, counts_of, window_of
+from gateway.traffic_window import Counts, Grid, Key, MemoryBuckets, Window, values_of, window_of
 
 log = logging.getLogger("hybrid_gateway.economics")
 FLUSH_INTERVAL_S = 1.0
@@ -66,7 +66,7 @@ class SqliteWindowStore:
     def __call__(self, record: RequestRecord) -> None:
         if record.status != 200:
             return
-        self._pending.add(self._clock(), *record.labels()[:2], counts_of(record))
+        self._pending.add(self._clock(), *record.labels()[:2], values_of(record))
         if self._task is None:  # the first request starts the background flush, on the serving loop
             self._task = asyncio.get_running_loop().create_task(self._flush_forever(), name="economics-flush")
 

@@ -6,7 +6,14 @@ The gateway imports only what ``__all__`` names; this package never imports ``ga
 from policies.assignment import Assignment, assign, experiment_key
 from policies.breakers import BreakerBoard, breaker_board
 from policies.loader import PolicyIssue, PolicyLoadError, load_policies
-from policies.outcomes import Feedback, Outcome, OutcomeStore, OutcomesUnavailable, outcome_store
+from policies.outcomes import (
+    Feedback,
+    FeedbackExists,
+    Outcome,
+    OutcomeStore,
+    OutcomesUnavailable,
+    outcome_store,
+)
 from policies.reloader import PolicyHolder, ReloadResult
 from policies.resolution import Resolution, experiment_for, public_names, resolve
 from policies.schema import (
@@ -19,6 +26,7 @@ from policies.schema import (
     Economics,
     Experiment,
     Fallback,
+    FeedbackScale,
     Knowledge,
     PolicySet,
     Price,
@@ -45,6 +53,8 @@ __all__ = [
     "Experiment",
     "Fallback",
     "Feedback",
+    "FeedbackExists",
+    "FeedbackScale",
     "Knowledge",
     "Observation",
     "Outcome",

@@ -1,8 +1,9 @@
 """The record of served requests and their feedback, which experiment reports are built from.
 
 Every request served inside an experiment leaves an ``Outcome``; clients may later
-send ``Feedback`` for it by request id, and the latest feedback per request wins
-(by its ``at``, so a replayed old feedback never overwrites a newer one).
+send ``Feedback`` for it by request id. One feedback per request counts: a second
+one is refused (``FeedbackExists``) unless the caller asks to replace, and then the
+latest wins (by its ``at``, so a replayed old feedback never overwrites a newer one).
 
 Two stores share the ``OutcomeStore`` protocol:
 
@@ -24,7 +25,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -79,6 +80,9 @@ class Feedback:
 
 
 Row = tuple[Outcome, Feedback | None]
+#: A request looked up in Redis: its outcome (None: unknown) and the earlier feedback that refused a new one.
+#: A tuple, so "unknown" differs from ``SharedState.run``'s None on failure.
+_Found = tuple[Outcome | None, Feedback | None]
 _Record = TypeVar("_Record", Outcome, Feedback)
 
 
@@ -86,13 +90,28 @@ class OutcomesUnavailable(RuntimeError):
     """Feedback for a request this replica cannot look up because Redis is down (answer 503, not 404)."""
 
 
+class FeedbackExists(Exception):
+    """The request already has feedback and the new one did not ask to replace it."""
+
+    def __init__(self, previous: Feedback) -> None:
+        super().__init__(f"request {previous.request_id!r} already has feedback")
+        self.previous = previous
+
+
 class OutcomeStore(Protocol):
     async def record(self, outcome: Outcome) -> None:
         """Keep one served request."""
         ...
 
-    async def add_feedback(self, feedback: Feedback) -> Outcome | None:
-        """Attach feedback; the request's outcome, or None when the request id is unknown."""
+    async def outcome(self, request_id: str) -> Outcome | None:
+        """The outcome recorded for ``request_id``, or None when it is unknown."""
+        ...
+
+    async def add_feedback(self, feedback: Feedback, *, replace: bool = True) -> Outcome | None:
+        """Attach feedback; the request's outcome, or None when the request id is unknown.
+
+        With ``replace=False`` a request that already has feedback raises ``FeedbackExists``.
+        """
         ...
 
     async def rows(self, experiment: str) -> list[Row]:
@@ -134,8 +153,8 @@ class LocalOutcomes:
     async def record(self, outcome: Outcome) -> None:
         await asyncio.to_thread(self._locked_append, outcome)
 
-    async def add_feedback(self, feedback: Feedback) -> Outcome | None:
-        return await asyncio.to_thread(self._add_feedback, feedback)
+    async def add_feedback(self, feedback: Feedback, *, replace: bool = True) -> Outcome | None:
+        return await asyncio.to_thread(self._add_feedback, feedback, replace)
 
     async def rows(self, experiment: str) -> list[Row]:
         return await asyncio.to_thread(self._rows, experiment)
@@ -170,10 +189,13 @@ class LocalOutcomes:
             journal.write(line.encode())
         self._refresh()
 
-    def _add_feedback(self, feedback: Feedback) -> Outcome | None:
+    def _add_feedback(self, feedback: Feedback, replace: bool) -> Outcome | None:
         with self._lock:
             self._refresh()
             outcome = self._outcomes.get(feedback.request_id)
+            previous = self._feedback.get(feedback.request_id)
+            if previous is not None and not replace:
+                raise FeedbackExists(previous)
             if outcome is not None:
                 self._append(feedback)
             return outcome
@@ -231,15 +253,19 @@ def _parse(line: bytes) -> Outcome | Feedback:
     return _from_dict(Outcome if entry["kind"] == "outcome" else Feedback, entry["data"])
 
 
-# KEYS: request hash. ARGV: feedback json, feedback at. Returns the outcome json, or nil if unknown.
+# KEYS: request hash. ARGV: feedback json, feedback at, "1" to replace an earlier feedback else "0".
+# Returns nil if the request is unknown, {outcome json} once written, {outcome json, earlier feedback
+# json} when it was refused (an earlier feedback exists and ARGV[3] is "0").
 _FEEDBACK = Script("""
 local outcome = redis.call('HGET', KEYS[1], 'outcome')
 if not outcome then return false end
+local previous = redis.call('HGET', KEYS[1], 'feedback')
+if previous and ARGV[3] == '0' then return {outcome, previous} end
 local at = tonumber(redis.call('HGET', KEYS[1], 'feedback_at'))
 if (not at) or tonumber(ARGV[2]) >= at then
   redis.call('HSET', KEYS[1], 'feedback', ARGV[1], 'feedback_at', ARGV[2])
 end
-return outcome
+return {outcome}
 """)
 
 
@@ -265,18 +291,39 @@ class SharedOutcomes:
         if await self._state.run(lambda r: self._write_outcome(r, outcome)) is None:
             await self._fallback.record(outcome)
 
-    async def add_feedback(self, feedback: Feedback) -> Outcome | None:
-        found = await self._state.run(lambda r: self._write_feedback(r, feedback))
+    async def outcome(self, request_id: str) -> Outcome | None:
+        found = await self._in_redis(lambda r: self._read_outcome(r, request_id))
+        if found is not None:
+            return found[0]
+        return await self._local_outcome(request_id)
+
+    async def add_feedback(self, feedback: Feedback, *, replace: bool = True) -> Outcome | None:
+        found = await self._in_redis(lambda r: self._write_feedback(r, feedback, replace))
+        if found is not None:
+            if found[1] is not None:
+                raise FeedbackExists(found[1])
+            return found[0]
+        # Redis is down: the journal is the record, so a repeat is judged against this replica's only.
+        outcome = await self._local_outcome(feedback.request_id)
+        await self._fallback.add_feedback(feedback, replace=replace)
+        return outcome
+
+    async def _in_redis(self, ask: Callable[[Redis], Awaitable[_Found]]) -> _Found | None:
+        """``ask`` Redis about a request, replaying the outage journal first if it may hold the request.
+
+        None when Redis is down (use the journal); a found tuple whose outcome is None: unknown.
+        """
+        found = await self._state.run(ask)
         if found is not None and found[0] is None and self._backlog():
             # Perhaps recorded during the outage and not replayed yet: replay, then ask again.
             await self.replay()
-            found = await self._state.run(lambda r: self._write_feedback(r, feedback))
-        if found is not None:
-            return found[0]
-        outcome = await self._fallback.outcome(feedback.request_id)
+            found = await self._state.run(ask)
+        return found
+
+    async def _local_outcome(self, request_id: str) -> Outcome:
+        outcome = await self._fallback.outcome(request_id)
         if outcome is None:
-            raise OutcomesUnavailable(f"request {feedback.request_id!r} is unknown here and redis is down")
-        await self._fallback.add_feedback(feedback)
+            raise OutcomesUnavailable(f"request {request_id!r} is unknown here and redis is down")
         return outcome
 
     async def rows(self, experiment: str) -> list[Row]:
@@ -350,10 +397,18 @@ class SharedOutcomes:
             await pipe.execute()
         return True
 
-    async def _write_feedback(self, r: Redis, feedback: Feedback) -> tuple[Outcome | None]:
-        """The request's outcome in a 1-tuple, so "unknown" differs from ``run``'s None on failure."""
-        found = await _FEEDBACK(r, [self._request_key(feedback.request_id)], [_to_json(feedback), repr(feedback.at)])
-        return (_from_dict(Outcome, json.loads(found)) if found else None,)
+    async def _read_outcome(self, r: Redis, request_id: str) -> _Found:
+        found = await r.hget(self._request_key(request_id), "outcome")
+        return (_from_dict(Outcome, json.loads(found)) if found else None, None)
+
+    async def _write_feedback(self, r: Redis, feedback: Feedback, replace: bool = True) -> _Found:
+        """The request's outcome and, when refused, its earlier feedback (see ``_Found``)."""
+        found = await _FEEDBACK(r, [self._request_key(feedback.request_id)],
+                                [_to_json(feedback), repr(feedback.at), "1" if replace else "0"])
+        if not found:
+            return (None, None)
+        earlier = _from_dict(Feedback, json.loads(found[1])) if len(found) > 1 else None
+        return (_from_dict(Outcome, json.loads(found[0])), earlier)
 
     async def _read_rows(self, r: Redis, experiment: str) -> list[Row]:
         ids = await r.zrange(self._experiment_key(experiment), 0, -1)

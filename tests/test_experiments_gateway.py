@@ -39,6 +39,7 @@ experiments:
     route: ab
     key: user
     allow_override: {override}
+    feedback: {{min: 0, max: 10}}
     variants:
       control: {{weight: 50, arm: prompted}}
       treatment: {{weight: 50, arm: fine_tuned}}
@@ -172,6 +173,9 @@ def test_two_gateways_sharing_redis_agree(tmp_path: Path, fake_server: tuple[Fak
         given = httpx.post(servers[1].url + "/v1/feedback", json={"request_id": served.headers["x-request-id"],
                                                                   "score": 4.5})
         assert given.status_code == 200
+        again = httpx.post(servers[0].url + "/v1/feedback", json={"request_id": served.headers["x-request-id"],
+                                                                  "score": 1.5})
+        assert again.status_code == 409 and again.json()["error"]["code"] == "feedback_exists"
     finally:
         for server in servers:
             server.stop()
@@ -264,3 +268,33 @@ def test_report_cli_fails_on_an_unknown_experiment_or_an_empty_store(tmp_path: P
     empty = subprocess.run([*base, "ft-rollout", "--data-dir", str(tmp_path)], capture_output=True, text=True)
     assert empty.returncode == 1 and empty.stdout == ""
     assert "no outcomes recorded for experiment 'ft-rollout'" in empty.stderr
+
+
+def _mean_score(server: ServerThread, variant: str) -> tuple[int, float | None]:
+    report = httpx.get(server.url + "/v1/experiments/ft-rollout").json()
+    found = next(v for v in report["variants"] if v["name"] == variant)
+    return found["n_feedback"], found["score"] and found["score"]["mean"]
+
+
+def test_feedback_fits_the_declared_scale_and_a_repeat_is_refused_unless_replacing(
+        local_gateway: ServerThread, fake: FakeUpstream) -> None:
+    served = ask(local_gateway, "scaled-user")
+    request_id, variant = served.headers["x-request-id"], served.headers["x-gateway-variant"]
+
+    def give(**body: object) -> httpx.Response:
+        return httpx.post(local_gateway.url + "/v1/feedback", json={"request_id": request_id, **body})
+
+    outside = give(score=-1000)  # the policy declares feedback: {min: 0, max: 10}
+    assert outside.status_code == 400
+    error = outside.json()["error"]
+    assert error["param"] == "score" and "between 0 and 10" in error["message"] and "ft-rollout" in error["message"]
+    assert give(score=10.5).status_code == 400
+    assert _mean_score(local_gateway, variant) == (0, None)  # refused, not recorded
+    assert give(score=0.8).status_code == 200
+    again = give(score=0.2, success=False)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "feedback_exists"
+    assert "replace" in again.json()["error"]["message"]
+    assert _mean_score(local_gateway, variant) == (1, 0.8)
+    replaced = give(score=0.2, replace=True)
+    assert replaced.status_code == 200
+    assert _mean_score(local_gateway, variant) == (1, 0.2)

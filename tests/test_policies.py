@@ -184,3 +184,13 @@ def test_a_reload_naming_a_missing_model_file_is_refused(start_gateway: object, 
                         json={"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
     assert answer.status_code == 200 and "x-gateway-score" not in answer.headers  # still the last good policy
     assert scrape(gateway.url, "gateway_policy_reloads_total", result="success") == 0
+
+
+def test_an_experiment_declares_its_feedback_scale(tmp_path: Path) -> None:
+    experiment = ("experiments:\n  e:\n    route: r\n    variants:\n      one: {weight: 1}\n"
+                  "      two: {weight: 1, target: a}\n")
+    write(tmp_path, GOOD + experiment)
+    scale = load_policies(tmp_path).experiments["e"].feedback
+    assert (scale.min, scale.max) == (0, 1)  # the default: a fraction
+    path = write(tmp_path, GOOD + experiment + "    feedback: {min: 5, max: 1}\n")
+    assert issues_of(tmp_path) == [f"{path}:18: experiments.e.feedback: Value error, min must be below max"]

@@ -12,6 +12,7 @@ import pytest
 from policies.outcomes import (
     MAX_COMMENT_CHARS,
     Feedback,
+    FeedbackExists,
     LocalOutcomes,
     Outcome,
     OutcomeStore,
@@ -170,3 +171,16 @@ async def test_journal_left_by_a_stopped_gateway_is_replayed_on_next_read(
     assert await store.rows("exp") == [(outcome("orphan"), feedback("orphan", 0.3, at=2000.0))]
     assert state.failures == 0
     await state.aclose()
+
+
+async def test_a_repeated_feedback_is_refused_unless_it_replaces(stores: StoreFactory) -> None:
+    store = stores()
+    await store.record(outcome("r1"))
+    assert await store.outcome("r1") == outcome("r1") and await store.outcome("nope") is None
+    await store.add_feedback(feedback("r1", 0.9, at=2000.0), replace=False)
+    with pytest.raises(FeedbackExists) as refused:
+        await stores().add_feedback(feedback("r1", 0.1, at=2001.0), replace=False)  # through another replica
+    assert refused.value.previous.score == 0.9
+    assert [row[1].score for row in await store.rows("exp") if row[1]] == [0.9]
+    await store.add_feedback(feedback("r1", 0.2, at=2002.0), replace=True)
+    assert [row[1].score for row in await store.rows("exp") if row[1]] == [0.2]

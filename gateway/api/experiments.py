@@ -1,7 +1,10 @@
 """POST /v1/feedback and GET /v1/experiments/{name}: close the A/B loop.
 
 Feedback is joined to the request's recorded outcome (and so to its variant)
-by request id; the report compares each variant with the first (control).
+by request id; the report compares each variant with the first (control). A
+score must lie on its experiment's declared scale (``feedback: {min, max}``),
+and a request takes one feedback: a second is refused with 409 unless it says
+``"replace": true``, so neither a stray value nor a retry moves a mean unseen.
 """
 
 from __future__ import annotations
@@ -15,10 +18,26 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.common import state_of
-from gateway.errors import GatewayError, NotFound, ServiceUnavailable, error_response
+from gateway.errors import (
+    ClientError,
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    ServiceUnavailable,
+    error_response,
+)
 from gateway.experiments import observations
 from gateway.intake import authenticate, read_json, validate
-from policies import Experiment, Feedback, OutcomeStore, OutcomesUnavailable, report
+from policies import (
+    Experiment,
+    Feedback,
+    FeedbackExists,
+    FeedbackScale,
+    OutcomeStore,
+    OutcomesUnavailable,
+    PolicySet,
+    report,
+)
 
 _COMMENT_LIMIT = 2000
 
@@ -26,9 +45,10 @@ _COMMENT_LIMIT = 2000
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     request_id: str = Field(min_length=1, max_length=128)
-    score: float | None = Field(default=None, ge=-1e6, le=1e6)
+    score: float | None = Field(default=None, allow_inf_nan=False)  # its range is the experiment's scale
     success: bool | None = None
     comment: str | None = Field(default=None, max_length=_COMMENT_LIMIT)
+    replace: bool = Field(default=False, description="Replace the request's earlier feedback instead of a 409.")
 
     @model_validator(mode="after")
     def _something(self) -> FeedbackRequest:
@@ -47,21 +67,36 @@ async def experiment_report(store: OutcomeStore, name: str, experiment: Experime
     return {"experiment": name, "route": experiment.route, **result}
 
 
+def _check_scale(score: float | None, experiment: str, policy: PolicySet) -> None:
+    """400 for a score off the experiment's scale (the default scale if it left the policies since)."""
+    found = policy.experiments.get(experiment)
+    scale = found.feedback if found is not None else FeedbackScale()
+    if score is not None and not scale.min <= score <= scale.max:
+        raise InvalidRequest(f"score {score:g} is off the scale of experiment '{experiment}': give a number between "
+                             f"{scale.min:g} and {scale.max:g} (its policy's feedback: {{min, max}}).", param="score")
+
+
 async def feedback(request: Request) -> Response:
     gateway = state_of(request)
     try:
         authenticate(request, gateway.settings)
-        given = validate(FeedbackRequest, await read_json(request, gateway.settings))
+        given = validate(FeedbackRequest, await read_json(request, gateway.settings.max_body_bytes))
+        store = gateway.outcomes.store
         try:
-            outcome = await gateway.outcomes.store.add_feedback(Feedback(
-                request_id=given.request_id, score=given.score, success=given.success, comment=given.comment,
-                at=time.time()))
+            outcome = await store.outcome(given.request_id)
+            if outcome is None:
+                raise NotFound(f"No experiment request with id '{given.request_id}' is on record.",
+                               param="request_id")
+            _check_scale(given.score, outcome.experiment, gateway.policies.current)
+            await store.add_feedback(Feedback(request_id=given.request_id, score=given.score, success=given.success,
+                                              comment=given.comment, at=time.time()), replace=given.replace)
         except OutcomesUnavailable as exc:
             # Redis is down and this replica never saw the request: not unknown, just unreachable now.
             raise ServiceUnavailable("Feedback cannot be joined to its request while shared state is down.",
                                      headers={"retry-after": "5"}) from exc
-        if outcome is None:
-            raise NotFound(f"No experiment request with id '{given.request_id}' is on record.", param="request_id")
+        except FeedbackExists as exc:
+            raise ClientError(f"Request '{given.request_id}' already has feedback; send \"replace\": true to "
+                              "replace it.", param="request_id", code="feedback_exists", status=409) from exc
         return _json({"ok": True, "request_id": given.request_id, "experiment": outcome.experiment,
                       "variant": outcome.variant})
     except GatewayError as exc:
