@@ -1,5 +1,9 @@
 """`router` subcommands (train, cv, eval, score) for the project's `hybrid-gateway` CLI.
 
+`router score --route NAME` applies a route's decision rule exactly as the gateway does (its model,
+low_confidence arm and threshold: the fixed one, or for strong_share the warm start, or with
+`--url` the gateway's live one); every `router score` says on stderr which threshold it used.
+
 Rebuild the two shipped models (`routes/models/fast.npz`, `routes/models/default.npz`) from the
 train split with one command, run from the repository root beside `../shared`:
 
@@ -14,22 +18,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from ._calibration import CalibrationWindow, Cut, ScoreSketch
 from ._data import DataError, load_examples
 from ._decision import ARMS, decide
 from ._linear import ModelFileError
 from ._messages import prompt_messages
-from ._models import MODELS_DIR, SHIPPED, load_classifier
+from ._models import MODELS_DIR, SHIPPED, RoutingModel, load_classifier, resolve_model
 from ._train import TrainConfig
 
 DEFAULT_DATA_ROOT = Path("../shared/data/routing")
 TRAIN_DATASETS = ("mmlu", "gsm8k", "mt_bench")
 EVAL_DATASETS = ("mmlu", "gsm8k", "mt_bench")
 _MODEL_HELP = "shipped model name (default, fast) or a model file (default: default)"
+DEFAULT_POLICIES = Path(__file__).resolve().parent.parent / "policies" / "default"
+DEFAULT_THRESHOLD = 0.5  # a route with neither threshold nor strong_share, as the gateway reads it
+API_KEY_ENV = "HYBRID_GATEWAY_API_KEY"
 
 
 def add_cli(subparsers: Any) -> None:
@@ -74,18 +86,25 @@ def add_cli(subparsers: Any) -> None:
     evaluate.set_defaults(command=_cmd_eval)
 
     score = commands.add_parser(
-        "score", help="score JSON lines from stdin: {'prompt': ...} or {'messages': [...]}"
+        "score", help="score JSON lines from stdin ({'prompt': ...} or {'messages': [...]}) with a route's "
+        "decision rule (--route) or a bare threshold; says on stderr which threshold it used"
     )
-    score.add_argument("--model", help=_MODEL_HELP)
+    score.add_argument("--model", help=_MODEL_HELP + "; with --route, the route's")
     level = score.add_mutually_exclusive_group()
+    level.add_argument("--route", help="apply exactly this route's rule: its model, low_confidence arm and "
+                       "threshold (fixed, or calibrated: the warm start, or the live one with --url)")
+    level.add_argument("--threshold", type=float, help="prompted when score >= this (default 0.5)")
     level.add_argument(
-        "--threshold", type=float, default=0.5, help="prompted when score >= this (default 0.5)"
+        "--strong-share", type=float, help="the threshold that sends this share of the training mix to prompted"
     )
-    level.add_argument(
-        "--strong-share", type=float, help="pick the threshold that sends this share to prompted"
-    )
+    score.add_argument("--policies", type=Path, default=DEFAULT_POLICIES,
+                       help="policy directory for --route (default: the shipped one)")
+    score.add_argument("--url", help="with --route: read the live threshold from this gateway's GET /v1/routes")
+    score.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), metavar="KEY",
+                       help=f"client API key for --url, when the gateway requires one (default ${API_KEY_ENV})")
     score.add_argument(
-        "--low-confidence-arm", choices=ARMS, default="prompted", help="arm for unjudgeable input"
+        "--low-confidence-arm", choices=ARMS, help="arm for unjudgeable input (default prompted; with --route, "
+        "the route's)"
     )
     score.set_defaults(command=_cmd_score)
 
@@ -163,22 +182,100 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_score(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
     source, sink = stdin or sys.stdin, stdout or sys.stdout
     try:
-        classifier = load_classifier(args.model)
-        threshold = (
-            args.threshold if args.strong_share is None else classifier.threshold_for_share(args.strong_share)
-        )
-    except (ModelFileError, ValueError) as exc:
+        rule = _route_rule(args) if args.route else _bare_rule(args)
+    except (ModelFileError, ValueError, OSError) as exc:
         print(f"router score: {exc}", file=sys.stderr)
         return 2
+    print(f"router score: {rule.said}", file=sys.stderr)
     for line in source:
         try:
-            decision = decide(classifier, _request_messages(line), threshold, args.low_confidence_arm)
+            decision = decide(rule.classifier, _request_messages(line), rule.threshold, rule.low_confidence)
             result: dict[str, Any] = {"score": _json_score(decision.score), "arm": decision.arm}
         except ValueError as exc:
             result = {"error": str(exc)}
         sink.write(json.dumps(result) + "\n")
         sink.flush()
     return 0
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """What `router score` decides with, and the sentence that says where its threshold came from."""
+
+    classifier: RoutingModel
+    threshold: float | Cut
+    low_confidence: str
+    said: str
+
+
+def _bare_rule(args: argparse.Namespace) -> _Rule:
+    if args.url:
+        raise ValueError("--url reads a route's live threshold: give --route NAME")
+    classifier = load_classifier(args.model)
+    low = args.low_confidence_arm or "prompted"
+    if args.strong_share is not None:
+        threshold = classifier.threshold_for_share(args.strong_share)
+        return _Rule(classifier, threshold, low, f"threshold {threshold:.4f}: --strong-share {args.strong_share} "
+                     "on the model's training quantiles (a route's own traffic may need another: --route NAME)")
+    if args.threshold is not None:
+        return _Rule(classifier, args.threshold, low, f"threshold {args.threshold:.4f} (--threshold)")
+    return _Rule(classifier, DEFAULT_THRESHOLD, low, f"threshold {DEFAULT_THRESHOLD} (the default; --route NAME "
+                 "applies a route's own rule)")
+
+
+def _route_rule(args: argparse.Namespace) -> _Rule:
+    """The route's rule exactly as the gateway applies it (see gateway/arm_choice.py)."""
+    from policies import PolicyLoadError, load_policies
+
+    try:
+        policy = load_policies(args.policies)
+    except PolicyLoadError as exc:
+        raise ValueError("\n".join(str(issue) for issue in exc.issues)) from exc
+    route = policy.routes.get(args.route)
+    if route is None or route.classifier is None:
+        known = ", ".join(sorted(name for name, r in policy.routes.items() if r.classifier)) or "none"
+        reason = "no such route" if route is None else "the route has no classifier"
+        raise ValueError(f"{args.route!r}: {reason} in {args.policies} (routes with a classifier: {known})")
+    config = route.classifier
+    if args.model or args.low_confidence_arm:
+        raise ValueError("--route applies the route's own model and low_confidence arm: drop --model and "
+                         "--low-confidence-arm")
+    classifier = resolve_model(config.model, args.policies)
+    low = config.low_confidence
+    live = config.live
+    if live is None or config.strong_share is None:
+        if args.url:
+            raise ValueError(f"route {args.route!r} has a fixed threshold: --url has no live one to read")
+        threshold = config.threshold if config.threshold is not None else DEFAULT_THRESHOLD
+        return _Rule(classifier, threshold, low, f"threshold {threshold:.4f}: the fixed threshold of route {args.route!r}")
+    if args.url:
+        return _live_rule(args, classifier, low)
+    window = CalibrationWindow(live.window_decisions, live.window_s, live.prior_weight)
+    cut = ScoreSketch(classifier.calibration, window).cut(config.strong_share)
+    return _Rule(classifier, cut, low, f"threshold {cut.threshold:.4f}: the warm start of route {args.route!r} "
+                 f"(strong_share {config.strong_share} on the model's training quantiles); the gateway "
+                 "calibrates it live on the route's own traffic: see GET /v1/routes, or pass --url URL to use it")
+
+
+def _live_rule(args: argparse.Namespace, classifier: RoutingModel, low: str) -> _Rule:
+    """The route's live cut from a running gateway's GET /v1/routes."""
+    url = args.url.rstrip("/") + "/v1/routes"
+    request = urllib.request.Request(url, headers={"authorization": f"Bearer {args.api_key}"} if args.api_key else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        hint = f": give --api-key or set ${API_KEY_ENV}" if exc.code == 401 else ""
+        raise ValueError(f"{url}: HTTP {exc.code}{hint}") from exc
+    except (urllib.error.URLError, OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{url}: {exc}") from exc
+    views = {entry.get("route"): entry.get("classifier") for entry in body.get("routes", [])}
+    view = views.get(args.route)
+    if not view or "cut" not in view:
+        raise ValueError(f"{url} has no live threshold for route {args.route!r}")
+    cut = Cut(float(view["threshold"]), int(view["cut"]["bin"]), float(view["cut"]["fraction"]))
+    return _Rule(classifier, cut, low, f"threshold {cut.threshold:.4f}: the live threshold of route {args.route!r} "
+                 f"from {url} ({view['decisions']} decisions in its window, {body.get('scope')} scope)")
 
 
 def _json_score(value: float | None) -> float | None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from routes._data import STRONG_MODEL, WEAK_MODEL, is_test_prompt
@@ -149,3 +150,98 @@ def test_cv_reports_both_models(tmp_path: Path) -> None:
 
 def test_train_needs_out_or_shipped() -> None:
     assert _run("train").returncode == 2
+
+
+SCORE_POLICY = """
+version: 1
+targets:
+  big: {{provider: vllm, model: big-model, api_base: "{url}/v1"}}
+  small: {{provider: vllm, model: small-model, api_base: "{url}/v1"}}
+routes:
+  fixed:
+    classifier: {{model: fast, threshold: 0.52, low_confidence: fine_tuned}}
+    arms: {{prompted: {{target: big}}, fine_tuned: {{target: small}}}}
+  live:
+    classifier: {{model: fast, strong_share: 0.3, calibration: {{prior_weight: 5}}}}
+    arms: {{prompted: {{target: big}}, fine_tuned: {{target: small}}}}
+"""
+QUESTIONS = ["How do refunds work?", "Do you support webhooks?", "What does the Growth plan cost?",
+             "Prove that the sum of the first n odd numbers is n squared.", "hi"]
+
+
+def _prompts(*extra: str) -> str:
+    return "\n".join(json.dumps({"prompt": q}) for q in (*QUESTIONS, *extra)) + "\n"
+
+
+def _policy(tmp_path: Path, url: str = "http://127.0.0.1:1") -> Path:
+    directory = tmp_path / "policies"
+    directory.mkdir(exist_ok=True)
+    (directory / "p.yaml").write_text(SCORE_POLICY.format(url=url))
+    return directory
+
+
+def test_bare_score_says_which_threshold_it_used() -> None:
+    result = _run("score", stdin=_prompts())
+    assert result.returncode == 0 and "threshold 0.5 (the default" in result.stderr
+    shared = _run("score", "--strong-share", "0.3", stdin=_prompts())
+    assert "on the model's training quantiles" in shared.stderr
+
+
+def test_score_with_a_fixed_route_applies_its_threshold_model_and_low_confidence_arm(tmp_path: Path) -> None:
+    image = json.dumps({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]})
+    result = _run("score", "--route", "fixed", "--policies", str(_policy(tmp_path)), stdin=_prompts() + image + "\n")
+    assert result.returncode == 0, result.stderr
+    assert "threshold 0.5200: the fixed threshold of route 'fixed'" in result.stderr
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["arm"] for row in out[:-1]] == ["prompted" if row["score"] >= 0.52 else "fine_tuned" for row in out[:-1]]
+    assert out[-1] == {"score": None, "arm": "fine_tuned"}  # the route's low_confidence, not the CLI default
+
+
+def test_score_with_a_calibrated_route_uses_the_warm_start_and_points_at_the_live_one() -> None:
+    result = _run("score", "--route", "support", stdin=_prompts())  # the shipped policies
+    assert result.returncode == 0, result.stderr
+    assert "the warm start of route 'support'" in result.stderr and "GET /v1/routes" in result.stderr
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (("--route", "nope"), "'nope': no such route"),
+    (("--route", "fixed", "--model", "fast"), "drop --model"),
+    (("--url", "http://127.0.0.1:1"), "give --route NAME"),
+    (("--route", "fixed", "--url", "http://127.0.0.1:1"), "has a fixed threshold"),
+    (("--route", "live", "--url", "http://127.0.0.1:1"), "/v1/routes"),
+])
+def test_score_route_errors_are_clean(tmp_path: Path, argv: tuple[str, ...], says: str) -> None:
+    result = _run("score", "--policies", str(_policy(tmp_path)), *argv, stdin=_prompts())
+    assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr
+
+
+def test_score_with_url_applies_the_gateway_s_live_threshold(tmp_path: Path) -> None:
+    from gateway.app import create_app
+    from gateway.settings import Settings
+    from routes import CALIBRATION_BINS
+    from tests.support.fake_upstream import FakeUpstream
+    from tests.support.servers import ServerThread
+    from tests.support.support_traffic import support_questions
+
+    upstream = ServerThread(FakeUpstream().app()).start()
+    policies = _policy(tmp_path, upstream.url)
+    gateway = ServerThread(create_app(Settings(policies_dir=policies, data_dir=tmp_path / "var"))).start()
+    try:
+        with httpx.Client(timeout=30) as client:
+            for question in support_questions(60, seed=3):
+                assert client.post(gateway.url + "/v1/chat/completions", json={
+                    "model": "live", "messages": [{"role": "user", "content": question}]}).status_code == 200
+            view = next(r["classifier"] for r in client.get(gateway.url + "/v1/routes").json()["routes"]
+                        if r["route"] == "live")
+        warm = _run("score", "--route", "live", "--policies", str(policies), stdin=_prompts())
+        live = _run("score", "--route", "live", "--policies", str(policies), "--url", gateway.url, stdin=_prompts())
+    finally:
+        gateway.stop()
+        upstream.stop()
+    assert live.returncode == 0, live.stderr
+    assert f"threshold {view['threshold']:.4f}: the live threshold of route 'live'" in live.stderr
+    assert "60 decisions" in live.stderr and view["threshold"] < float(warm.stderr.split()[3].rstrip(":"))
+    for row in map(json.loads, live.stdout.splitlines()):
+        index = int(row["score"] * CALIBRATION_BINS)
+        if index != view["cut"]["bin"]:  # inside the cut's own bin the rule draws at random
+            assert row["arm"] == ("prompted" if index > view["cut"]["bin"] else "fine_tuned")
