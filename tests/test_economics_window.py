@@ -23,6 +23,7 @@ from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.ledger import cost_of
 from tests.support.metrics import metric_sum
 from tests.support.polling import poll
+from tests.support.process import GatewayProcess
 from tests.support.servers import ServerThread
 
 LIVE = """version: 1
@@ -165,3 +166,27 @@ def test_the_window_survives_a_restart_in_redis(start: GatewayFactory, fake: Fak
     entry = live(start(clock, redis_url=url, redis_prefix=prefix, data_dir=tmp_path / "elsewhere"))
     assert entry["scope"] == "cluster" and entry["requests"] == 12 and entry["window_start"] == T0
     assert entry["cost_usd"] == pytest.approx(sum(costs)) and entry["enough_traffic"]
+
+
+def test_two_uvicorn_workers_count_each_request_once_and_keep_it(policy_dir: Path, fake: FakeUpstream,
+                                                                   tmp_path: Path) -> None:
+    """``serve --workers 2`` on one data directory: each worker flushes its own counts to the one SQLite file."""
+    (policy_dir / "live.yaml").write_text(LIVE)
+    env = {"HYBRID_GATEWAY_DATA_DIR": str(tmp_path / "var"), "HYBRID_GATEWAY_ECONOMICS_MIN_REQUESTS": "1",
+           "HYBRID_GATEWAY_ECONOMICS_MIN_OBSERVED_S": "1", "HYBRID_GATEWAY_ECONOMICS_MIN_PROMPTED_REQUESTS": "1"}
+    args = ("--workers", "2", "--policies", str(policy_dir), "--demo", "off")
+    gateway = GatewayProcess(*args, env=env).start()
+    try:
+        costs = send(gateway, fake, "fine_tuned", 12) + send(gateway, fake, "prompted", 8)
+        # Reads land on either worker; both have flushed once every read says 20.
+        poll(lambda: all(live(gateway)["requests"] == 20 for _ in range(4)), "both workers' counts")
+        entry = live(gateway)
+        assert entry["cost_usd"] == pytest.approx(sum(costs)) and entry["prompted_requests"] == 8
+    finally:
+        gateway.stop()
+    restarted = GatewayProcess(*args, env=env).start()
+    try:
+        entry = live(restarted)
+        assert entry["requests"] == 20 and entry["cost_usd"] == pytest.approx(sum(costs))
+    finally:
+        restarted.stop()
