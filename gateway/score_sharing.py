@@ -11,7 +11,8 @@ the window, so Redis holds about 17 slices per replica and route.
 
 Redis down: ``SharedState.run`` logs and counts the outage; each sketch forgets the other
 replicas' slices (the estimate becomes this process's own: ``scope`` says "process") and
-republishes all of its own slices when a sync succeeds again.
+republishes all of its own slices when a sync succeeds again, as does a replica that finds its
+own slices missing (Redis restarted empty while it was not looking).
 """
 
 from __future__ import annotations
@@ -84,7 +85,12 @@ class ScoreSharing:
             self._seen.pop(namespace, None)
             sketch.merge_remote(())
             return False
-        self._republish.discard(namespace)
+        # A Redis that restarted empty under a replica that never saw it go: its own slices are missing.
+        written = {name for name, _, _ in writes}
+        if sketch.own_names() - written - {name for name, _ in listed}:
+            self._republish.add(namespace)
+        else:
+            self._republish.discard(namespace)
         others = await self._read(namespace, slot, [(n, u) for n, u in listed if not n.startswith(sketch.origin + ":")])
         if others is None:
             sketch.merge_remote(())

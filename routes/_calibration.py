@@ -243,6 +243,10 @@ class ScoreSketch:
         self._remote = [s for s in slices if s.origin != self.origin]
         self._select(self._clock())
 
+    def own_names(self) -> set[str]:
+        """The names of this process's slices that are still in use (published, or about to be)."""
+        return {piece.name for piece in (*self._own, self._open) if piece.n}
+
     def now(self) -> float:
         return self._clock()
 

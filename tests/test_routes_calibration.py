@@ -10,6 +10,7 @@ import pytest
 from routes import CalibrationWindow, Cut, ScoreSketch, Slice, decide, load_classifier
 from routes._calibration import BINS, SLICES, bin_of, cut_of
 from tests.support.clock import FakeClock
+from tests.support.support_traffic import clustered_scores
 
 SHARE = 0.3
 TRAINING = np.linspace(0.2, 0.9, 1001)  # a model whose training scores spread evenly over [0.2, 0.9]
@@ -24,11 +25,6 @@ def realised(sketch: ScoreSketch, scores: list[float], share: float = SHARE, see
         sketch.record(score, strong)
         prompted += strong
     return prompted / len(scores)
-
-
-def clustered(n: int, seed: int = 0, centre: float = 0.52, spread: float = 0.01) -> list[float]:
-    """Scores packed tightly, far from the training mix (like short support questions)."""
-    return [float(x) for x in np.clip(np.random.default_rng(seed).normal(centre, spread, n), 0.0, 1.0)]
 
 
 def test_the_cut_sends_the_share_of_a_histogram_and_splits_its_own_bin() -> None:
@@ -48,7 +44,7 @@ def test_the_cut_sends_the_share_of_a_histogram_and_splits_its_own_bin() -> None
 def test_ties_still_meet_the_share() -> None:
     """Half the traffic scores exactly the same: no threshold can split it, the cut's draw does."""
     sketch = ScoreSketch(TRAINING, CalibrationWindow(), clock=FakeClock())
-    scores = [0.5 if i % 2 else s for i, s in enumerate(clustered(6000, seed=1))]
+    scores = [0.5 if i % 2 else s for i, s in enumerate(clustered_scores(6000, seed=1))]
     realised(sketch, scores[:1000])
     assert realised(sketch, scores[1000:], seed=2) == pytest.approx(SHARE, abs=0.02)
 
@@ -56,7 +52,7 @@ def test_ties_still_meet_the_share() -> None:
 @pytest.mark.parametrize("share", [0.05, 0.3, 0.7])
 def test_tightly_clustered_traffic_converges_on_the_share(share: float) -> None:
     sketch = ScoreSketch(TRAINING, CalibrationWindow(), clock=FakeClock())
-    scores = clustered(6000, seed=3)
+    scores = clustered_scores(6000, seed=3)
     fixed = np.mean(np.array(scores) >= np.quantile(TRAINING, 1 - share))
     assert fixed in (0.0, 1.0)  # the training quantiles alone send all of this traffic or none of it
     realised(sketch, scores[:500], share)
@@ -68,7 +64,7 @@ def test_warm_start_is_the_training_quantile_and_fades_with_real_decisions() -> 
     sketch = ScoreSketch(TRAINING, window, clock=FakeClock())
     assert sketch.cut(SHARE).threshold == pytest.approx(np.quantile(TRAINING, 1 - SHARE), abs=2 / BINS)
     assert sketch.stats().prior_weight == 50
-    scores = clustered(200, seed=5)
+    scores = clustered_scores(200, seed=5)
     for score in scores[:25]:
         sketch.record(score, False)
     half = sketch.cut(SHARE).threshold
@@ -86,13 +82,13 @@ def test_the_time_window_forgets_old_scores() -> None:
     clock = FakeClock()
     window = CalibrationWindow(decisions=100_000, seconds=3_600, prior_weight=1)
     sketch = ScoreSketch(TRAINING, window, clock=clock)
-    for score in clustered(400, seed=6, centre=0.3):
+    for score in clustered_scores(400, seed=6, centre=0.3):
         sketch.record(score, False)
         clock.now += 1.0
     assert sketch.stats().decisions == 400
     clock.now += 3_600  # every slice is now older than the window
     assert sketch.stats().decisions == 0
-    for score in clustered(400, seed=7, centre=0.7):
+    for score in clustered_scores(400, seed=7, centre=0.7):
         sketch.record(score, True)
     assert sketch.stats().decisions == 400 and sketch.stats().prompted_share == 1.0
     assert sketch.cut(SHARE).threshold > 0.69  # the 0.3 scores are gone
@@ -101,9 +97,9 @@ def test_the_time_window_forgets_old_scores() -> None:
 def test_the_decision_window_keeps_about_the_last_n() -> None:
     window = CalibrationWindow(decisions=1_600, prior_weight=1)
     sketch = ScoreSketch(TRAINING, window, clock=FakeClock())
-    for score in clustered(5_000, seed=8, centre=0.3):
+    for score in clustered_scores(5_000, seed=8, centre=0.3):
         sketch.record(score, False)
-    for score in clustered(1_600, seed=9, centre=0.7):
+    for score in clustered_scores(1_600, seed=9, centre=0.7):
         sketch.record(score, True)
     stats = sketch.stats()
     assert 1_600 <= stats.decisions <= 1_600 + 1_600 // SLICES
@@ -117,7 +113,7 @@ def test_slices_round_trip_and_merge_like_one_sketch() -> None:
     clock = FakeClock()
     window = CalibrationWindow(decisions=4_000, prior_weight=1)
     one, other, whole = (ScoreSketch(TRAINING, window, clock=clock, origin=name) for name in ("a", "b", "w"))
-    scores = clustered(3_000, seed=10, spread=0.05)
+    scores = clustered_scores(3_000, seed=10, spread=0.05)
     for index, score in enumerate(scores):
         (one if index % 2 else other).record(score, score > 0.55)
         whole.record(score, score > 0.55)

@@ -1,4 +1,5 @@
-"""Short customer-support questions about Lumen Freight (the demo corpus), not benchmark prompts.
+"""Short customer-support questions about Lumen Freight (the demo corpus), not benchmark prompts,
+and complexity scores packed as tightly as theirs, for tests of the sketch without a model.
 
 Their complexity scores cluster far from the classifier's training mix (MMLU, GSM8K, MT-Bench),
 which is what live calibration must cope with. Deterministic: the same seed gives the same list.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import random
+
+import numpy as np
 
 TOPICS = (
     "refunds", "a refund on an annual plan", "the Starter plan", "the Growth plan", "the Enterprise plan",
@@ -42,3 +45,8 @@ def support_questions(count: int, seed: int = 0) -> list[str]:
         raise ValueError(f"only {len(pairs)} distinct questions")
     random.Random(seed).shuffle(pairs)
     return [template.format(t=topic) for template, topic in pairs[:count]]
+
+
+def clustered_scores(n: int, seed: int = 0, centre: float = 0.52, spread: float = 0.01) -> list[float]:
+    """Scores packed tightly far from the training mix, as short support questions score."""
+    return [float(x) for x in np.clip(np.random.default_rng(seed).normal(centre, spread, n), 0.0, 1.0)]
