@@ -2,9 +2,12 @@
 
 The store opens in the background (chromadb and the encoder take seconds to
 load; the demo corpus is ingested on first start), so the gateway serves at
-once and answers without context until knowledge is ready. Any retrieval
-failure or overrun is an answer without context, marked ``unavailable`` in
-``x-gateway-rag`` and counted, never an error for the client.
+once and answers without context until knowledge is ready. Under load,
+retrievals queue (micro-batched, see :mod:`retrieval.batcher`) within the
+knowledge block's ``timeout_ms`` and the route's deadline instead of being
+dropped. Only a missed deadline or an outage answers without context, marked
+``timeout`` or ``unavailable`` in ``x-gateway-rag``, counted in
+``gateway_rag_requests_total{result}`` and logged, never an error for the client.
 """
 
 from __future__ import annotations
@@ -27,13 +30,15 @@ from retrieval import (
     Hit,
     KnowledgeStore,
     RetrievalError,
+    RetrievalTimeout,
+    SearchBatcher,
     augment,
     chroma_dir,
     ensure_demo_corpus,
 )
 
 log = logging.getLogger("hybrid_gateway.knowledge")
-RagResult = Literal["hit", "miss", "unavailable"]
+RagResult = Literal["hit", "miss", "timeout", "unavailable"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class KnowledgeService:
         self._chroma_url = chroma_url
         self._metrics = metrics
         self.store: KnowledgeStore | None = None
+        self._searches: SearchBatcher | None = None  # the store's retrieval queue, on this worker's loop
         self.problem: str | None = "loading"
         self.reached = False  # whether the store has answered at least once since start
         self._collections: set[str] = set()
@@ -110,6 +116,7 @@ class KnowledgeService:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, max_retry_s)
                 continue
+            self._searches = SearchBatcher(self.store)
             self.problem = None
             log.info("knowledge store open: %s", self._chroma_url or chroma_dir(self._data_dir))
             return
@@ -127,22 +134,27 @@ class KnowledgeService:
         return None
 
     async def augment(self, route: str, knowledge: Knowledge, messages: list[dict[str, Any]],
-                      metadata: Mapping[str, Any] | None) -> RagOutcome:
+                      metadata: Mapping[str, Any] | None, deadline: float) -> RagOutcome:
+        """Retrieve within the knowledge block's ``timeout_ms`` and the route's ``deadline`` (time.monotonic())."""
         started = time.perf_counter()
-        outcome = await self._augment(knowledge, messages, metadata)
+        budget = min(time.monotonic() + knowledge.timeout_ms / 1000, deadline)
+        outcome = await self._augment(route, knowledge, messages, metadata, budget)
         self._metrics.rag_requests.labels(route, outcome.result).inc()
         if outcome.result != "unavailable":
             self._metrics.rag_duration.labels(route).observe(time.perf_counter() - started)
         return outcome
 
-    async def _augment(self, knowledge: Knowledge, messages: list[dict[str, Any]],
-                       metadata: Mapping[str, Any] | None) -> RagOutcome:
-        if self.store is None:
+    async def _augment(self, route: str, knowledge: Knowledge, messages: list[dict[str, Any]],
+                       metadata: Mapping[str, Any] | None, deadline: float) -> RagOutcome:
+        if self._searches is None:
             return RagOutcome("unavailable", messages)
         try:
-            augmented = await augment(self.store, messages, _config(knowledge), metadata, knowledge.timeout_ms / 1000)
+            augmented = await augment(self._searches, messages, _config(knowledge), metadata, deadline=deadline)
+        except RetrievalTimeout as exc:
+            log.warning("retrieval for route %s missed its deadline, answering without context: %s", route, exc)
+            return RagOutcome("timeout", messages)
         except RetrievalError as exc:
-            log.warning("retrieval failed, answering without context: %s", exc)
+            log.warning("retrieval for route %s failed, answering without context: %s", route, exc)
             return RagOutcome("unavailable", messages)
         self.reached = True
         if not augmented.sources:

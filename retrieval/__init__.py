@@ -6,14 +6,21 @@ local encoder is first used, so importing this package is cheap. This package
 never imports ``gateway``.
 """
 
-from retrieval.augment import Augmentation, AugmentConfig, augment, retrieve
+from retrieval.augment import Augmentation, AugmentConfig, augment
+from retrieval.batcher import SearchBatcher
 from retrieval.chunking import Chunk, ChunkingConfig
 from retrieval.cli import add_cli
 from retrieval.demo import DEMO_COLLECTION, ensure_demo_corpus
 from retrieval.embeddings import Encoder, MiniLMEncoder, RemoteEncoder
-from retrieval.errors import DocumentError, RetrievalConfigError, RetrievalError, RetrievalUnavailable
+from retrieval.errors import (
+    DocumentError,
+    RetrievalConfigError,
+    RetrievalError,
+    RetrievalTimeout,
+    RetrievalUnavailable,
+)
 from retrieval.ingest import FileFailure, IngestReport, delete_source, ingest_paths
-from retrieval.store import Hit, KnowledgeStore, StoredChunk, chroma_dir, default_data_dir
+from retrieval.store import Hit, KnowledgeStore, Search, StoredChunk, chroma_dir, default_data_dir
 
 __all__ = [
     "DEMO_COLLECTION",
@@ -31,7 +38,10 @@ __all__ = [
     "RemoteEncoder",
     "RetrievalConfigError",
     "RetrievalError",
+    "RetrievalTimeout",
     "RetrievalUnavailable",
+    "Search",
+    "SearchBatcher",
     "StoredChunk",
     "add_cli",
     "augment",
@@ -40,5 +50,4 @@ __all__ = [
     "delete_source",
     "ensure_demo_corpus",
     "ingest_paths",
-    "retrieve",
 ]

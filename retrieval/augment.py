@@ -17,21 +17,22 @@ it), so look-alikes of the delimiters, of citation markers and of chat-template
 control tokens are neutralised before it is inserted: a chunk cannot close the
 block early or forge another numbered passage.
 
-``augment`` is the async entry point for the gateway: the blocking Chroma and
-encoder work runs in a thread under a deadline, and any failure or overrun is
-:class:`RetrievalUnavailable`, so the caller can answer without context.
+``augment`` is the async entry point for the gateway: the search is queued on a
+:class:`~retrieval.batcher.SearchBatcher` (micro-batched with concurrent ones, run
+in a worker thread) under the request's deadline, and any failure or overrun is
+:class:`RetrievalUnavailable` (:class:`RetrievalTimeout` for a missed deadline), so
+the caller can answer without context.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from retrieval.errors import RetrievalUnavailable
-from retrieval.store import Hit, KnowledgeStore
+from retrieval.batcher import SearchBatcher
+from retrieval.store import Hit, Search
 from retrieval.tokens import CountTokens, token_counter_for
 
 Message = Mapping[str, Any]
@@ -151,55 +152,32 @@ def inject_context(messages: Sequence[Message], context: str) -> list[dict[str, 
     return [{"role": "system", "content": context}, *out]
 
 
-def retrieve(
-    store: KnowledgeStore,
-    messages: Sequence[Message],
-    config: AugmentConfig,
-    metadata: Mapping[str, Any] | None,
-) -> Augmentation:
-    """The blocking retrieval and rewrite; messages are unchanged when nothing relevant is found."""
-    query = query_text(messages)
-    hits = store.query(config.collection, query, config.top_k, metadata_filter(config.filter_keys, metadata))
-    chosen = select_hits(hits, config.min_score, config.max_context_tokens, token_counter_for(store.encoder))
+def with_hits(messages: Sequence[Message], hits: Sequence[Hit], config: AugmentConfig,
+              count: CountTokens) -> Augmentation:
+    """The rewrite for ``hits``; messages are unchanged when none is relevant enough."""
+    chosen = select_hits(hits, config.min_score, config.max_context_tokens, count)
     if not chosen:
         return Augmentation([dict(m) for m in messages], [])
     return Augmentation(inject_context(messages, render_context(chosen)), chosen)
 
 
 async def augment(
-    store: KnowledgeStore,
+    searches: SearchBatcher,
     messages: Sequence[Message],
     config: AugmentConfig,
     metadata: Mapping[str, Any] | None = None,
-    timeout_s: float = 0.5,
+    *,
+    deadline: float,
 ) -> Augmentation:
-    """Augment ``messages`` within ``timeout_s`` or raise RetrievalUnavailable.
+    """Augment ``messages`` by ``deadline`` (``time.monotonic()``) or raise RetrievalUnavailable.
 
-    The work runs in a worker thread (asyncio.to_thread). A thread cannot be
-    cancelled, so on timeout it is shielded and finishes in the background;
-    ``store.in_flight`` caps how many may be outstanding, and past the cap
-    this fails at once instead of filling the loop's default executor behind
-    a hung Chroma. The slot is released by the thread itself, even when the
-    caller has already given up.
+    The search waits its turn in the batcher's queue (see :mod:`retrieval.batcher`)
+    and raises RetrievalTimeout when the deadline passes first. A chat without user
+    text costs no search.
     """
-    if not store.in_flight.acquire(blocking=False):
-        raise RetrievalUnavailable("too many retrievals still running against the knowledge store")
-
-    def work() -> Augmentation:
-        try:
-            return retrieve(store, messages, config, metadata)
-        finally:
-            store.in_flight.release()
-
-    task = asyncio.ensure_future(asyncio.to_thread(work))
-    task.add_done_callback(_discard_outcome)
-    try:
-        return await asyncio.wait_for(asyncio.shield(task), timeout_s)
-    except TimeoutError as exc:
-        raise RetrievalUnavailable(f"knowledge retrieval took longer than {timeout_s:.3g} s") from exc
-
-
-def _discard_outcome(task: asyncio.Future[Augmentation]) -> None:
-    """Mark a late task's exception as seen: the caller already answered without it."""
-    if not task.cancelled():
-        task.exception()
+    query = query_text(messages)
+    if not query:
+        return Augmentation([dict(m) for m in messages], [])
+    search = Search(config.collection, query, config.top_k, metadata_filter(config.filter_keys, metadata))
+    hits = await searches.search(search, deadline)
+    return with_hits(messages, hits, config, token_counter_for(searches.store.encoder))

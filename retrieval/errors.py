@@ -6,10 +6,13 @@
     ├── DocumentError               one input file cannot be read or parsed; ingestion
     │                               records it for that file and moves on
     └── RetrievalUnavailable        upstream failure (5xx-like): Chroma or the embedding
-                                    endpoint unreachable, erroring or slower than the budget
+        │                           endpoint unreachable or erroring
+        └── RetrievalTimeout        no answer within the caller's deadline (queued behind
+                                    other retrievals, or a store slower than the budget)
 
-The gateway catches ``RetrievalUnavailable`` and answers without context (degraded);
-the other two indicate a fix is needed on the caller's side. Library exceptions
+The gateway catches ``RetrievalUnavailable`` and answers without context (degraded),
+counting a timeout apart from an outage (the first calls for capacity, the second for
+repair); the other two indicate a fix is needed on the caller's side. Library exceptions
 (chromadb, httpx, onnxruntime) are translated where they are raised, with ``from exc``.
 """
 
@@ -37,3 +40,7 @@ class DocumentError(RetrievalError):
 
 class RetrievalUnavailable(RetrievalError):
     """The knowledge store or embedding upstream cannot answer within its budget."""
+
+
+class RetrievalTimeout(RetrievalUnavailable):
+    """The deadline passed before the store answered: load or a slow store, not necessarily an outage."""

@@ -13,6 +13,7 @@ failures are translated to :class:`RetrievalUnavailable` here, at the boundary.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,7 +28,7 @@ import numpy as np
 from retrieval.chunking import Chunk
 from retrieval.documents import Scalar
 from retrieval.embeddings.base import Encoder
-from retrieval.errors import RetrievalConfigError, RetrievalUnavailable
+from retrieval.errors import RetrievalConfigError, RetrievalError, RetrievalUnavailable
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -75,6 +76,16 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class Search:
+    """One similarity search: the ``k`` chunks of ``collection`` nearest to ``text``, optionally filtered."""
+
+    collection: str
+    text: str
+    k: int = 5
+    where: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class StoredChunk:
     """A chunk as stored, for listings and incremental ingestion."""
 
@@ -105,8 +116,6 @@ class KnowledgeStore:
         """Prefer :meth:`embedded`, :meth:`server` or :meth:`open`; ``connect`` runs on first use."""
         self.encoder = encoder
         self.location = location
-        #: Caps threads blocked on Chroma at once (see retrieval.augment).
-        self.in_flight = threading.BoundedSemaphore(4)
         self._connect = connect
         self._client: ClientAPI | None = None
         self._collections: dict[str, Collection] = {}
@@ -227,22 +236,61 @@ class KnowledgeStore:
         self, collection: str, text: str, k: int = 5, where: Mapping[str, Any] | None = None
     ) -> list[Hit]:
         """The ``k`` chunks most similar to ``text`` (best first), optionally filtered by metadata."""
-        col = self._collection(collection)
-        if col is None or not text.strip():
-            return []
-        vector = self.encoder.embed([text])
-        with _upstream(f"query {collection!r}"):
+        found = self.search_many([Search(collection, text, k, where)])[0]
+        if isinstance(found, RetrievalError):
+            raise found
+        return found
+
+    def search_many(self, searches: Sequence[Search]) -> list[list[Hit] | RetrievalError]:
+        """Each search's hits, or the error of its collection, from one encoder call for every text.
+
+        Batching is where a CPU encoder gains throughput, and Chroma answers several
+        query embeddings in one call, so searches sharing a collection and filter go
+        as one query (at the largest ``k`` of the group, each cut to its own). An
+        error of one collection is that group's answer; an encoder failure raises.
+        """
+        answers: list[list[Hit] | RetrievalError] = [[] for _ in searches]
+        live = [i for i, search in enumerate(searches) if search.text.strip()]
+        if not live:
+            return answers
+        vectors = self.encoder.embed([searches[i].text for i in live])
+        groups: dict[tuple[str, str], list[int]] = {}
+        for row, i in enumerate(live):
+            search = searches[i]
+            groups.setdefault((search.collection, json.dumps(search.where or {}, sort_keys=True, default=str)),
+                              []).append(row)
+        for rows in groups.values():
+            members = [live[row] for row in rows]
+            try:
+                found: list[list[Hit]] | list[RetrievalError] = self._search_group(
+                    [searches[i] for i in members], vectors[rows]
+                )
+            except RetrievalError as exc:
+                found = [exc] * len(members)
+            for i, hits in zip(members, found, strict=True):
+                answers[i] = hits
+        return answers
+
+    def _search_group(self, searches: Sequence[Search], vectors: np.ndarray) -> list[list[Hit]]:
+        """One Chroma query for searches of one collection and filter."""
+        first = searches[0]
+        col = self._collection(first.collection)
+        if col is None:
+            return [[] for _ in searches]
+        with _upstream(f"query {first.collection!r}"):
             result = col.query(
-                query_embeddings=vector,
-                n_results=k,
-                where=dict(where) if where else None,
+                query_embeddings=vectors,
+                n_results=max(search.k for search in searches),
+                where=dict(first.where) if first.where else None,
                 include=["documents", "metadatas", "distances"],
             )
-        ids, docs = result["ids"][0], (result["documents"] or [[]])[0]
-        metas, dists = (result["metadatas"] or [[]])[0], (result["distances"] or [[]])[0]
+        docs, metas, dists = result["documents"] or [], result["metadatas"] or [], result["distances"] or []
         return [
-            Hit(str(m.get("source", "")), id_, 1.0 - float(d), doc or "", dict(m))
-            for id_, doc, m, d in zip(ids, docs, metas, dists, strict=True)
+            [
+                Hit(str(m.get("source", "")), id_, 1.0 - float(d), doc or "", dict(m))
+                for id_, doc, m, d in zip(result["ids"][row], docs[row], metas[row], dists[row], strict=True)
+            ][: search.k]
+            for row, search in enumerate(searches)
         ]
 
     # -- internals -------------------------------------------------------------

@@ -1,29 +1,37 @@
-"""Augmentation: numbered, delimited, defused context in the system message; degraded paths raise in time."""
+"""Augmentation: numbered, delimited, defused context in the system message; an unreachable or hung store raises."""
 
 from __future__ import annotations
 
 import re
 import socket
-import threading
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pytest
 
 from retrieval import (
+    Augmentation,
     AugmentConfig,
-    Chunk,
     KnowledgeStore,
     MiniLMEncoder,
+    RetrievalTimeout,
     RetrievalUnavailable,
+    SearchBatcher,
     augment,
     ensure_demo_corpus,
     ingest_paths,
 )
-from retrieval.augment import CLOSE_TAG, OPEN_TAG, metadata_filter, neutralise, query_text
+from retrieval.augment import CLOSE_TAG, OPEN_TAG, Message, metadata_filter, neutralise, query_text
 
 DEMO = AugmentConfig(collection="demo-docs", top_k=3, min_score=0.25)
+
+
+async def ask(store: KnowledgeStore, messages: Sequence[Message], config: AugmentConfig,
+              metadata: Mapping[str, Any] | None = None, timeout_s: float = 30) -> Augmentation:
+    """One augmentation through a fresh batcher, with a deadline that only a stuck store can miss."""
+    return await augment(SearchBatcher(store), messages, config, metadata, deadline=time.monotonic() + timeout_s)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +49,7 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory, encoder: MiniLMEncoder)
 
 async def test_adds_numbered_delimited_context_as_new_system_message(demo_store: KnowledgeStore) -> None:
     messages = [{"role": "user", "content": "How many API requests per minute does the Growth plan allow?"}]
-    new_messages, sources = await augment(demo_store, messages, DEMO, None, timeout_s=30)
+    new_messages, sources = await ask(demo_store, messages, DEMO)
     assert messages == [{"role": "user", "content": messages[0]["content"]}]  # input untouched
     assert [m["role"] for m in new_messages] == ["system", "user"]
     system = new_messages[0]["content"]
@@ -66,7 +74,7 @@ async def test_prepends_to_existing_system_message_and_reads_content_parts(
             "content": [{"type": "text", "text": "What is the refund window for annual plans?"}],
         },
     ]
-    new_messages, sources = await augment(demo_store, messages, DEMO, None, timeout_s=30)
+    new_messages, sources = await ask(demo_store, messages, DEMO)
     assert len(new_messages) == 4 and new_messages[1:] == messages[1:]
     assert new_messages[0]["content"].startswith("Answer using") and new_messages[0]["content"].endswith(
         "\n\nYou are Lumen's assistant."
@@ -79,15 +87,15 @@ async def test_nothing_relevant_or_no_user_message_leaves_messages_unchanged(
 ) -> None:
     strict = AugmentConfig(collection="demo-docs", min_score=0.99)
     messages = [{"role": "user", "content": "What is the capital of Mongolia?"}]
-    assert await augment(demo_store, messages, strict, None, timeout_s=30) == (messages, [])
+    assert await ask(demo_store, messages, strict) == (messages, [])
     system_only = [{"role": "system", "content": "hi"}]
-    assert await augment(demo_store, system_only, DEMO, None, timeout_s=30) == (system_only, [])
+    assert await ask(demo_store, system_only, DEMO) == (system_only, [])
 
 
 async def test_context_budget_limits_the_passages(demo_store: KnowledgeStore) -> None:
     tight = AugmentConfig(collection="demo-docs", top_k=5, min_score=0.0, max_context_tokens=120)
     messages = [{"role": "user", "content": "Tell me about pricing, refunds and the SLA"}]
-    _, sources = await augment(demo_store, messages, tight, None, timeout_s=30)
+    _, sources = await ask(demo_store, messages, tight)
     assert 1 <= len(sources) < 5
     assert sum(demo_store.encoder.count_tokens([s.text for s in sources])) <= 120  # type: ignore[attr-defined]
 
@@ -103,7 +111,7 @@ async def test_metadata_filter_from_request_metadata(tmp_path: Path, encoder: Mi
     ingest_paths(store, [docs], "filtered", base_dir=docs)
     config = AugmentConfig(collection="filtered", min_score=0.0, filter_keys=("product", "region"))
     messages = [{"role": "user", "content": "How long is the warranty?"}]
-    _, sources = await augment(store, messages, config, {"product": "beta", "user": "u1"}, timeout_s=30)
+    _, sources = await ask(store, messages, config, {"product": "beta", "user": "u1"})
     assert [s.text for s in sources] == ["The warranty lasts five years."]
     assert metadata_filter(["product", "region"], {"product": "x", "region": "eu"}) == {
         "$and": [{"product": "x"}, {"region": "eu"}]
@@ -123,9 +131,7 @@ async def test_injected_instructions_cannot_break_out_of_the_block(
     store = KnowledgeStore.embedded(tmp_path / "chroma", encoder)
     ingest_paths(store, [docs], "evil-docs", base_dir=docs)
     config = AugmentConfig(collection="evil-docs", min_score=0.0)
-    new_messages, sources = await augment(
-        store, [{"role": "user", "content": "refund time"}], config, None, 30
-    )
+    new_messages, sources = await ask(store, [{"role": "user", "content": "refund time"}], config)
     system = new_messages[0]["content"]
     assert len(sources) == 1
     assert system.count(CLOSE_TAG) == 1 and system.lower().count("<knowledge") == 1
@@ -143,44 +149,6 @@ def test_query_text_takes_the_last_user_message() -> None:
     assert query_text([{"role": "assistant", "content": "x"}]) == ""
 
 
-class BlockingEncoder:
-    """An encoder that blocks until released: a store slower than any budget, without sleeping."""
-
-    model_id, dim = "blocking", 3
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        self.release.wait()
-        return np.ones((len(texts), self.dim), dtype=np.float32) / np.sqrt(3)
-
-
-@pytest.fixture
-async def blocking_store(tmp_path: Path) -> AsyncIterator[KnowledgeStore]:
-    """Async so its teardown (releasing stuck threads) runs before the event loop waits for them."""
-    encoder = BlockingEncoder()
-    store = KnowledgeStore.embedded(tmp_path / "chroma", encoder)
-    store.upsert("slow-docs", [Chunk("c1", "s.md", "text", {"source": "s.md"})], np.ones((1, 3)) / np.sqrt(3))
-    yield store
-    encoder.release.set()
-
-
-async def test_slower_than_budget_raises_retrieval_unavailable(blocking_store: KnowledgeStore) -> None:
-    messages = [{"role": "user", "content": "anything"}]
-    with pytest.raises(RetrievalUnavailable, match="longer than"):
-        await augment(blocking_store, messages, AugmentConfig("slow-docs"), None, timeout_s=0.05)
-
-
-async def test_too_many_stuck_retrievals_fail_fast(blocking_store: KnowledgeStore) -> None:
-    messages = [{"role": "user", "content": "anything"}]
-    for _ in range(4):  # fill every slot with a stuck retrieval
-        with pytest.raises(RetrievalUnavailable, match="longer than"):
-            await augment(blocking_store, messages, AugmentConfig("slow-docs"), None, timeout_s=0.01)
-    with pytest.raises(RetrievalUnavailable, match="too many"):
-        await augment(blocking_store, messages, AugmentConfig("slow-docs"), None, timeout_s=30)
-
-
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -190,7 +158,7 @@ def _free_port() -> int:
 async def test_unreachable_chroma_server_raises_retrieval_unavailable(encoder: MiniLMEncoder) -> None:
     store = KnowledgeStore.server(f"http://127.0.0.1:{_free_port()}", encoder)
     with pytest.raises(RetrievalUnavailable, match="Chroma"):
-        await augment(store, [{"role": "user", "content": "hi"}], DEMO, None, timeout_s=10)
+        await ask(store, [{"role": "user", "content": "hi"}], DEMO, timeout_s=10)
 
 
 async def test_hung_chroma_server_raises_within_the_budget(encoder: MiniLMEncoder) -> None:
@@ -199,7 +167,7 @@ async def test_hung_chroma_server_raises_within_the_budget(encoder: MiniLMEncode
     listener.listen(8)  # accepts connections into the backlog but never answers
     try:
         store = KnowledgeStore.server(f"http://127.0.0.1:{listener.getsockname()[1]}", encoder)
-        with pytest.raises(RetrievalUnavailable, match="longer than"):
-            await augment(store, [{"role": "user", "content": "hi"}], DEMO, None, timeout_s=0.2)
+        with pytest.raises(RetrievalTimeout, match="no retrieval answer within"):
+            await ask(store, [{"role": "user", "content": "hi"}], DEMO, timeout_s=0.2)
     finally:
         listener.close()  # resets the pending connection so the worker thread ends
