@@ -3,7 +3,10 @@
 It answers ``/v1/chat/completions`` (JSON and SSE, tools, n, JSON mode,
 include_usage), ``/v1/embeddings`` and ``/v1/models`` with deterministic text,
 real-looking token counts and latency scaled by ``latency_scale`` (0 for
-benchmarks: a zero-delay upstream).
+benchmarks: a zero-delay upstream). Requests OpenAI would refuse get its 400
+(``checks``). Like a real provider it generates the ``n`` choices side by side,
+so ``n`` does not multiply the latency, and it stops waiting as soon as the
+client leaves (``working`` counts the answers still being "generated").
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from starlette.routing import Route
 
 from gateway.accounting import estimate_prompt_tokens, estimate_tokens
 from gateway.demo_upstream.answers import compose, tool_call
+from gateway.demo_upstream.checks import Refusal, check_chat, check_embeddings
 from gateway.demo_upstream.models import EMBEDDING_DIM, EMBEDDING_MODEL, MODELS, SimulatedModel
 
 
@@ -31,9 +35,25 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
-def _error(message: str, status: int, code: str) -> Response:
-    return _json({"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}},
+def _error(message: str, status: int, code: str, param: str | None = None) -> Response:
+    return _json({"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}},
                  status)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise Refusal("We could not parse the JSON body of your request.", "body") from exc
+    if not isinstance(body, dict):
+        raise Refusal("The request body must be a JSON object.", "body")
+    return body
+
+
+async def _client_left(request: Request) -> None:
+    """Returns when the client disconnects (the body was read, so the next ASGI message can only be that)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _message(model: SimulatedModel, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -58,24 +78,39 @@ def _generated_tokens(message: Mapping[str, Any]) -> int:
 class DemoUpstream:
     def __init__(self, latency_scale: float = 1.0) -> None:
         self.latency_scale = latency_scale
+        self.working = 0
 
     async def _wait(self, seconds: float) -> None:
         if self.latency_scale > 0:
             await asyncio.sleep(seconds * self.latency_scale)
 
+    async def _generate(self, seconds: float, request: Request) -> bool:
+        """Wait like a model generating its answer; False when the client left first (the work stops there)."""
+        self.working += 1
+        generating = asyncio.ensure_future(self._wait(seconds))
+        leaving = asyncio.ensure_future(_client_left(request))
+        try:
+            done, _ = await asyncio.wait((generating, leaving), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            generating.cancel()
+            leaving.cancel()
+            self.working -= 1
+        return generating in done
+
     async def chat(self, request: Request) -> Response:
         try:
-            body = orjson.loads(await request.body())
-            model = MODELS[body["model"]]
-            messages = body["messages"]
-        except orjson.JSONDecodeError:
-            return _error("invalid JSON", 400, "invalid_json")
-        except (KeyError, TypeError):
-            return _error("unknown model or missing messages", 404, "model_not_found")
-        n = int(body.get("n") or 1)
+            body = await _body(request)
+            check_chat(body)
+        except Refusal as refusal:
+            return _error(refusal.message, 400, "invalid_value", refusal.param)
+        model = MODELS.get(body.get("model")) if isinstance(body.get("model"), str) else None
+        if model is None:
+            return _error(f"The model '{body.get('model')}' does not exist.", 404, "model_not_found", "model")
+        messages = body["messages"]
+        n = body.get("n") or 1
         message = _message(model, body)
-        usage = {"prompt_tokens": estimate_prompt_tokens(messages),
-                 "completion_tokens": _generated_tokens(message) * n}
+        per_choice = _generated_tokens(message)
+        usage = {"prompt_tokens": estimate_prompt_tokens(messages), "completion_tokens": per_choice * n}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         finish = "tool_calls" if message.get("tool_calls") else "stop"
         base = {"id": "chatcmpl-" + uuid.uuid4().hex[:24], "created": int(time.time()), "model": model.id,
@@ -84,7 +119,8 @@ class DemoUpstream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             chunks = self._chunks(model, base, message, n, finish, usage if include_usage else None)
             return StreamingResponse(chunks, media_type="text/event-stream")
-        await self._wait(model.ttft_s + model.per_token_s * usage["completion_tokens"])
+        if not await self._generate(model.ttft_s + model.per_token_s * per_choice, request):
+            return Response(status_code=499)  # nobody is listening any more
         choices = [{"index": i, "message": message, "logprobs": None, "finish_reason": finish} for i in range(n)]
         return _json({**base, "object": "chat.completion", "choices": choices, "usage": usage})
 
@@ -112,7 +148,11 @@ class DemoUpstream:
         yield b"data: [DONE]\n\n"
 
     async def embeddings(self, request: Request) -> Response:
-        body = orjson.loads(await request.body())
+        try:
+            body = await _body(request)
+            check_embeddings(body)
+        except Refusal as refusal:
+            return _error(refusal.message, 400, "invalid_value", refusal.param)
         if body.get("model") != EMBEDDING_MODEL:
             return _error("unknown embedding model", 404, "model_not_found")
         items = body["input"] if isinstance(body["input"], list) else [body["input"]]
@@ -127,6 +167,13 @@ class DemoUpstream:
         return _json({"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "demo"}
                                                  for i in ids]})
 
+    def app(self) -> Starlette:
+        return Starlette(routes=[
+            Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+            Route("/v1/models", self.models, methods=["GET"]),
+        ])
+
 
 def _pseudo_vector(text: str) -> list[float]:
     """A unit vector derived from the text's hash: deterministic, not semantic."""
@@ -137,9 +184,4 @@ def _pseudo_vector(text: str) -> list[float]:
 
 
 def create_demo_app(latency_scale: float = 1.0) -> Starlette:
-    demo = DemoUpstream(latency_scale)
-    return Starlette(routes=[
-        Route("/v1/chat/completions", demo.chat, methods=["POST"]),
-        Route("/v1/embeddings", demo.embeddings, methods=["POST"]),
-        Route("/v1/models", demo.models, methods=["GET"]),
-    ])
+    return DemoUpstream(latency_scale).app()
