@@ -28,6 +28,7 @@ from gateway.errors import GatewayError, MisdirectedRequest, Overloaded, error_r
 
 _UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 RETRY_AFTER_S = "1"
+_VERDICTS_KEPT = 1024  # distinct Host values remembered; a flood of made-up ones only clears the memo
 
 
 def host_name(header: bytes) -> str:
@@ -62,6 +63,15 @@ class EdgeGuard:
         self.hosts = edge.allowed_hosts
         self.limit = edge.max_concurrency
         self.in_flight = 0
+        self._verdicts: dict[bytes | None, bool] = {}  # Host header -> allowed: a lookup instead of a parse
+
+    def _host_allowed(self, header: bytes | None, hosts: frozenset[str]) -> bool:
+        verdict = self._verdicts.get(header)
+        if verdict is None:
+            if len(self._verdicts) >= _VERDICTS_KEPT:
+                self._verdicts.clear()
+            verdict = self._verdicts[header] = host_allowed(header, hosts)
+        return verdict
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,7 +79,7 @@ class EdgeGuard:
             return
         if self.hosts is not None:
             host = next((value for name, value in scope["headers"] if name == b"host"), None)
-            if not host_allowed(host, self.hosts):
+            if not self._host_allowed(host, self.hosts):
                 shown = host.decode("latin-1")[:100] if host is not None else "none"
                 await self._refuse(scope, receive, send, MisdirectedRequest(
                     f"Host {shown!r} is not served here: add it to HYBRID_GATEWAY_ALLOWED_HOSTS.", param="host"),
