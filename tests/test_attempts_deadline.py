@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from gateway.attempts import AttemptRunner, Journey
+from gateway.limits import Limits
 from gateway.metrics import Metrics
 from gateway.plan import Plan
 from gateway.upstream import UpstreamReply
@@ -46,7 +47,7 @@ def plan(url: str, name: str, deadline_s: float, retry: Retry | None = None) -> 
 
 @pytest.fixture
 async def client() -> AsyncIterator[OpenAICompatibleClient]:
-    upstream = OpenAICompatibleClient()
+    upstream = OpenAICompatibleClient(Limits().max_upstream_reply_bytes)
     yield upstream
     await upstream.aclose()
 
