@@ -124,11 +124,22 @@ def _observed(args: argparse.Namespace) -> list[LiveInputs]:
         raise ValueError(f"{url} needs an API key: give --api-key or set ${API_KEY_ENV}"
                          if not args.api_key else f"{url} refused the API key given (HTTP 401)")
     if response.status_code != 200:
-        raise ValueError(f"cannot read {url}: HTTP {response.status_code}")
-    routes = response.json()["routes"]
-    if not routes:
-        raise ValueError(f"{args.from_url} has no route with an economics block")
-    return [LiveInputs.from_json(route) for route in routes]
+        raise ValueError(f"cannot read {url}: HTTP {response.status_code} {_error_message(response)}".rstrip())
+    try:
+        routes = response.json()["routes"]
+        if not routes:
+            raise ValueError(f"{args.from_url} has no route with an economics block")
+        return [LiveInputs.from_json(route) for route in routes]
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{url} does not publish the economics window this version reads ({exc!r})") from exc
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The OpenAI-style error message of a refusal, when it has one."""
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return ""
 
 
 def _scenarios(args: argparse.Namespace) -> list[Scenario]:

@@ -9,7 +9,10 @@ over exactly once (drained, then written, or merged back if the write
 failed), and SQLite's file locking serialises the transactions, so several
 uvicorn workers on one data directory add up without losing or doubling a
 request. A process that dies loses at most its last unflushed second, which
-its Prometheus counters still hold.
+its Prometheus counters still hold. A file that cannot be written or read
+(full disk, corruption) never fails a request: flushes keep their counts for
+the next try, logged once per outage, and ``/v1/economics`` answers 503 naming
+the file until it is readable again.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from gateway.errors import ServiceUnavailable
 from gateway.ledger import RequestRecord
 from gateway.traffic_window import Counts, Grid, Key, MemoryBuckets, Window, values_of, window_of
 
@@ -55,13 +59,21 @@ class SqliteWindowStore:
         self._clock = clock
         self._pending = MemoryBuckets(self.grid)
         self._lock = asyncio.Lock()
-        with contextlib.closing(self._connect()) as db, db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
         self._task: asyncio.Task[None] | None = None
+        self._ready = False  # the schema exists (made on first use, so a bad file cannot stop the gateway)
+        self._failing = False
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30)
+        db = sqlite3.connect(self.path, timeout=30)
+        if not self._ready:
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(_SCHEMA)
+            except sqlite3.Error:
+                db.close()
+                raise
+            self._ready = True
+        return db
 
     def __call__(self, record: RequestRecord) -> None:
         if record.status != 200:
@@ -83,9 +95,16 @@ class SqliteWindowStore:
                 return
             try:
                 await asyncio.to_thread(self._write, rows, since)
-            except sqlite3.Error:
-                log.exception("economics window: writing %s failed; keeping the counts for the next flush", self.path)
+            except sqlite3.Error as exc:
+                if not self._failing:
+                    log.error("economics window: cannot write %s (%s); keeping the counts until it can",
+                              self.path, exc)
+                self._failing = True
                 self._pending.merge(rows, since)
+                return
+            if self._failing:
+                log.info("economics window: %s is writable again", self.path)
+            self._failing = False
 
     def _write(self, rows: dict[Key, Counts], since: float | None) -> None:
         width = self.grid.width_s
@@ -100,7 +119,10 @@ class SqliteWindowStore:
     async def window(self) -> Window:
         await self.flush()
         now = self._clock()
-        rows, since = await asyncio.to_thread(self._read, now)
+        try:
+            rows, since = await asyncio.to_thread(self._read, now)
+        except sqlite3.Error as exc:
+            raise ServiceUnavailable(f"The economics window cannot be read from {self.path}: {exc}.") from exc
         return window_of(self.grid, now, since, "data_dir", rows)
 
     def _read(self, now: float) -> tuple[dict[Key, Counts], float | None]:

@@ -8,6 +8,8 @@ data directory, or Redis); prompting's cost per query is what the prompted arm's
 from __future__ import annotations
 
 import functools
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +192,19 @@ def test_two_uvicorn_workers_count_each_request_once_and_keep_it(policy_dir: Pat
         assert entry["requests"] == 20 and entry["cost_usd"] == pytest.approx(sum(costs))
     finally:
         restarted.stop()
+
+
+def test_an_unreadable_store_is_a_503_not_a_failed_request(start: GatewayFactory, fake: FakeUpstream,
+                                                           tmp_path: Path) -> None:
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "economics.sqlite3").write_bytes(b"not a database " * 100)
+    gateway = start(FakeClock(T0))
+    send(gateway, fake, "prompted", 2)  # served and billed as usual
+    response = httpx.get(gateway.url + "/v1/economics")
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "service_unavailable" and "economics.sqlite3" in error["message"]
+    assert httpx.get(gateway.url + "/metrics").status_code == 200
+    cli = subprocess.run([sys.executable, "-m", "gateway.cli", "breakeven", "--from", gateway.url],
+                         capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 2 and "HTTP 503 The economics window cannot be read from" in cli.stderr

@@ -51,7 +51,11 @@ async def refresh_gauges(gateway: GatewayState) -> None:
     not exported as 0. ``months_to_break_even`` is +Inf when it never pays off.
     """
     gauge = gateway.metrics.economics
-    for entry in (await _report(gateway))[1]:
+    try:
+        _, report = await _report(gateway)
+    except GatewayError:
+        return  # the store said why (logged); /v1/economics answers with it, the scrape goes on
+    for entry in report:
         route = entry["route"]
         values: dict[str, float | None] = {name: entry[name] for name in _GAUGED}
         values["enough_traffic"] = 1.0 if entry["enough_traffic"] else 0.0
@@ -70,9 +74,9 @@ async def economics(request: Request) -> Response:
     gateway = state_of(request)
     try:
         authenticate(request, gateway.settings)
+        scope, routes = await _report(gateway)
     except GatewayError as exc:
         return error_response(exc)
-    scope, routes = await _report(gateway)
     return _json({"scope": scope, "routes": routes})
 
 
