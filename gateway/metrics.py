@@ -83,7 +83,9 @@ class Metrics:
         self.shadow_cost = Counter("gateway_shadow_cost_usd", "Cost of mirrored requests.", ("route", "target"),
                                    registry=r)
         self.economics = Gauge("gateway_economics", "The live break-even view per route (see /v1/economics): "
-                               "quantity is one of its numeric fields, e.g. months_to_break_even.",
+                               "quantity is one of its numeric fields (e.g. months_to_break_even, window_start), "
+                               "enough_traffic (1/0) or missing_requests/_seconds/_prompted_requests; a figure "
+                               "the evidence cannot support yet is absent.",
                                ("route", "quantity"), registry=r, multiprocess_mode="mostrecent")
         self.redis_transitions = Counter("gateway_redis_transitions", "Redis went down or came back (state).",
                                          ("state",), registry=r)
