@@ -7,7 +7,8 @@ hold the connection and its buffers for as long as it likes. Here, per request:
 - request line and headers over ``max_header_bytes``, or more than ``max_headers``
   headers: 431 and the connection is closed, before the bytes pile up;
 - headers not complete within ``header_timeout_s`` of the request's first byte
-  (or of the connection opening): 408 and close;
+  (or of the connection opening): 408 and close (a connection that sent nothing
+  is just closed);
 - a body still incomplete ``body_timeout_s`` (plus a short grace) after the
   headers: the connection is closed. Endpoints that read a body answer 408
   themselves at ``body_timeout_s`` (``gateway.intake``); this is the backstop
@@ -118,8 +119,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # Refusals
     def _headers_late(self) -> None:
         self._deadline = None
-        if self.cycle is not None and not self.cycle.response_complete:
-            self.transport.close()  # a pipelined request behind an unfinished response: no room to answer
+        if not self._header_bytes or (self.cycle is not None and not self.cycle.response_complete):
+            # Nothing sent (an idle or speculative connection, closed silently like an idle keep-alive one),
+            # or a pipelined request behind an unfinished response: no room to answer.
+            self.transport.close()
             return
         self._refuse(RequestTimeout(f"The request headers did not arrive within {self._limits.header_timeout_s:g} s."))
 

@@ -68,8 +68,7 @@ def test_headers_that_never_end_get_408_and_the_connection_closes(served: Gatewa
 
 
 def test_a_connection_that_sends_nothing_is_closed(served: GatewayProcess) -> None:
-    status, _, body = exchange(served)
-    assert status.startswith("HTTP/1.1 408") and error_code(body) == "request_timeout"
+    assert exchange(served) == ("", {}, b"")  # closed without a word, like an idle kept-alive connection
 
 
 def test_a_body_that_never_ends_gets_408_and_is_counted(served: GatewayProcess) -> None:
