@@ -92,6 +92,11 @@ class KnowledgeService:
                 report = ensure_demo_corpus(store)
             if report is not None:
                 log.info("demo knowledge ingested into %s: %s", DEMO_COLLECTION, report)
+        for collection in sorted(self._collections):
+            # Reach Chroma now: the first request must not spend its retrieval deadline on chromadb's import
+            # and connection (a 2 s first contact would make it a timeout), and a store that cannot be
+            # reached is an outage, retried here, not a store that is open.
+            store.count(collection)
         return store
 
     async def start(self, policy: PolicySet, first_retry_s: float = 1.0, max_retry_s: float = 30.0) -> None:
