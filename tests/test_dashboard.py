@@ -38,6 +38,7 @@ POLICIES = "version: 1\nroutes:" + econ_route(projected_monthly_queries=20_000_0
       fine_tuned: {target: small}
     economics: {upfront_usd: 100, projected_monthly_queries: 1000}
   ab:
+    allow_arm_override: true
     arms:
       prompted: {target: big}
       fine_tuned:
@@ -100,6 +101,11 @@ def send_traffic(server: ServerThread, fake: FakeUpstream) -> None:
         chat(server, "chat", messages=[{"role": "user", "content": "Explain, step by step, why the sky is blue."}])
     for prompt in ["hi", "Prove that the square root of 2 is irrational, step by step, then generalise it."]:
         assert chat(server, "routed", messages=[{"role": "user", "content": prompt}], stream=True).status_code == 200
+    # A forced arm bypasses the experiment (variant "none"); then two requests refused before any route is known.
+    assert chat(server, "ab", user="user-0", headers={"x-gateway-arm": "prompted"}).status_code == 200
+    assert chat(server, "no-such-route").status_code == 404
+    assert httpx.post(server.url + "/v1/chat/completions", content=b"{not json", timeout=30,
+                      headers={"content-type": "application/json"}).status_code == 400
 
 
 READ = """JSON.stringify({
@@ -121,6 +127,10 @@ READ = """JSON.stringify({
   classifier: document.querySelector('[data-route="routed"] .bar.prompted + .muted')?.textContent,
   ttft: [...document.querySelectorAll('[data-route="routed"] table tr')].slice(1).map(r => r.lastChild.textContent),
   variants: document.querySelector('[data-route="ab"]')?.textContent.includes('treatment'),
+  shares: [...document.querySelectorAll('[data-route="ab"] .variants tr')].slice(1).map(r => r.children[2].textContent),
+  rejected: document.getElementById('rejected')?.textContent,
+  latencyHeads: [...document.querySelectorAll('[data-route="econ"] table th')].map(th => th.textContent),
+  footer: document.querySelector('footer').textContent,
   height: document.documentElement.scrollHeight})"""
 
 
@@ -152,6 +162,14 @@ def test_dashboard_shows_the_metrics(gateway: ServerThread, fake: FakeUpstream, 
     assert shown["routes"][0] == "econ" and {"ab", "chat"} <= set(shown["routes"])
     assert float(shown["econRequests"]) == metric_sum(metrics, "gateway_requests_total", route="econ")
     assert shown["verdict"] and shown["charts"] == 1 and shown["variants"]
+    # Requests refused before a route was known are not a route called "unknown" but a line of their own.
+    rejected = metric_sum(metrics, "gateway_requests_total", route="unknown")
+    assert rejected == 2 and "unknown" not in shown["routes"]
+    assert shown["rejected"] == "2 requests rejected before a route was known (400: 1, 404: 1)"
+    # Variant shares come from the variants' own counts, so they add up to 100% (the forced arm has none).
+    assert len(shown["shares"]) == 2 and sum(float(share.rstrip("%")) for share in shown["shares"]) == 100
+    # Percentiles are interpolated inside histogram buckets: the page says they are estimates.
+    assert {"p50 ≈", "p95 ≈", "TTFT p50 ≈"} <= set(shown["latencyHeads"]) and "estimated from" in shown["footer"]
     assert shown["window"].startswith("window 7.0 d, evidence from ") and "8 requests (2 prompted) in 60 min" in shown["window"]
     # A route without traffic has no verdict to give yet: it says so, neutrally, and draws no break-even.
     assert shown["idle"] == ("not enough traffic yet: 8 more requests, "

@@ -2,6 +2,7 @@
 "use strict";
 (() => {
   const POLL_MS = 2000;
+  const REJECTED = "unknown"; // the route label of requests refused before routing (gateway/ledger.py)
   const $ = (id) => document.getElementById(id);
   const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
   const num = (v) => (v == null || !isFinite(v) ? "—" : Math.round(v).toLocaleString("en-US"));
@@ -163,8 +164,21 @@
         ${breakEvenChart(econ)}`;
   }
 
-  function table(head, rows) {
-    return `<table><tr>${head.map((h) => `<th>${esc(h)}</th>`).join("")}</tr>${rows.map((r) => `<tr>${r.map((c) => `<td>${c}</td>`).join("")}</tr>`).join("")}</table>`;
+  // Percentages of `counts` to one decimal that add up to exactly 100.0 (largest remainder).
+  function shares(counts) {
+    const sum = counts.reduce((a, b) => a + b, 0);
+    if (!sum) return counts.map(() => null);
+    const tenths = counts.map((n) => (n * 1000) / sum), out = tenths.map(Math.floor);
+    let left = 1000 - out.reduce((a, b) => a + b, 0);
+    for (const i of tenths.map((t, i) => i).sort((a, b) => (tenths[b] - out[b]) - (tenths[a] - out[a]))) {
+      if (left-- <= 0) break;
+      out[i] += 1;
+    }
+    return out.map((t) => `${(t / 10).toFixed(1)}%`);
+  }
+
+  function table(head, rows, cls = "") {
+    return `<table${cls ? ` class="${cls}"` : ""}><tr>${head.map((h) => `<th>${esc(h)}</th>`).join("")}</tr>${rows.map((r) => `<tr>${r.map((c) => `<td>${c}</td>`).join("")}</tr>`).join("")}</table>`;
   }
 
   function routeCard(route, samples, econ) {
@@ -182,12 +196,13 @@
         secs(quantile(0.5, buckets("gateway_time_to_first_token_seconds_bucket")))];
     });
     let html = `<div class="route-head"><h2>${esc(route)}</h2><span class="nums"><b id="requests-${esc(route)}" data-value="${requests}">${num(requests)}</b> requests · <b id="cost-${esc(route)}" data-value="${cost}">${usd(cost)}</b> · ${pct(requests ? ok / requests : null)} ok</span></div>`;
-    html += `<h3>Arms</h3>${armRows.length ? table(["arm", "requests", "cost", "per query", "p50", "p95", "TTFT p50"], armRows) : '<p class="muted">No requests yet.</p>'}`;
+    html += `<h3>Arms</h3>${armRows.length ? table(["arm", "requests", "cost", "per query", "p50 ≈", "p95 ≈", "TTFT p50 ≈"], armRows) : '<p class="muted">No requests yet.</p>'}`;
     const variants = group(samples, "gateway_requests_total", (l) => l.variant, (l) => on(l) && l.variant && l.variant !== "none");
-    if (variants.size) {
+    if (variants.size) { // shares of the experiment's own requests (a forced arm or an error has no variant)
       const vcost = group(samples, "gateway_cost_usd_total", (l) => l.variant, on);
-      html += `<h3>A/B variants</h3>${table(["variant", "requests", "share", "cost", "per query"], [...variants].sort().map(([v, n]) =>
-        [esc(v), num(n), pct(n / requests), usd(vcost.get(v) || 0), usd((vcost.get(v) || 0) / n)]))}`;
+      const rows = [...variants].sort(), share = shares(rows.map(([, n]) => n));
+      html += `<h3>A/B variants</h3>${table(["variant", "requests", "share", "cost", "per query"], rows.map(([v, n], i) =>
+        [esc(v), num(n), share[i], usd(vcost.get(v) || 0), usd((vcost.get(v) || 0) / n)]), "variants")}`;
     }
     const decisions = group(samples, "gateway_classifier_decisions_total", (l) => l.arm, on);
     const judged = [...decisions.values()].reduce((a, b) => a + b, 0);
@@ -216,6 +231,14 @@
     $("total-tokens").textContent = `${compact(tokens.get("input") || 0)} / ${compact(tokens.get("output") || 0)}`;
     const econ = new Map(economics.map((e) => [e.route, e]));
     const counts = group(samples, "gateway_requests_total", (l) => l.route);
+    // Requests refused before a route was known (auth, unreadable body, unknown model) carry route="unknown":
+    // a line of their own, not a route that looks 0% ok.
+    const rejected = group(samples, "gateway_requests_total", (l) => l.status, (l) => l.route === REJECTED);
+    const nRejected = [...rejected.values()].reduce((a, b) => a + b, 0);
+    counts.delete(REJECTED);
+    $("rejected").hidden = !nRejected;
+    $("rejected").textContent = `${num(nRejected)} request${nRejected === 1 ? "" : "s"} rejected before a route was known (${
+      [...rejected].sort().map(([status, n]) => `${status}: ${num(n)}`).join(", ")})`;
     const routes = [...new Set([...counts.keys(), ...econ.keys()])]
       .sort((a, b) => (econ.has(b) - econ.has(a)) || (counts.get(b) || 0) - (counts.get(a) || 0) || a.localeCompare(b));
     $("routes").innerHTML = routes.length ? routes.map((r) => routeCard(r, samples, econ.get(r))).join("")
