@@ -125,6 +125,7 @@ READ = """JSON.stringify({
   charts: document.querySelectorAll('[data-route="econ"] svg circle').length,
   crossing: document.querySelector('[data-route="econ"] .kv div:last-child b')?.textContent,
   classifier: document.querySelector('[data-route="routed"] .bar.prompted + .muted')?.textContent,
+  calibration: document.querySelector('[data-route="routed"] .calibration')?.textContent,
   ttft: [...document.querySelectorAll('[data-route="routed"] table tr')].slice(1).map(r => r.lastChild.textContent),
   variants: document.querySelector('[data-route="ab"]')?.textContent.includes('treatment'),
   shares: [...document.querySelectorAll('[data-route="ab"] .variants tr')].slice(1).map(r => r.children[2].textContent),
@@ -182,6 +183,7 @@ def test_dashboard_shows_the_metrics(gateway: ServerThread, fake: FakeUpstream, 
     prompted = metric_sum(metrics, "gateway_classifier_decisions_total", route="routed", arm="prompted")
     assert decisions == 2
     assert shown["classifier"] == f"{prompted / decisions:.0%} of 2 decisions sent to the prompted arm"
+    assert shown["calibration"] == f"fixed threshold 0.5000 · {prompted / decisions:.0%} prompted in the calibration window"
     assert shown["ttft"] and all(cell.endswith("ms") for cell in shown["ttft"])  # streamed: a TTFT per arm
     assert browser.exceptions == []
 

@@ -209,6 +209,11 @@
     if (judged) {
       const share = (decisions.get("prompted") || 0) / judged;
       html += `<h3>Classifier</h3><div class="bar prompted"><span style="width:${share * 100}%"></span></div><span class="muted">${pct(share)} of ${num(judged)} decisions sent to the prompted arm</span>`;
+      const score = (v) => (Number.isFinite(v) ? v.toFixed(4) : "—");
+      const gauge = (name) => samples.find((x) => x.name === name && on(x.labels))?.value ?? null; // NaN: none
+      const threshold = gauge("gateway_classifier_threshold"), target = gauge("gateway_classifier_strong_share");
+      html += `<div class="muted calibration">${Number.isFinite(target) ? `live threshold ${score(threshold)} for a ${pct(target)} target`
+        : `fixed threshold ${score(threshold)}`} · ${pct(gauge("gateway_classifier_prompted_share"))} prompted in the calibration window</div>`;
     }
     const fallbacks = group(samples, "gateway_fallbacks_total", (l) => `${l.from_target}\u0000${l.to_target}\u0000${l.reason}`, on);
     html += `<h3>Fallbacks</h3>${fallbacks.size ? table(["from → to", "reason", "count"], [...fallbacks].map(([k, n]) => {
