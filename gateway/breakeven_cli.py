@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -94,7 +95,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, out: TextIO 
     out = out if out is not None else sys.stdout
     try:
         if args.from_url:
-            live = [_LiveRow(inputs, live_break_even(inputs, args.horizon_months), args.horizon_months is not None)
+            live = [_LiveRow(inputs, live_break_even(inputs, args.horizon_months), args.horizon_months)
                     for inputs in _observed(args)]
             text = _live_table(live) if not args.json else ""
             found: Sequence[_Row | _LiveRow] = live
@@ -241,11 +242,12 @@ class _LiveRow:
 
     inputs: LiveInputs
     result: BreakEven | None
-    horizon_overridden: bool
+    horizon_override: int | None
+    """``--horizon-months``; None: each route's own horizon."""
 
     @property
     def horizon(self) -> int:
-        return self.result.scenario.horizon_months if self.result is not None else int(self.inputs.horizon_months)
+        return self.horizon_override or math.ceil(self.inputs.horizon_months)
 
     def as_json(self) -> dict[str, Any]:
         i, r = self.inputs, self.result
@@ -258,7 +260,7 @@ class _LiveRow:
             "months_to_break_even": None if r is None else r.months_to_break_even,
             "cumulative_savings_at_horizon": None if r is None else r.cumulative_savings_at_horizon,
             "horizon_months": self.horizon,
-            "horizon_from": "--horizon-months" if self.horizon_overridden else "the route's policy",
+            "horizon_from": "--horizon-months" if self.horizon_override else "the route's policy",
             "upfront": i.upfront_usd, "fixed_monthly": i.fixed_monthly_usd,
             "enough_traffic": not i.shortfall, "missing": i.shortfall.as_json(),
             "verdict": verdict_of(i, r), "inputs": i.evidence().as_json(),
@@ -282,7 +284,7 @@ def _live_table(rows: Sequence[_LiveRow]) -> str:
     lines.append("")
     for row in rows:
         i = row.inputs
-        whose = "--horizon-months" if row.horizon_overridden else "the route's"
+        whose = "--horizon-months" if row.horizon_override else "the route's"
         lines.append(f"{i.route}: upfront ${i.upfront_usd:,.2f}; maintenance and retraining "
                      f"${i.fixed_monthly_usd:,.2f}/mo; horizon {row.horizon} months ({whose}); {i.evidence()}")
     return "\n".join(lines) + "\n"

@@ -96,6 +96,7 @@ def test_observed_economics_follow_the_traffic(gateway: ServerThread, clock: Fak
     assert rows["econ"]["months_to_break_even"] == pytest.approx(entry["months_to_break_even"], rel=1e-12)
     assert rows["econ"]["inputs"] == entry["inputs"] and rows["econ"]["verdict"] == entry["verdict"]
     assert rows["econ-short"]["verdict"].startswith("not enough traffic yet: 8 more requests")
+    assert rows["econ-short"]["horizon_months"] == 6 and rows["econ-short"]["months_to_break_even"] is None
 
 
 def test_economics_gauges_follow_the_view(gateway: ServerThread, clock: FakeClock) -> None:
