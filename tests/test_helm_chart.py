@@ -341,3 +341,11 @@ def test_image_matches_what_the_chart_assumes() -> None:
     with Chart.load(CHART) as chart:
         pod = only(render(chart, {"allowUnauthenticated": True}), "Deployment")["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsUser"] == 10001
+
+
+def test_notes_warn_when_the_release_serves_without_keys(chart: Chart) -> None:
+    def notes(values: dict[str, Any]) -> str:
+        return str(chart.render(values, name="hg", namespace="ai")["hybrid-gateway/templates/NOTES.txt"])
+
+    assert "WARNING: allowUnauthenticated=true and no apiKeys.existingSecret" in notes(value_set("minimal"))
+    assert "WARNING" not in notes(value_set("ha"))
