@@ -294,6 +294,7 @@ def test_feedback_fits_the_declared_scale_and_a_repeat_is_refused_unless_replaci
     again = give(score=0.2, success=False)
     assert again.status_code == 409 and again.json()["error"]["code"] == "feedback_exists"
     assert "replace" in again.json()["error"]["message"]
+    assert "409" in httpx.get(local_gateway.url + "/openapi.json").json()["paths"]["/v1/feedback"]["post"]["responses"]
     assert _mean_score(local_gateway, variant) == (1, 0.8)
     replaced = give(score=0.2, replace=True)
     assert replaced.status_code == 200

@@ -38,6 +38,7 @@ _ERRORS = {
     401: "Missing or wrong API key (only when keys are configured).",
     403: "The admin API without admin keys configured.",
     404: "Unknown model, experiment, request id or path.",
+    409: "The request already has feedback (send replace: true to change it).",
     408: "The headers or the body did not arrive in time.",
     413: "Request body over the size limit.",
     415: "A JSON endpoint called without an application/json body.",
@@ -98,7 +99,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                                                   _statuses(_EDGE, (401, 404))),
     ("POST", "/v1/feedback"): Operation(
         "Record feedback on an experiment's request", "Experiments", schemas.FeedbackAccepted,
-        _statuses(_EDGE, _JSON_BODY, (401, 404)), FeedbackRequest),
+        _statuses(_EDGE, _JSON_BODY, (401, 404, 409)), FeedbackRequest),
     ("GET", "/v1/experiments/{name}"): Operation("An experiment's report", "Experiments",
                                                  schemas.ExperimentReport, _statuses(_EDGE, (401, 404))),
     ("GET", "/v1/economics"): Operation("The live break-even per route", "Economics", schemas.Economics,
