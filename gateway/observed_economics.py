@@ -132,10 +132,12 @@ def live_break_even(inputs: LiveInputs, horizon_months: int | None = None) -> Br
 
 
 def verdict_of(inputs: LiveInputs, result: BreakEven | None) -> str:
+    """The break-even's verdict, or what the evidence still lacks: one wording for the view and the CLI."""
     return inputs.shortfall.verdict if result is None else result.verdict
 
 
 def _entry(inputs: LiveInputs) -> dict[str, Any]:
+    """The inputs as published, and every figure they support (``None`` for those they do not yet)."""
     result = live_break_even(inputs)
     volume, prompted = inputs.monthly_queries, inputs.prompted_per_query
     start = datetime.fromtimestamp(inputs.window_start, UTC).isoformat(timespec="seconds")
