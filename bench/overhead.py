@@ -3,8 +3,10 @@
 The same zero-delay upstream (the demo upstream with ``--latency-scale 0``)
 serves all three; wrk drives the same body at concurrency 1 and 64, and a
 small aiohttp client measures streaming time to first token at concurrency 16.
-Rounds rotate the systems so drift on a shared machine hits each alike; the
-report gives the median round.
+CPU per request is each server's process tree CPU time (user + system) over a
+wrk run divided by the requests wrk completed: unlike latency, it barely
+depends on what else the shared machine runs. Rounds rotate the systems so
+drift on a shared machine hits each alike; the report gives the median round.
 
     .venv/bin/python bench/overhead.py [--litellm] [--workers N] [--duration S] [--rounds R]
 
@@ -55,14 +57,28 @@ class System:
     key: str | None = None
     started_in_s: float = 0.0
 
-    def rss_mb(self) -> float:
-        """Resident memory of the process tree (server and its workers)."""
+    def pids(self) -> list[int]:
+        """The server process and its direct children (uvicorn workers)."""
         pids = [self.process.pid]
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
         if children.exists():
             pids += [int(p) for p in children.read_text().split()]
+        return pids
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the process tree has used so far (``/proc/PID/stat`` utime + stime)."""
+        ticks = 0
+        for pid in self.pids():
+            stat = Path(f"/proc/{pid}/stat")
+            if stat.exists():
+                fields = stat.read_text().rsplit(")", 1)[1].split()  # after "(comm)", which may hold spaces
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self) -> float:
+        """Resident memory of the process tree (server and its workers)."""
         total = 0
-        for pid in pids:
+        for pid in self.pids():
             status = Path(f"/proc/{pid}/status")
             if status.exists():
                 match = re.search(r"VmRSS:\s+(\d+) kB", status.read_text())
@@ -138,8 +154,10 @@ def wrk(system: System, connections: int, duration: int) -> dict[str, float]:
     body = json.dumps({**BODY, "model": system.model})
     script.write_text(f'wrk.method = "POST"\nwrk.body = [[{body}]]\n'
                       f'wrk.headers["Content-Type"] = "application/json"\n{auth}')
+    cpu_before = system.cpu_s()
     output = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "30s", "--latency", "-s", str(script),
                              system.url + "/v1/chat/completions"], capture_output=True, text=True, check=True).stdout
+    cpu_used = system.cpu_s() - cpu_before
     if "Non-2xx" in output:
         raise RuntimeError(f"{system.name} answered errors under load:\n{output}")
 
@@ -149,8 +167,10 @@ def wrk(system: System, connections: int, duration: int) -> dict[str, float]:
         return float(match.group(1)) * _UNITS[match.group(2)]
 
     rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    assert rate, output
-    return {"rps": float(rate.group(1)), "p50_ms": percentile("50"), "p99_ms": percentile("99")}
+    served = re.search(r"(\d+) requests in", output)
+    assert rate and served, output
+    return {"rps": float(rate.group(1)), "p50_ms": percentile("50"), "p99_ms": percentile("99"),
+            "cpu_ms_per_req": cpu_used * 1000 / int(served.group(1))}
 
 
 async def _ttft(system: System, concurrency: int, requests: int, pause_ms: float) -> list[float]:
@@ -246,14 +266,17 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 def report(result: dict[str, object]) -> str:
     median: dict[str, dict[str, float]] = result["median"]  # type: ignore[assignment]
     direct, gateway = median["direct"], median["hybrid-gateway"]
-    columns = ["c1_p50_ms", "c1_p99_ms", "c1_rps", "c64_p50_ms", "c64_p99_ms", "c64_rps", "c16_ttft_p50_ms",
-               "c16_ttft_p99_ms", "c16paced_ttft_p50_ms", "c16paced_ttft_p99_ms", "rss_mb", "start_s"]
+    columns = ["c1_p50_ms", "c1_p99_ms", "c1_rps", "c1_cpu_ms_per_req", "c64_p50_ms", "c64_p99_ms", "c64_rps",
+               "c64_cpu_ms_per_req", "c16_ttft_p50_ms", "c16_ttft_p99_ms", "c16paced_ttft_p50_ms",
+               "c16paced_ttft_p99_ms", "rss_mb", "start_s"]
     lines = ["| system | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, figures in median.items():
-        lines.append(f"| {name} | " + " | ".join(f"{figures[c]:.3f}" if c.endswith("ms") else f"{figures[c]:.1f}"
+        lines.append(f"| {name} | " + " | ".join(f"{figures[c]:.3f}" if "ms" in c else f"{figures[c]:.1f}"
                                                  for c in columns) + " |")
     lines.append("")
     lines.append(f"- gateway added latency at c1, p50: {gateway['c1_p50_ms'] - direct['c1_p50_ms']:.3f} ms")
+    lines.append(f"- gateway CPU per request (its process tree, user + system), c1: {gateway['c1_cpu_ms_per_req']:.3f} ms, "
+                 f"c64: {gateway['c64_cpu_ms_per_req']:.3f} ms")
     lines.append(f"- gateway added TTFT at c16, back to back (CPU saturated), p50: "
                  f"{gateway['c16_ttft_p50_ms'] - direct['c16_ttft_p50_ms']:.3f} ms")
     lines.append(f"- gateway added TTFT at c16, streams pausing ~{result['ttft_pause_ms']:.0f} ms between requests, p50: "
