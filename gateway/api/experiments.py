@@ -80,7 +80,7 @@ async def feedback(request: Request) -> Response:
     gateway = state_of(request)
     try:
         authenticate(request, gateway.settings)
-        given = validate(FeedbackRequest, await read_json(request, gateway.settings.max_body_bytes))
+        given = validate(FeedbackRequest, await read_json(request, gateway.settings))
         store = gateway.outcomes.store
         try:
             outcome = await store.outcome(given.request_id)
