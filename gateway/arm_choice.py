@@ -76,11 +76,11 @@ class ArmChooser:
         self.origin = uuid.uuid4().hex[:12]  # this process, in the slices it shares
         self.scope = "process"  # "cluster" while score sharing merges other replicas' sketches
         self._sketches: dict[str, ScoreSketch] = {}
-        self._rules: dict[tuple[str, int], tuple[Classifier, RouteRule]] = {}
+        self._rules: dict[str, tuple[Classifier, RouteRule]] = {}  # per route: for which config object
 
     def rule(self, route: str, config: Classifier) -> RouteRule:
-        """The route's resolved rule; cached per policy snapshot, sketches kept across reloads."""
-        cached = self._rules.get((route, id(config)))
+        """The route's resolved rule; cached for the config object in force, sketches kept across reloads."""
+        cached = self._rules.get(route)
         if cached is not None and cached[0] is config:
             return cached[1]
         classifier = _model(config.model, self._policies_dir)
@@ -93,7 +93,7 @@ class ArmChooser:
             sketch = ScoreSketch(classifier.calibration, window, clock=self._clock, origin=self.origin)
             self._sketches[namespace] = sketch
         rule = RouteRule(route, config, classifier, sketch, namespace)
-        self._rules[(route, id(config))] = (config, rule)
+        self._rules[route] = (config, rule)
         return rule
 
     def sketches(self) -> dict[str, ScoreSketch]:
