@@ -168,3 +168,20 @@ def test_the_shipped_support_route_sends_about_30_percent_with_the_default_model
     finally:
         server.stop()
         demo.stop()
+
+
+@pytest.mark.usefixtures("fake")
+def test_a_reload_keeps_the_estimate_and_applies_the_new_share(policies: Path, tmp_path: Path) -> None:
+    server = ServerThread(create_app(Settings(policies_dir=policies, data_dir=tmp_path / "var",
+                                              reload_interval_s=0.05))).start()
+    try:
+        arms_of([server.url], "cal-support", support_questions(100, seed=5))
+        before = views(server.url)["cal-support"]
+        policy = policies / "policy.yaml"
+        policy.write_text(policy.read_text().replace("strong_share: 0.3}", "strong_share: 0.6}"))
+        after = poll(lambda: (view := views(server.url)["cal-support"])["strong_share"] == 0.6 and view,
+                     "the reloaded share")
+        assert after["decisions"] == before["decisions"] == 100  # the same sketch: nothing relearnt
+        assert after["threshold"] < before["threshold"]  # a larger share on the same scores: a lower cut
+    finally:
+        server.stop()
