@@ -185,3 +185,12 @@ def test_a_reload_keeps_the_estimate_and_applies_the_new_share(policies: Path, t
         assert after["threshold"] < before["threshold"]  # a larger share on the same scores: a lower cut
     finally:
         server.stop()
+
+
+def test_routes_view_needs_a_client_key_when_keys_are_configured(keyed_gateway: ServerThread) -> None:
+    refused = httpx.get(keyed_gateway.url + "/v1/routes")
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+    shown = httpx.get(keyed_gateway.url + "/v1/routes", headers={"authorization": "Bearer sk-test-1"})
+    assert shown.status_code == 200
+    body = shown.json()
+    assert body["scope"] == "process" and body["routes"] and all(r["classifier"] is None for r in body["routes"])
