@@ -17,7 +17,7 @@ import fcntl
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -46,6 +46,7 @@ class RagOutcome:
     result: RagResult
     messages: list[dict[str, Any]]
     sources: list[Hit] = field(default_factory=list)
+    seconds: float = 0.0  # what the retrieval added to the request, queue wait included
 
     def header(self) -> str:
         """``x-gateway-sources``: each cited source once, in order of first citation, percent-encoded for HTTP.
@@ -143,10 +144,11 @@ class KnowledgeService:
         """Retrieve within the knowledge block's ``timeout_ms`` and the route's ``deadline`` (time.monotonic())."""
         started = time.perf_counter()
         budget = min(time.monotonic() + knowledge.timeout_ms / 1000, deadline)
-        outcome = await self._augment(route, knowledge, messages, metadata, budget)
+        outcome = replace(await self._augment(route, knowledge, messages, metadata, budget),
+                          seconds=time.perf_counter() - started)
         self._metrics.rag_requests.labels(route, outcome.result).inc()
         if outcome.result != "unavailable":
-            self._metrics.rag_duration.labels(route).observe(time.perf_counter() - started)
+            self._metrics.rag_duration.labels(route).observe(outcome.seconds)
         return outcome
 
     async def _augment(self, route: str, knowledge: Knowledge, messages: list[dict[str, Any]],

@@ -38,6 +38,7 @@ class RequestRecord:
     ttft_s: float | None = None
     stream: bool = False
     rag: str | None = None
+    rag_s: float = 0.0  # time retrieval added (queue wait, embedding, search)
     score: float | None = None
     attempts: int = 0
     fallback: str = ""
@@ -110,6 +111,7 @@ class Ledger:
             "completion_tokens": usage.completion_tokens if usage else None,
             "usage_estimated": usage.estimated if usage else None,
             "cost_usd": record.cost_usd, "rag": record.rag, "score": record.score, "attempts": record.attempts,
+            "rag_ms": round(record.rag_s * 1000, 3) if record.rag else None,
             "fallback": record.fallback or None, "experiment": record.experiment or None,
         }, option=orjson.OPT_UTC_Z) + b"\n")
         self._access.flush()

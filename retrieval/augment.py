@@ -33,7 +33,6 @@ from typing import Any, NamedTuple
 
 from retrieval.batcher import SearchBatcher
 from retrieval.store import Hit, Search
-from retrieval.tokens import CountTokens, token_counter_for
 
 Message = Mapping[str, Any]
 
@@ -107,18 +106,17 @@ def metadata_filter(keys: Sequence[str], metadata: Mapping[str, Any] | None) -> 
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
-def select_hits(hits: Sequence[Hit], min_score: float, max_tokens: int, count: CountTokens) -> list[Hit]:
+def select_hits(hits: Sequence[Hit], min_score: float, max_tokens: int) -> list[Hit]:
     """Hits at or above ``min_score``, best first, skipping duplicates and those that overflow the budget."""
     chosen: list[Hit] = []
     seen: set[str] = set()
     budget = max_tokens
-    eligible = [h for h in sorted(hits, key=lambda h: h.score, reverse=True) if h.score >= min_score]
-    for hit, tokens in zip(eligible, count([h.text for h in eligible]), strict=True):
-        if hit.text in seen or tokens > budget:
+    for hit in sorted(hits, key=lambda h: h.score, reverse=True):
+        if hit.score < min_score or hit.text in seen or hit.tokens > budget:
             continue
         chosen.append(hit)
         seen.add(hit.text)
-        budget -= tokens
+        budget -= hit.tokens
     return chosen
 
 
@@ -152,10 +150,9 @@ def inject_context(messages: Sequence[Message], context: str) -> list[dict[str, 
     return [{"role": "system", "content": context}, *out]
 
 
-def with_hits(messages: Sequence[Message], hits: Sequence[Hit], config: AugmentConfig,
-              count: CountTokens) -> Augmentation:
+def with_hits(messages: Sequence[Message], hits: Sequence[Hit], config: AugmentConfig) -> Augmentation:
     """The rewrite for ``hits``; messages are unchanged when none is relevant enough."""
-    chosen = select_hits(hits, config.min_score, config.max_context_tokens, count)
+    chosen = select_hits(hits, config.min_score, config.max_context_tokens)
     if not chosen:
         return Augmentation([dict(m) for m in messages], [])
     return Augmentation(inject_context(messages, render_context(chosen)), chosen)
@@ -180,4 +177,4 @@ async def augment(
         return Augmentation([dict(m) for m in messages], [])
     search = Search(config.collection, query, config.top_k, metadata_filter(config.filter_keys, metadata))
     hits = await searches.search(search, deadline)
-    return with_hits(messages, hits, config, token_counter_for(searches.store.encoder))
+    return with_hits(messages, hits, config)

@@ -13,8 +13,8 @@ which can trade a little latency for larger batches; 0 by default).
 Deadlines: a caller waits at most until its deadline and then gets
 :class:`RetrievalTimeout`; a search whose caller has given up is dropped before
 it reaches a worker. A batch blocked on a hung Chroma holds one of the
-``workers`` threads, never more, so the loop's executor cannot fill up: later
-callers wait in the queue (at most ``max_waiting`` of them) and time out at
+``workers`` threads of the batcher's own, never more: later callers wait in the
+queue (at most ``max_waiting`` of them) and time out at
 their own deadlines. One batcher serves one event loop.
 """
 
@@ -24,6 +24,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
@@ -52,6 +53,9 @@ class SearchBatcher:
         if workers < 1 or max_batch < 1 or max_waiting < 1 or window_s < 0:
             raise ValueError("need workers, max_batch and max_waiting >= 1 and window_s >= 0")
         self.store = store
+        # Its own threads: the loop's default executor also runs the classifier's encoder calls, and a batch
+        # queued behind a burst of those would spend its callers' deadlines waiting for unrelated work.
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="retrieval")
         self._idle = workers
         self._max_batch = max_batch
         self._max_waiting = max_waiting
@@ -96,7 +100,7 @@ class SearchBatcher:
             if not batch:
                 return
             self._idle -= 1
-            running = loop.run_in_executor(None, self.store.search_many, [w.search for w in batch])
+            running = loop.run_in_executor(self._executor, self.store.search_many, [w.search for w in batch])
             running.add_done_callback(partial(self._finished, loop, batch))
 
     def _take(self) -> list[_Waiting]:

@@ -102,6 +102,7 @@ def test_32_concurrent_requests_all_get_their_context(embedded: ServerThread, fa
     responses = asyncio.run(burst())
     assert [r.status_code for r in responses] == [200] * 32
     assert [r.headers["x-gateway-rag"] for r in responses] == ["hit"] * 32
+    assert all(float(r.headers["x-gateway-rag-ms"]) > 0 for r in responses)  # what retrieval added, queue included
     assert [r.headers["x-gateway-sources"].split(",")[0] for r in responses] == [
         ("shipping.md", "returns.md", "brewing.md")[i % 3] for i in range(32)]
     assert rag_count(embedded, "hit") == 32 and rag_count(embedded, "unavailable") == 0

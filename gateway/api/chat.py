@@ -61,6 +61,7 @@ class _Grounding:
             outcome = await self._gateway.knowledge.augment(plan.route, plan.knowledge, plan.payload["messages"],
                                                             self._metadata, self._deadline)
             self._outcomes[plan.knowledge] = outcome
+            self._record.rag_s += outcome.seconds
         if id(plan.payload) not in self._grounded:
             self._grounded.add(id(plan.payload))
             if outcome.sources:

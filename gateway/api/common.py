@@ -41,6 +41,7 @@ def gateway_headers(record: RequestRecord, cost: str) -> dict[str, str]:
         headers["x-gateway-score"] = f"{record.score:.4f}"
     if record.rag is not None:
         headers["x-gateway-rag"] = record.rag
+        headers["x-gateway-rag-ms"] = f"{record.rag_s * 1000:.3f}"
         if record.sources:
             headers["x-gateway-sources"] = record.sources
     if record.experiment:
