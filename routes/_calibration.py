@@ -39,6 +39,7 @@ from numpy.typing import NDArray
 
 BINS = 4096
 BLOCK = 64  # bins per block of the two-level cut search
+CUT_STRIDE = 1000  # a window of n decisions recomputes its cut every n / CUT_STRIDE of them
 SLICES = 16
 _FORMAT = "v1"
 
@@ -217,12 +218,18 @@ class ScoreSketch:
         self._version += 1
 
     def cut(self, share: float) -> Cut:
-        """The cut for `share` from the window and what is left of the prior (cached between changes)."""
+        """The cut for `share` from the window and what is left of the prior.
+
+        Recomputed after every decision while the window is small, then every `decisions / CUT_STRIDE`
+        decisions (each moves a quantile of 10,000 by at most 1/10,000; ten of them barely shift it),
+        and after every change of the window's slices.
+        """
         self._advance(self._clock())
         cached = self._cached
-        if cached is not None and cached[0] == self._version and cached[1] == share:
+        decisions = self._base_n + self._open.n
+        if cached is not None and cached[1] == share and self._version - cached[0] < max(1, decisions // CUT_STRIDE):
             return cached[2]
-        remaining = self.window.prior_weight - self._base_n - self._open.n
+        remaining = self.window.prior_weight - decisions
         if remaining > 0:
             result = cut_of(self._combined + remaining * self._prior, share,
                             self._blocks + remaining * self._prior_blocks)
@@ -292,6 +299,7 @@ class ScoreSketch:
         self._base_n, self._base_prompted = n - self._open.n, prompted - self._open.prompted
         self._base_since, self._expires = since, expires
         self._version += 1
+        self._cached = None
 
     def _forget_own(self, oldest: float) -> None:
         """Drop own closed slices that are too old, or older than enough newer own decisions."""
