@@ -3,8 +3,8 @@
 Every operation in ``/openapi.json`` is fuzzed over loopback (the fake upstream
 behind it) with valid and invalid inputs, a fixed number of examples each,
 derandomized so CI sees the same requests every run. Each response must not be
-a server error, and must have a documented status, content type and body
-schema. No operation is excluded: the knowledge admin API writes and deletes
+a server error, and must have a documented status, content type, body
+schema and required headers. No operation is excluded: the knowledge admin API writes and deletes
 only in this test's temporary store.
 """
 
@@ -21,6 +21,7 @@ from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -58,7 +59,8 @@ routes:
       prompted: {{target: big, knowledge: {{collection: facts}}}}
 """
 EXAMPLES = 25  # per operation and mode (valid inputs, invalid inputs)
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
+          response_headers_conformance]
 
 
 @pytest.fixture

@@ -57,6 +57,14 @@ _EDGE = (*_PROBE, 503)
 _JSON_BODY = (400, 413, 415)
 _UPSTREAM = (404, 422, 429, 502, 504)
 _TEXT = {"schema": {"type": "string"}}
+# On every served completion and embedding (docs/api.md lists the optional others: score, rag, experiment, ...).
+_SERVED_HEADERS = {name: {"description": meaning, "schema": {"type": "string"}, "required": True} for name, meaning in (
+    ("x-request-id", "The caller's x-request-id when it is a safe token, else a new id."),
+    ("x-gateway-route", "The route that served the request (the target's name for an exposed target)."),
+    ("x-gateway-arm", "prompted, fine_tuned, or direct for an exposed target."),
+    ("x-gateway-target", "The target that answered."),
+    ("x-gateway-cost-usd", "Cost of the upstream call; unknown without a price; pending on streams."),
+    ("x-gateway-overhead-ms", "Time the gateway itself spent, excluding the upstream."))}
 _ENVELOPE = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
 # Described by reference only (errors, stream events): added to the components with the request bodies.
 _REFERENCED: tuple[type[BaseModel], ...] = (schemas.ErrorResponse, schemas.ChatCompletionChunk)
@@ -87,12 +95,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Create a chat completion (JSON, or text/event-stream with stream: true)", "OpenAI",
         schemas.ChatCompletion, _statuses(_EDGE, _JSON_BODY, _UPSTREAM, (401,)),
         schemas.CreateChatCompletionRequest,
-        responses={200: {"content": {"text/event-stream": {"schema": {
+        responses={200: {"headers": _SERVED_HEADERS, "content": {"text/event-stream": {"schema": {
             "type": "string", "description": "Server-sent events: `data: <ChatCompletionChunk>` lines, then "
             "`data: [DONE]`, or `data: <ErrorResponse>` if the stream fails after it started."}}}}}),
     ("POST", "/v1/embeddings"): Operation(
         "Create embeddings with an exposed embedding target", "OpenAI", schemas.CreateEmbeddingResponse,
-        _statuses(_EDGE, _JSON_BODY, _UPSTREAM, (401,)), schemas.CreateEmbeddingRequest),
+        _statuses(_EDGE, _JSON_BODY, _UPSTREAM, (401,)), schemas.CreateEmbeddingRequest,
+        responses={200: {"headers": _SERVED_HEADERS}}),
     ("GET", "/v1/models"): Operation("List the route names and exposed targets", "OpenAI", schemas.ModelList,
                                      _statuses(_EDGE, (401,))),
     ("GET", "/v1/models/{model:path}"): Operation("Retrieve a route or exposed target", "OpenAI", schemas.Model,
