@@ -178,6 +178,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     Every endpoint is a plain Starlette route taking the raw request (no per-request dependency
     solving or response serialisation); ``gateway.api.openapi`` describes them, built on the first
     ``/openapi.json``. FastAPI's native OpenTelemetry hooks are off: the gateway exports its own metrics.
+
     ``clock`` (epoch seconds) times the economics window; tests pass a fake one to move through it.
     """
     settings = settings or Settings.from_env()
