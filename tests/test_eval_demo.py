@@ -29,7 +29,7 @@ from gateway.cli import main
 from gateway.demo_upstream import create_demo_app
 from gateway.economics import Scenario, break_even
 from retrieval import MiniLMEncoder
-from routes import load_classifier
+from routes import CalibrationWindow, ScoreSketch, load_classifier
 from tests.conftest import GatewayFactory
 from tests.support.servers import ServerThread
 
@@ -172,6 +172,9 @@ def test_eval_against_the_demo_upstream(demo: ServerThread, policy_dir: Path, st
     scores = [classifier.score([{"role": "user", "content": q}]).value for q in QUESTIONS]
     assert summary["classifier"]["scores"] == pytest.approx(scores)
     order = sorted(range(len(QUESTIONS)), key=lambda i: -scores[i])
+    calibrated = ScoreSketch(classifier.calibration, CalibrationWindow())
+    for score in scores:
+        calibrated.record(score, False)
     shares = [p["strong_share"] for p in summary["curve"]]
     assert shares == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
     for point in summary["curve"]:
@@ -181,7 +184,8 @@ def test_eval_against_the_demo_upstream(demo: ServerThread, policy_dir: Path, st
         assert point["accuracy"] == pytest.approx(np.mean([per_arm[a]["f1"][i] for i, a in enumerate(arm_of)]))
         assert point["cost_per_query_usd"] == pytest.approx(
             np.mean([per_arm[a]["cost"][i] for i, a in enumerate(arm_of)]))
-        assert point["threshold"] == pytest.approx(classifier.threshold_for_share(point["strong_share"]))
+        # the cut the route's live calibration reaches on these scores (warm start included)
+        assert point["threshold"] == pytest.approx(calibrated.cut(point["strong_share"]).threshold)
 
     recommendation = summary["recommendation"]
     chosen = recommendation["chosen"]

@@ -9,9 +9,10 @@ the mean primary metric of the arm each example went to, its cost the mean
 cost of that arm's call (a failed call costs 0 and scores 0). Share 1 is
 prompting alone, share 0 the fine-tune alone (up to unjudgeable examples).
 
-``threshold`` is the score cut the policy's ``strong_share: s`` becomes on the
-classifier's own calibration traffic, so a chosen share can be written in the
-policy either way.
+``threshold`` is the score cut the policy's ``strong_share: s`` comes to once the
+gateway has seen this set: its live calibration (routes/_calibration.py) fed these
+scores, warm start included. It is this traffic's cut, not a constant: the
+same share on other traffic gives another threshold.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from gateway.arm_choice import route_classifier
 from policies import Classifier
+from routes import CalibrationWindow, ScoreSketch
 
 SHARES = tuple(round(i / 10, 1) for i in range(11))
 
@@ -57,8 +59,14 @@ def score_examples(config: Classifier | None, policies_dir: Path, chats: Sequenc
     config = config or Classifier()
     classifier = route_classifier(config, policies_dir)
     values = tuple(s.value if s.judgeable else None for s in map(classifier.score, chats))
+    live = config.live
+    window = CalibrationWindow(live.window_decisions, live.window_s, live.prior_weight) if live else CalibrationWindow()
+    sketch = ScoreSketch(classifier.calibration, window)
+    for value in values:
+        if value is not None:
+            sketch.record(value, False)  # the arm does not move the cut
     return Scores(config.model, values, config.low_confidence,
-                  {share: classifier.threshold_for_share(share) for share in shares}, config.strong_share)
+                  {share: sketch.cut(share).threshold for share in shares}, config.strong_share)
 
 
 def cost_quality_curve(scores: Scores, quality: Mapping[str, Sequence[float]],
