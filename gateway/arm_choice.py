@@ -152,7 +152,7 @@ class ArmChooser:
             "prompted_share": stats.prompted_share, "decisions": stats.decisions,
             "window": {"decisions": rule.sketch.window.decisions, "seconds": rule.sketch.window.seconds,
                        "since": stats.since},
-            "prior_weight_left": stats.prior_weight,
+            "prior_weight_left": stats.prior_left,
         }
         if isinstance(threshold, Cut):
             view["cut"] = {"bin": threshold.bin, "fraction": threshold.fraction, "bins": CALIBRATION_BINS}

@@ -161,7 +161,7 @@ class WindowStats:
     decisions: int
     prompted: int
     since: float | None
-    prior_weight: float
+    prior_left: float  # pseudo-decisions of the warm start still counted
 
     @property
     def prompted_share(self) -> float | None:

@@ -63,18 +63,18 @@ def test_warm_start_is_the_training_quantile_and_fades_with_real_decisions() -> 
     window = CalibrationWindow(prior_weight=50)
     sketch = ScoreSketch(TRAINING, window, clock=FakeClock())
     assert sketch.cut(SHARE).threshold == pytest.approx(np.quantile(TRAINING, 1 - SHARE), abs=2 / BINS)
-    assert sketch.stats().prior_weight == 50
+    assert sketch.stats().prior_left == 50
     scores = clustered_scores(200, seed=5)
     for score in scores[:25]:
         sketch.record(score, False)
     half = sketch.cut(SHARE).threshold
-    assert sketch.stats().prior_weight == 25
+    assert sketch.stats().prior_left == 25
     for score in scores[25:]:
         sketch.record(score, False)
     # the prior is spent: the cut is the data's own 70th percentile
     data_only = cut_of(np.bincount([bin_of(s) for s in scores], minlength=BINS).astype(float), SHARE)
     assert sketch.cut(SHARE) == data_only
-    assert sketch.stats().prior_weight == 0
+    assert sketch.stats().prior_left == 0
     assert data_only.threshold < half < np.quantile(TRAINING, 1 - SHARE)
 
 
