@@ -1,21 +1,22 @@
 """Micro-batched searches: concurrent queries share one encoder call and one Chroma query, each within its deadline.
 
 Why: a thread per retrieval piles up behind a slow store, and a hard cap on
-such threads drops requests under ordinary load (at concurrency 32 more than
-half the requests of the embedded default went out without context). Here
+such threads drops requests under ordinary load (at concurrency 32 a third
+to a half of the embedded default's requests went out without context). Here
 callers wait in an async queue instead; ``workers`` worker threads each take
 whatever is waiting (up to ``max_batch``) and run it as one
 :meth:`KnowledgeStore.search_many`. While the workers are busy the queue
 fills, so batches grow with the load, which is where a CPU encoder gains
-throughput, and a lone request at low load goes at once (after ``window_s``,
-which can trade a little latency for larger batches; 0 by default).
+throughput, and a lone request at low load goes at once. There is no
+collection window: it would delay every lone request, and under load the busy
+workers already make the batches.
 
 Deadlines: a caller waits at most until its deadline and then gets
 :class:`RetrievalTimeout`; a search whose caller has given up is dropped before
 it reaches a worker. A batch blocked on a hung Chroma holds one of the
 ``workers`` threads of the batcher's own, never more: later callers wait in the
-queue (at most ``max_waiting`` of them) and time out at
-their own deadlines. One batcher serves one event loop.
+queue (at most ``max_waiting`` of them) and time out at their own deadlines.
+One batcher serves one event loop.
 """
 
 from __future__ import annotations
@@ -45,13 +46,13 @@ class _Waiting:
 class SearchBatcher:
     """Queue searches, run them in batches on a bounded number of threads, answer each caller by its deadline."""
 
-    def __init__(self, store: KnowledgeStore, *, workers: int = 2, max_batch: int = 16, max_waiting: int = 1024,
-                 window_s: float = 0.0) -> None:
+    def __init__(self, store: KnowledgeStore, *, workers: int = 2, max_batch: int = 16,
+                 max_waiting: int = 1024) -> None:
         """``workers`` 2 suits the 2-core target (one batch encodes while the other searches);
         ``max_batch`` 16 is past the encoder's gain (6.0 ms per query in batches of 8 against 7.1 alone,
         no better at 32, where padding to the longest text costs more)."""
-        if workers < 1 or max_batch < 1 or max_waiting < 1 or window_s < 0:
-            raise ValueError("need workers, max_batch and max_waiting >= 1 and window_s >= 0")
+        if workers < 1 or max_batch < 1 or max_waiting < 1:
+            raise ValueError("need workers, max_batch and max_waiting >= 1")
         self.store = store
         # Its own threads: the loop's default executor also runs the classifier's encoder calls, and a batch
         # queued behind a burst of those would spend its callers' deadlines waiting for unrelated work.
@@ -59,7 +60,6 @@ class SearchBatcher:
         self._idle = workers
         self._max_batch = max_batch
         self._max_waiting = max_waiting
-        self._window_s = window_s
         self._waiting: deque[_Waiting] = deque()
         self._scheduled = False
 
@@ -87,10 +87,7 @@ class SearchBatcher:
         if self._scheduled or not self._idle or not self._waiting:
             return
         self._scheduled = True
-        if self._window_s:
-            loop.call_later(self._window_s, self._dispatch, loop)
-        else:
-            loop.call_soon(self._dispatch, loop)
+        loop.call_soon(self._dispatch, loop)  # after the searches queued in this turn of the loop
 
     def _dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start a batch on each idle worker while searches wait (runs on the loop)."""
