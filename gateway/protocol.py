@@ -28,6 +28,9 @@ FORBIDDEN_FIELDS = frozenset({
     "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_region_name", "aws_profile_name",
     "vertex_credentials", "vertex_project", "vertex_location", "extra_headers", "headers", "proxy",
     "proxies", "endpoint", "url", "http_client", "default_headers", "user_config",
+    # LiteLLM's own routing switches: refused for every target, since an OpenAI-compatible upstream
+    # may itself be a LiteLLM proxy that would honour them.
+    "fallbacks", "context_window_fallback_dict", "mock_response", "model_list", "extra_body",
 })
 _FORBIDDEN_SUFFIXES = ("_api_key", "_api_base", "_base_url", "_endpoint", "_credentials", "_token_provider")
 

@@ -64,7 +64,8 @@ def test_unexposed_target_cannot_be_called_by_name(gateway: ServerThread) -> Non
 
 
 @pytest.mark.parametrize("field", ["api_base", "base_url", "api_key", "azure_endpoint", "custom_llm_provider",
-                                   "anthropic_api_key", "extra_headers", "API_BASE"])
+                                   "anthropic_api_key", "extra_headers", "API_BASE", "fallbacks",
+                                   "mock_response", "extra_body"])
 def test_clients_cannot_steer_upstream_connections(gateway: ServerThread, fake: FakeUpstream, field: str) -> None:
     body = {"model": "chat", "messages": MESSAGES, field: "http://evil.invalid"}
     assert_envelope(post(gateway, body), 400, "forbidden_parameter", field)

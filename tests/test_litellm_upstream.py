@@ -19,6 +19,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.errors import InvalidRequest
+from gateway.protocol import FORBIDDEN_FIELDS
 from gateway.settings import Settings
 from gateway.upstream import litellm_client
 from policies import Target
@@ -309,7 +310,9 @@ def test_litellm_switches_in_the_body_are_refused_and_nothing_leaves(
                           json={"model": "assistant", "messages": HI, field: value})
     assert response.status_code == 400, response.text
     error = response.json()["error"]
-    assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", "unsupported_parameter", field)
+    # Switches every target refuses are forbidden; the rest fall outside litellm's allowlist.
+    code = "forbidden_parameter" if field in FORBIDDEN_FIELDS else "unsupported_parameter"
+    assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", code, field)
     assert recorder.received == []
     assert fake.received == [], "refused before any upstream call"
 
