@@ -19,7 +19,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api import routes
+from gateway.api import docs_page, routes
 from gateway.api.openapi import document
 from gateway.arm_choice import ArmChooser
 from gateway.attempts import AttemptRunner
@@ -185,7 +185,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     app = FastAPI(routes=routes, lifespan=_lifespan, middleware=[Middleware(EdgeGuard, edge=settings.edge)],
                   exception_handlers={HTTPException: _http_error, RequestValidationError: _invalid,
                                       GatewayError: _gateway_error, Exception: _unhandled},
-                  redoc_url=None, telemetry={"tracing": False, "metrics": False, "logs": False})
+                  docs_url=None, redoc_url=None, telemetry={"tracing": False, "metrics": False, "logs": False})
 
     def openapi() -> dict[str, Any]:
         if not app.openapi_schema:
@@ -193,6 +193,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.router.routes.extend(docs_page.routes)  # served, not described: the page of the document itself
     app.state.settings = settings
     app.state.clock = clock
     return app
