@@ -138,10 +138,14 @@ class AttemptRunner:
                 return await self._attempt(call, plan, deadline, journey)
         raise AssertionError("tenacity reraises the last error")  # pragma: no cover
 
-    async def run(self, call: Call[Result], first: Plan, rest: Iterator[Plan],
-                  journey: Journey) -> tuple[Plan, Result]:
-        """The plan that succeeded and its result; the last error when every plan failed."""
-        deadline = self._clock() + first.deadline_s
+    async def run(self, call: Call[Result], first: Plan, rest: Iterator[Plan], journey: Journey,
+                  deadline: float | None = None) -> tuple[Plan, Result]:
+        """The plan that succeeded and its result; the last error when every plan failed.
+
+        ``deadline`` (on this runner's clock) is the request's own when work before the first
+        attempt, such as retrieval, already spent part of it; by default the route's starts now.
+        """
+        deadline = self._clock() + first.deadline_s if deadline is None else deadline
         plan: Plan | None = first
         last_error: GatewayError | None = None
         while plan is not None:

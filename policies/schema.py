@@ -222,6 +222,17 @@ class Route(_Strict):
     classifier: Classifier | None = None
     economics: Economics | None = None
 
+    @model_validator(mode="after")
+    def _retrieval_leaves_time_to_answer(self) -> Route:
+        """Retrieval spends the request's deadline too: a knowledge timeout as long as the deadline could
+        leave the upstream no time at all, so each arm's must be shorter."""
+        for name in ARM_NAMES:
+            arm = getattr(self.arms, name)
+            if arm is not None and arm.knowledge is not None and arm.knowledge.timeout_ms >= self.deadline_s * 1000:
+                raise ValueError(f"arms.{name}.knowledge.timeout_ms ({arm.knowledge.timeout_ms}) must be shorter "
+                                 f"than the route's deadline_s ({self.deadline_s:g} s)")
+        return self
+
 
 class Shadow(_Strict):
     """Mirror a share of a route's requests to a candidate target, off the client's path."""

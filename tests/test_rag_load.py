@@ -22,7 +22,7 @@ from gateway.settings import Settings
 from retrieval import KnowledgeStore, chroma_dir, ingest_paths
 from tests.conftest import POLICY
 from tests.support.chroma_server import ChromaServer
-from tests.support.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.metrics import scrape
 from tests.support.polling import poll
 from tests.support.servers import ServerThread
@@ -115,8 +115,8 @@ def test_a_hung_then_lost_chroma_is_answered_by_the_deadline_marked_counted_and_
     with ChromaServer() as chroma:
         assert chroma.process is not None
         ingest(KnowledgeStore.server(chroma.url), tmp_path)
-        # The route's deadline (1 s) is what bounds the wait here, not the knowledge timeout (10 s).
-        settings = Settings(policies_dir=policies(tmp_path, fake_server[1].url, deadline_s=1),
+        # The knowledge timeout (1 s) bounds the wait; the deadline (30 s) leaves the upstream time to answer.
+        settings = Settings(policies_dir=policies(tmp_path, fake_server[1].url, deadline_s=30, timeout_ms=1000),
                             data_dir=tmp_path / "var", chroma_url=chroma.url)
         server = ServerThread(create_app(settings)).start()
         try:
@@ -125,7 +125,7 @@ def test_a_hung_then_lost_chroma_is_answered_by_the_deadline_marked_counted_and_
 
             chroma.process.send_signal(signal.SIGSTOP)  # hung: connections are accepted, nothing answers
             try:
-                hung = ask(server, timeout_s=8)  # far below the knowledge timeout: only the deadline ends the wait
+                hung = ask(server, timeout_s=8)  # far below the deadline: only the knowledge timeout ends the wait
                 assert hung.headers["x-gateway-rag"] == "timeout"
                 assert "x-gateway-sources" not in hung.headers
                 assert "<knowledge>" not in str(fake.received[-1]["messages"])
@@ -140,5 +140,33 @@ def test_a_hung_then_lost_chroma_is_answered_by_the_deadline_marked_counted_and_
             assert down.headers["x-gateway-rag"] == "unavailable"
             assert rag_count(server, "unavailable") == 1
             assert any("failed, answering without context" in r.getMessage() for r in caplog.records)
+        finally:
+            server.stop()
+
+
+def test_retrieval_spends_the_requests_deadline_not_a_fresh_one(
+        tmp_path: Path, fake_server: tuple[FakeUpstream, ServerThread], fake: FakeUpstream) -> None:
+    """A hung store takes the knowledge timeout (1 s) of a 1.5 s deadline: the upstream gets what is left.
+
+    The upstream answers after 0.8 s, which fits a deadline restarted after retrieval but not the
+    0.5 s this request really has left, so the gateway must give up with 504 (the deadline).
+    """
+    with ChromaServer() as chroma:
+        assert chroma.process is not None
+        ingest(KnowledgeStore.server(chroma.url), tmp_path)
+        settings = Settings(policies_dir=policies(tmp_path, fake_server[1].url, deadline_s=1.5, timeout_ms=1000),
+                            data_dir=tmp_path / "var", chroma_url=chroma.url)
+        server = ServerThread(create_app(settings)).start()
+        try:
+            ready(server)
+            chroma.process.send_signal(signal.SIGSTOP)
+            try:
+                fake.then(Action(delay_s=0.8))
+                late = httpx.post(server.url + "/v1/chat/completions", timeout=30,
+                                  json={"model": "kb", "messages": [{"role": "user", "content": QUESTIONS[0]}]})
+            finally:
+                chroma.process.send_signal(signal.SIGCONT)
+            assert late.status_code == 504, late.text
+            assert late.json()["error"]["code"] == "upstream_timeout"
         finally:
             server.stop()

@@ -98,7 +98,8 @@ def _streamed(gateway: GatewayState, plan: Plan, record: RequestRecord, stream: 
 async def _serve(gateway: GatewayState, policy: PolicySet, record: RequestRecord, body: dict[str, Any],
                  chat: ChatCompletionRequest, first: Plan) -> Response:
     """Call upstream through retries, breakers and fallbacks; answer from whichever plan succeeded."""
-    grounding = _Grounding(gateway, record, body, time.monotonic() + first.deadline_s)
+    deadline = time.monotonic() + first.deadline_s  # one for retrieval and every attempt (the runner's clock)
+    grounding = _Grounding(gateway, record, body, deadline)
     journey = Journey()
 
     async def call(plan: Plan) -> UpstreamReply | UpstreamStream:
@@ -117,7 +118,7 @@ async def _serve(gateway: GatewayState, policy: PolicySet, record: RequestRecord
     gateway.shadow.maybe_mirror(policy, first.route, first.shadow, first.payload)
     try:
         final, result = await gateway.attempts.run(
-            call, first, alternates(policy, body, chat, first), journey)
+            call, first, alternates(policy, body, chat, first), journey, deadline)
     finally:
         record.attempts, record.fallback = journey.attempts, journey.header()
     if isinstance(result, UpstreamReply):
