@@ -105,10 +105,12 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], model: str, key: str 
 
 
 def start(name: str, command: list[str], port: int, model: str, env: dict[str, str] | None = None,
-          key: str | None = None) -> System:
+          key: str | None = None, output: Path | None = None) -> System:
+    """Start ``command`` and wait for its first completion; its stdout and stderr go to ``output`` (else nowhere)."""
     began = time.monotonic()
-    process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    sink = output.open("wb") if output is not None else subprocess.DEVNULL
+    process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=sink, stderr=sink,
+                               start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, process, model, key)
     return System(name, url, model, process, key, time.monotonic() - began)
