@@ -4,7 +4,8 @@ Prometheus counters are per process; this ledger gives every replica (and the
 built-in views) the cluster's totals. Requests are written in batches by one
 background writer (the hot path only appends to a list), each batch by one
 Lua script that claims every request id first (``SET NX`` with a TTL), so a
-retried write can never count a request twice. Besides the all-time totals
+retried write can never count a request twice: the gateway's own id, since a
+client's ``x-request-id`` may be shared by many requests. Besides the all-time totals
 (``GET /v1/ledger``) the script adds each request to its time bucket of the
 economics window (:mod:`gateway.traffic_window`), which expires once it has
 left the window: the live break-even then survives restarts and sees every

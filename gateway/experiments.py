@@ -3,13 +3,15 @@
 Assignment is stateless (``policies.assignment``), so replicas agree without
 talking. Each finished request of an experiment becomes an ``Outcome`` in the
 outcome store (Redis when configured, else local files), written off the
-request path; feedback joins it there by request id.
+request path; feedback joins it there by the gateway's request id, from the
+key that made the request or with the request's feedback token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Mapping
 
@@ -26,6 +28,7 @@ from policies import (
     assign,
     experiment_for,
     experiment_key,
+    token_digest,
 )
 
 log = logging.getLogger("hybrid_gateway.experiments")
@@ -49,6 +52,12 @@ def assign_variant(policy: PolicySet, chat: ChatCompletionRequest,
     return assignment, experiment.variants[assignment.variant]
 
 
+def feedback_token() -> str:
+    """A secret for the caller of one experiment request (``x-gateway-feedback-token``): feedback that carries
+    it is accepted from any caller, e.g. a service collecting users' ratings with its own key or none."""
+    return secrets.token_urlsafe(18)
+
+
 class OutcomeRecorder:
     """A ledger hook: stores each finished experiment request, without delaying its response."""
 
@@ -62,7 +71,8 @@ class OutcomeRecorder:
         outcome = Outcome(request_id=record.request_id, experiment=record.experiment, variant=record.variant,
                           route=record.route, arm=record.arm, target=record.target, status=record.status,
                           latency_ms=record.elapsed() * 1000, cost_usd=record.cost_usd,
-                          crossed=bool(record.fallback), keyed=record.keyed, at=time.time())
+                          crossed=bool(record.fallback), keyed=record.keyed, at=time.time(), owner=record.owner,
+                          token=token_digest(record.feedback_token) if record.feedback_token else None)
         task = asyncio.get_running_loop().create_task(self._write(outcome))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import binascii
 import re
-import uuid
+import secrets
 from typing import Any, TypeVar
 
 import orjson
@@ -23,7 +23,7 @@ from gateway.errors import (
     UnsupportedMediaType,
 )
 from gateway.protocol import forbidden_field
-from gateway.settings import Settings
+from gateway.settings import Settings, digest_key
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # Browsers answer this challenge by asking for a user name and password once, then send them with every
@@ -33,10 +33,19 @@ _MAX_REPORTED_ERRORS = 5
 Model = TypeVar("Model", bound=BaseModel)
 
 
-def request_id(request: Request) -> str:
-    """The caller's ``x-request-id`` when it is safe to echo and log, else a fresh one."""
+def new_request_id() -> str:
+    """The gateway's own id of a request: what every ledger, window, outcome and feedback record is keyed on.
+
+    Unguessable (96 random bits), so no client can collide with, or claim, another request's records.
+    """
+    return "gw-" + secrets.token_hex(12)
+
+
+def client_request_id(request: Request) -> str | None:
+    """The caller's ``x-request-id`` when it is safe to echo and log: kept for correlation only, never as a key,
+    since a caller may reuse one trace id over many calls (or pick another caller's)."""
     given = request.headers.get("x-request-id", "")
-    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    return given if _REQUEST_ID.fullmatch(given) else None
 
 
 def _basic_password(credentials: str) -> str:
@@ -60,15 +69,21 @@ def _bearer(request: Request, *, browser: bool = False) -> str:
     return key.strip()
 
 
-def authenticate(request: Request, settings: Settings) -> None:
-    """Client endpoints: open unless API keys are configured.
+def authenticate(request: Request, settings: Settings) -> str | None:
+    """Client endpoints: open unless API keys are configured. Returns the caller's owner tag (see below).
 
     GET requests (reads without side effects, which CORS keeps other sites from reading) also
     take the key as a Basic password, so a browser can open the dashboard behind keys.
+    The owner tag (16 hex digits of the key's digest; None while keys are off) is stored with a
+    request's experiment outcome, so only the key that made a request may give feedback on it.
     """
+    if not settings.api_key_digests:
+        return None
     browser = request.method == "GET"
-    if settings.api_key_digests and not settings.key_allowed(_bearer(request, browser=browser)):
+    key = _bearer(request, browser=browser)
+    if not settings.key_allowed(key):
         raise AuthenticationFailed("Incorrect API key provided.", headers=BROWSER_CHALLENGE if browser else None)
+    return digest_key(key)[:16]
 
 
 def authenticate_monitoring(request: Request, settings: Settings) -> None:

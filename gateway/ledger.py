@@ -21,8 +21,12 @@ from gateway.metrics import Metrics
 
 @dataclass
 class RequestRecord:
+    """``request_id`` is the gateway's own (``gateway.intake.new_request_id``), the key of every record made
+    from this one; ``client_request_id`` is the caller's ``x-request-id``, echoed and logged for correlation."""
+
     request_id: str
     endpoint: str
+    client_request_id: str | None = None
     started: float = field(default_factory=time.perf_counter)
     route: str = ""
     arm: str = ""
@@ -43,6 +47,8 @@ class RequestRecord:
     attempts: int = 0
     fallback: str = ""
     sources: str = ""
+    owner: str | None = None  # the caller's key tag (gateway.intake.authenticate); None while keys are off
+    feedback_token: str | None = None  # given to the caller of an experiment request, to send with feedback
     closed: bool = False
 
     def elapsed(self) -> float:
@@ -103,7 +109,8 @@ class Ledger:
         usage = record.usage
         self._access.write(orjson.dumps({
             "ts": datetime.now(UTC),  # when the request finished; orjson writes ISO 8601 with a Z
-            "request_id": record.request_id, "endpoint": record.endpoint, "route": record.route,
+            "request_id": record.request_id, "client_request_id": record.client_request_id,
+            "endpoint": record.endpoint, "route": record.route,
             "arm": record.arm, "target": record.target, "variant": record.variant, "status": record.status,
             "error": record.error_code, "stream": record.stream, "latency_ms": round(duration * 1000, 3),
             "overhead_ms": round(record.overhead_s() * 1000, 3),

@@ -13,6 +13,7 @@ from policies.outcomes import (
     OutcomeStore,
     OutcomesUnavailable,
     outcome_store,
+    token_digest,
 )
 from policies.reloader import PolicyHolder, ReloadResult
 from policies.resolution import Resolution, experiment_for, public_names, resolve
@@ -85,4 +86,5 @@ __all__ = [
     "render_table",
     "report",
     "resolve",
+    "token_digest",
 ]

@@ -1,7 +1,9 @@
 """The record of served requests and their feedback, which experiment reports are built from.
 
-Every request served inside an experiment leaves an ``Outcome``; clients may later
-send ``Feedback`` for it by request id. One feedback per request counts: a second
+Every request served inside an experiment leaves an ``Outcome``, keyed on the
+gateway's own (unguessable) request id; clients may later send ``Feedback`` for it
+by that id, if they made the request with the same key or hold its feedback token
+(``Outcome.answers_to``). One feedback per request counts: a second
 one is refused (``FeedbackExists``) unless the caller asks to replace, and then the
 latest wins (by its ``at``, so a replayed old feedback never overwrites a newer one).
 
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -48,6 +52,9 @@ class Outcome:
 
     ``crossed`` marks a fallback that crossed variants (served by the other side), which
     reports keep apart; ``keyed`` marks sticky assignment (see ``policies.assignment``).
+    ``owner`` tags the API key that made the request (None without keys) and ``token`` is the
+    ``token_digest`` of the feedback token its caller was given: who may give feedback on it.
+    Outcomes recorded before these existed have neither, so take no feedback.
     """
 
     request_id: str
@@ -62,6 +69,19 @@ class Outcome:
     crossed: bool
     keyed: bool
     at: float
+    owner: str | None = None
+    token: str | None = None
+
+    def answers_to(self, owner: str | None, token: str | None) -> bool:
+        """Whether feedback from the key tagged ``owner``, carrying ``token``, may judge this request."""
+        if token is not None and self.token is not None and hmac.compare_digest(token_digest(token), self.token):
+            return True
+        return owner is not None and self.owner is not None and hmac.compare_digest(owner, self.owner)
+
+
+def token_digest(token: str) -> str:
+    """What is stored of a feedback token: its SHA-256, so reading the record does not grant feedback."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,10 @@ import pytest
 from scipy import stats
 
 from gateway.app import create_app
-from gateway.settings import Settings
+from gateway.settings import Settings, digest_key
 from tests.conftest import POLICY
 from tests.support.fake_upstream import Action, FakeUpstream
+from tests.support.feedback import give_feedback
 from tests.support.metrics import scrape
 from tests.support.polling import poll
 from tests.support.process import GatewayProcess
@@ -115,8 +116,7 @@ def test_feedback_and_report_match_an_independent_computation(local_gateway: Ser
         response = ask(local_gateway, f"fb-{index}")
         variant = response.headers["x-gateway-variant"]
         success = (index % 3 != 0) if variant == "control" else (index % 5 != 0)
-        given = httpx.post(local_gateway.url + "/v1/feedback",
-                           json={"request_id": response.headers["x-request-id"], "success": success})
+        given = give_feedback(local_gateway.url, response, success=success)
         assert given.status_code == 200 and given.json()["variant"] == variant
         outcomes[variant].append(success)
     unknown = httpx.post(local_gateway.url + "/v1/feedback", json={"request_id": "nope", "success": True})
@@ -149,8 +149,7 @@ def test_crossed_requests_are_excluded_and_counted(local_gateway: ServerThread, 
     fake.then(Action(status=500))  # the treatment's fine-tuned target fails: the prompted arm answers
     response = ask(local_gateway, treated)
     assert response.headers["x-gateway-fallback"] == "small>big:server_error"
-    httpx.post(local_gateway.url + "/v1/feedback", json={"request_id": response.headers["x-request-id"],
-                                                          "success": True})
+    give_feedback(local_gateway.url, response, success=True)
     poll(lambda: httpx.get(local_gateway.url + "/v1/experiments/ft-rollout").json()["variants"][1]
              ["excluded_crossed"] == 1, "the crossed request in the report")
 
@@ -170,11 +169,9 @@ def test_two_gateways_sharing_redis_agree(tmp_path: Path, fake_server: tuple[Fak
             assert first.headers["x-gateway-variant"] == second.headers["x-gateway-variant"]
         # Feedback given to one replica joins a request served by the other.
         served = ask(servers[0], "cross-replica")
-        given = httpx.post(servers[1].url + "/v1/feedback", json={"request_id": served.headers["x-request-id"],
-                                                                  "score": 4.5})
+        given = give_feedback(servers[1].url, served, score=4.5)
         assert given.status_code == 200
-        again = httpx.post(servers[0].url + "/v1/feedback", json={"request_id": served.headers["x-request-id"],
-                                                                  "score": 1.5})
+        again = give_feedback(servers[0].url, served, score=1.5)
         assert again.status_code == 409 and again.json()["error"]["code"] == "feedback_exists"
     finally:
         for server in servers:
@@ -205,8 +202,7 @@ def test_redis_outage_keeps_serving_and_resyncs(tmp_path: Path, fake_server: tup
             assert metric(gateway, "gateway_redis_up") == 1
             # The test Redis keeps nothing on disk, so the request from before the outage died with it;
             # the one served during the outage was journalled locally and replayed, exactly once.
-            given = httpx.post(gateway.url + "/v1/feedback", json={"request_id": during.headers["x-request-id"],
-                                                                   "success": True})
+            given = give_feedback(gateway.url, during, success=True)
             assert given.status_code == 200
             report = httpx.get(gateway.url + "/v1/experiments/ft-rollout").json()
             assert sum(v["n"] for v in report["variants"]) == 1
@@ -218,8 +214,7 @@ def test_redis_outage_keeps_serving_and_resyncs(tmp_path: Path, fake_server: tup
 def test_report_cli_reads_the_same_store(local_gateway: ServerThread, fake: FakeUpstream, tmp_path: Path) -> None:
     for index in range(8):
         response = ask(local_gateway, f"cli-{index}")
-        httpx.post(local_gateway.url + "/v1/feedback", json={"request_id": response.headers["x-request-id"],
-                                                             "score": float(index)})
+        give_feedback(local_gateway.url, response, score=float(index))
     served = httpx.get(local_gateway.url + "/v1/experiments/ft-rollout").json()
     base = [sys.executable, "-m", "gateway.cli", "experiments", "report", "ft-rollout",
             "--policies", str(tmp_path / "policies"), "--data-dir", str(tmp_path / "var")]
@@ -241,8 +236,7 @@ def test_two_gateway_processes_on_one_redis_agree(shared_redis: tuple[str, str])
             variants = {ask_process(gateway, f"proc-{index}").headers["x-gateway-variant"] for gateway in gateways}
             assert len(variants) == 1
         served = ask_process(gateways[0], "proc-feedback")
-        given = httpx.post(gateways[1].url + "/v1/feedback",
-                           json={"request_id": served.headers["x-request-id"], "success": True})
+        given = give_feedback(gateways[1].url, served, success=True)
         assert given.status_code == 200 and given.json()["variant"] == served.headers["x-gateway-variant"]
     finally:
         for gateway in gateways:
@@ -279,10 +273,10 @@ def _mean_score(server: ServerThread, variant: str) -> tuple[int, float | None]:
 def test_feedback_fits_the_declared_scale_and_a_repeat_is_refused_unless_replacing(
         local_gateway: ServerThread, fake: FakeUpstream) -> None:
     served = ask(local_gateway, "scaled-user")
-    request_id, variant = served.headers["x-request-id"], served.headers["x-gateway-variant"]
+    variant = served.headers["x-gateway-variant"]
 
     def give(**body: object) -> httpx.Response:
-        return httpx.post(local_gateway.url + "/v1/feedback", json={"request_id": request_id, **body})
+        return give_feedback(local_gateway.url, served, **body)
 
     outside = give(score=-1000)  # the policy declares feedback: {min: 0, max: 10}
     assert outside.status_code == 400
@@ -299,3 +293,52 @@ def test_feedback_fits_the_declared_scale_and_a_repeat_is_refused_unless_replaci
     replaced = give(score=0.2, replace=True)
     assert replaced.status_code == 200
     assert _mean_score(local_gateway, variant) == (1, 0.2)
+
+
+def test_a_repeated_client_request_id_keeps_every_outcome(local_gateway: ServerThread, fake: FakeUpstream) -> None:
+    served = [ask(local_gateway, f"traced-{index}", **{"x-request-id": "one-trace"}) for index in range(3)]
+    assert {response.headers["x-request-id"] for response in served} == {"one-trace"}
+    poll(lambda: sum(v["n"] for v in httpx.get(local_gateway.url + "/v1/experiments/ft-rollout").json()["variants"])
+         == 3, "three outcomes, none overwritten")
+    for index, response in enumerate(served):  # each is its own request, with its own feedback
+        assert give_feedback(local_gateway.url, response, score=float(index)).status_code == 200
+    report = httpx.get(local_gateway.url + "/v1/experiments/ft-rollout").json()
+    assert sum(v["n_feedback"] for v in report["variants"]) == 3
+
+
+def _unknown(response: httpx.Response) -> bool:
+    """The answer to feedback on an id that is not on record: the same whether it exists or not."""
+    return response.status_code == 404 and response.json()["error"]["param"] == "request_id"
+
+
+def test_without_keys_feedback_needs_the_responses_token(local_gateway: ServerThread, fake: FakeUpstream) -> None:
+    served = ask(local_gateway, "tokened")
+    assert _unknown(give_feedback(local_gateway.url, served, token=False, success=True))
+    forged = give_feedback(local_gateway.url, served, token=False, success=True, feedback_token="guess")
+    assert _unknown(forged)
+    nowhere = httpx.post(local_gateway.url + "/v1/feedback", json={"request_id": "gw-" + "0" * 24, "success": True})
+    assert _unknown(nowhere)
+    assert forged.json()["error"]["message"].replace(served.headers["x-gateway-request-id"], "<id>") == \
+        nowhere.json()["error"]["message"].replace("gw-" + "0" * 24, "<id>")
+    assert give_feedback(local_gateway.url, served, success=True).status_code == 200
+
+
+def test_feedback_comes_from_the_requests_key_or_carries_its_token(
+        tmp_path: Path, fake_server: tuple[FakeUpstream, ServerThread], fake: FakeUpstream) -> None:
+    policies = write_policies(tmp_path / "policies", fake_server[1].url, share=0.0)
+    keys = frozenset({digest_key("sk-maker"), digest_key("sk-other")})
+    server = ServerThread(create_app(Settings(policies_dir=policies, data_dir=tmp_path / "var",
+                                              api_key_digests=keys))).start()
+    maker, other = ({"authorization": f"Bearer {key}"} for key in ("sk-maker", "sk-other"))
+    try:
+        served = httpx.post(server.url + "/v1/chat/completions", headers=maker, timeout=30, json={
+            "model": "ab", "user": "keyed", "messages": [{"role": "user", "content": "hi"}]})
+        assert served.status_code == 200
+        assert _unknown(give_feedback(server.url, served, token=False, headers=other, success=True))
+        assert give_feedback(server.url, served, token=False, headers=maker, success=True).status_code == 200
+        # A token the response gave works from any key: e.g. a service collecting its users' ratings.
+        assert give_feedback(server.url, served, headers=other, success=False, replace=True).status_code == 200
+        report = httpx.get(server.url + "/v1/experiments/ft-rollout", headers=maker).json()
+        assert [(v["n"], v["n_feedback"]) for v in report["variants"] if v["n"]] == [(1, 1)]
+    finally:
+        server.stop()

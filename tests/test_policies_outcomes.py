@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,6 +20,7 @@ from policies.outcomes import (
     OutcomesUnavailable,
     SharedOutcomes,
     outcome_store,
+    token_digest,
 )
 from policies.shared_state import SharedState
 from tests.support.process import ROOT
@@ -71,6 +73,18 @@ async def test_record_feedback_and_rows(stores: StoreFactory) -> None:
     assert rows[1][1] is not None and rows[1][1].comment == "x" * MAX_COMMENT_CHARS
     assert [o.request_id for o, f in await store.rows("other")] == ["r3"]
     assert await store.rows("missing") == []
+
+
+async def test_who_may_judge_a_request_is_kept_by_every_store(stores: StoreFactory) -> None:
+    owned = dataclasses.replace(outcome("r1"), owner="a" * 16, token=token_digest("t0ken"))
+    await stores().record(owned)
+    await stores().record(outcome("legacy"))  # as recorded before owners and tokens existed
+    kept, legacy = await stores().outcome("r1"), await stores().outcome("legacy")
+    assert kept is not None and kept == owned and legacy is not None
+    assert kept.answers_to("a" * 16, None) and kept.answers_to(None, "t0ken") and kept.answers_to("b" * 16, "t0ken")
+    assert not any(kept.answers_to(owner, token) for owner, token in (("b" * 16, None), (None, "t0ke"), (None, None),
+                                                                      ("b" * 16, token_digest("t0ken"))))
+    assert not legacy.answers_to(None, "t0ken") and not legacy.answers_to("a" * 16, None)
 
 
 async def test_unknown_request_id(stores: StoreFactory) -> None:

@@ -75,6 +75,7 @@ def test_context_reaches_the_upstream_and_sources_come_back(kb: ServerThread, fa
     assert response.headers["x-gateway-rag"] == "hit"
     assert response.headers["x-gateway-sources"] == "shipping.md"
     assert response.json()["gateway"]["sources"][0]["source"] == "shipping.md"
+    assert response.json()["gateway"]["request_id"] == response.headers["x-gateway-request-id"]  # for feedback
     system = fake.received[-1]["messages"][0]
     assert system["role"] == "system"
     assert "[1] (source: shipping.md)" in system["content"]

@@ -14,8 +14,8 @@ from gateway.accounting import cost_usd, format_cost, reply_usage
 from gateway.api.common import failure, gateway_headers, state_of
 from gateway.attempts import Journey
 from gateway.errors import InvalidRequest
-from gateway.experiments import assign_variant
-from gateway.intake import authenticate, read_json, request_id, validate
+from gateway.experiments import assign_variant, feedback_token
+from gateway.intake import authenticate, client_request_id, new_request_id, read_json, validate
 from gateway.knowledge import RagOutcome
 from gateway.ledger import RequestRecord
 from gateway.plan import Plan, alternates, plan_chat
@@ -73,11 +73,12 @@ class _Grounding:
         return self._outcomes.get(plan.knowledge) if plan.knowledge is not None else None
 
 
-def _with_sources(reply: UpstreamReply, rag: RagOutcome | None) -> bytes:
-    """The upstream body, plus a ``gateway.sources`` field (ignored by OpenAI clients) when context was used."""
+def _with_sources(reply: UpstreamReply, rag: RagOutcome | None, request_id: str) -> bytes:
+    """The upstream body, plus a ``gateway`` field (ignored by OpenAI clients) when context was used: the
+    sources, and the gateway's request id (as in ``x-gateway-request-id``) for feedback."""
     if rag is None or not rag.sources:
         return reply.body
-    return orjson.dumps({**reply.data, "gateway": {"sources": rag.body_field()}})
+    return orjson.dumps({**reply.data, "gateway": {"sources": rag.body_field(), "request_id": request_id}})
 
 
 def _completed(gateway: GatewayState, plan: Plan, record: RequestRecord, reply: UpstreamReply,
@@ -86,7 +87,7 @@ def _completed(gateway: GatewayState, plan: Plan, record: RequestRecord, reply: 
     record.cost_usd = cost_usd(plan.target, record.usage)
     headers = gateway_headers(record, format_cost(record.cost_usd))
     gateway.ledger.close(record)
-    return Response(_with_sources(reply, rag), media_type="application/json", headers=headers)
+    return Response(_with_sources(reply, rag, record.request_id), media_type="application/json", headers=headers)
 
 
 def _streamed(gateway: GatewayState, plan: Plan, record: RequestRecord, stream: UpstreamStream) -> Response:
@@ -128,9 +129,9 @@ async def _serve(gateway: GatewayState, policy: PolicySet, record: RequestRecord
 
 async def chat_completions(request: Request) -> Response:
     gateway = state_of(request)
-    record = RequestRecord(request_id(request), "chat")
+    record = RequestRecord(new_request_id(), "chat", client_request_id(request))
     try:
-        authenticate(request, gateway.settings)
+        record.owner = authenticate(request, gateway.settings)
         body = await read_json(request, gateway.settings)
         chat = validate(ChatCompletionRequest, body)
         policy = gateway.policies.current  # one snapshot for the whole request, whatever reloads meanwhile
@@ -140,6 +141,7 @@ async def chat_completions(request: Request) -> Response:
         if assigned:
             record.experiment, record.variant, record.keyed = (assigned[0].experiment, assigned[0].variant,
                                                                assigned[0].keyed)
+            record.feedback_token = feedback_token()
         decision = None if forced or (variant and variant.arm) else await gateway.chooser.choose(
             policy, chat.model, body["messages"])
         plan = plan_chat(policy, body, chat, forced, decision.arm if decision else None, variant)

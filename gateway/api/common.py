@@ -27,9 +27,21 @@ def _journey_headers(record: RequestRecord) -> dict[str, str]:
     return headers
 
 
+def _id_headers(record: RequestRecord) -> dict[str, str]:
+    """The caller's id echoed (the gateway's when it sent none) and the gateway's, which feedback names."""
+    return {"x-request-id": record.client_request_id or record.request_id,
+            "x-gateway-request-id": record.request_id}
+
+
+def _named(record: RequestRecord) -> str:
+    """How logs name a request: the gateway's id, and the caller's for correlation."""
+    given = record.client_request_id
+    return f"{record.request_id} (x-request-id {given})" if given else record.request_id
+
+
 def gateway_headers(record: RequestRecord, cost: str) -> dict[str, str]:
     headers = {
-        "x-request-id": record.request_id,
+        **_id_headers(record),
         "x-gateway-route": record.route,
         "x-gateway-arm": record.arm,
         "x-gateway-target": record.target,
@@ -45,6 +57,8 @@ def gateway_headers(record: RequestRecord, cost: str) -> dict[str, str]:
         if record.sources:
             headers["x-gateway-sources"] = record.sources
     if record.experiment:
+        if record.feedback_token:
+            headers["x-gateway-feedback-token"] = record.feedback_token
         headers["x-gateway-experiment"] = record.experiment
         headers["x-gateway-variant"] = record.variant
         headers["x-gateway-assignment"] = "keyed" if record.keyed else "unkeyed"
@@ -56,13 +70,13 @@ def gateway_headers(record: RequestRecord, cost: str) -> dict[str, str]:
 def failure(gateway: GatewayState, record: RequestRecord, exc: Exception) -> Response:
     """Account a failed request and render its error; unexpected exceptions become a bare 500."""
     if not isinstance(exc, GatewayError):
-        log.exception("unhandled error in request %s", record.request_id)
+        log.exception("unhandled error in request %s", _named(record))
         exc = InternalError("The gateway failed to handle the request.")
     elif isinstance(exc, ClientClosedRequest):  # routine on any public endpoint: not an error of ours
-        log.info("request %s: %s", record.request_id, exc.message)
+        log.info("request %s: %s", _named(record), exc.message)
     record.status, record.error_code = exc.status, exc.code
     gateway.ledger.close(record)
-    headers = {"x-request-id": record.request_id}
+    headers = _id_headers(record)
     if record.route:
         headers.update({"x-gateway-route": record.route, "x-gateway-arm": record.arm,
                         "x-gateway-target": record.target})

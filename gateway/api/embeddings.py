@@ -18,7 +18,7 @@ from starlette.routing import Route
 from gateway.accounting import Usage, cost_usd, estimate_tokens, estimate_tokens_upto, format_cost
 from gateway.api.common import failure, gateway_headers, state_of
 from gateway.errors import InvalidRequest, ModelNotFound
-from gateway.intake import authenticate, read_json, request_id, validate
+from gateway.intake import authenticate, client_request_id, new_request_id, read_json, validate
 from gateway.ledger import RequestRecord
 from gateway.limits import Limits
 from gateway.plan import DIRECT_ARM
@@ -70,7 +70,7 @@ def check_inputs(request: EmbeddingRequest, limits: Limits) -> None:
 
 async def embeddings(request: Request) -> Response:
     gateway = state_of(request)
-    record = RequestRecord(request_id(request), "embeddings")
+    record = RequestRecord(new_request_id(), "embeddings", client_request_id(request))
     try:
         authenticate(request, gateway.settings)
         body = await read_json(request, gateway.settings)

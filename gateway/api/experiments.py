@@ -1,10 +1,14 @@
 """POST /v1/feedback and GET /v1/experiments/{name}: close the A/B loop.
 
 Feedback is joined to the request's recorded outcome (and so to its variant)
-by request id; the report compares each variant with the first (control). A
-score must lie on its experiment's declared scale (``feedback: {min, max}``),
-and a request takes one feedback: a second is refused with 409 unless it says
-``"replace": true``, so neither a stray value nor a retry moves a mean unseen.
+by the gateway's request id (``x-gateway-request-id``), and only from the key
+that made the request or with the feedback token its response carried
+(``x-gateway-feedback-token``); anyone else gets the 404 of an unknown id, so an
+id's existence is not revealed either. The report compares each variant with
+the first (control). A score must lie on its experiment's declared scale
+(``feedback: {min, max}``), and a request takes one feedback: a second is
+refused with 409 unless it says ``"replace": true``, so neither a stray value
+nor a retry moves a mean unseen.
 """
 
 from __future__ import annotations
@@ -44,7 +48,11 @@ _COMMENT_LIMIT = 2000
 
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    request_id: str = Field(min_length=1, max_length=128)
+    request_id: str = Field(min_length=1, max_length=128,
+                            description="The gateway's id of the request: its x-gateway-request-id header.")
+    feedback_token: str | None = Field(
+        default=None, max_length=128, description="The request's x-gateway-feedback-token header: needed when the "
+        "feedback does not come with the API key that made the request (always, when keys are off).")
     score: float | None = Field(default=None, allow_inf_nan=False)  # its range is the experiment's scale
     success: bool | None = None
     comment: str | None = Field(default=None, max_length=_COMMENT_LIMIT)
@@ -79,14 +87,14 @@ def _check_scale(score: float | None, experiment: str, policy: PolicySet) -> Non
 async def feedback(request: Request) -> Response:
     gateway = state_of(request)
     try:
-        authenticate(request, gateway.settings)
+        owner = authenticate(request, gateway.settings)
         given = validate(FeedbackRequest, await read_json(request, gateway.settings))
         store = gateway.outcomes.store
         try:
             outcome = await store.outcome(given.request_id)
-            if outcome is None:
-                raise NotFound(f"No experiment request with id '{given.request_id}' is on record.",
-                               param="request_id")
+            if outcome is None or not outcome.answers_to(owner, given.feedback_token):
+                raise NotFound(f"No experiment request with id '{given.request_id}' made with this API key or "
+                               "feedback token is on record.", param="request_id")
             _check_scale(given.score, outcome.experiment, gateway.policies.current)
             await store.add_feedback(Feedback(request_id=given.request_id, score=given.score, success=given.success,
                                               comment=given.comment, at=time.time()), replace=given.replace)

@@ -37,7 +37,7 @@ _ERRORS = {
     400: "Invalid request: bad JSON, a parameter of the wrong type or value, a forbidden field.",
     401: "Missing or wrong API key (only when keys are configured).",
     403: "The admin API without admin keys configured.",
-    404: "Unknown model, experiment, request id or path.",
+    404: "Unknown model, experiment or path; a request id unknown, or not made with this key or feedback token.",
     409: "The request already has feedback (send replace: true to change it).",
     408: "The headers or the body did not arrive in time.",
     413: "Request body over the size limit.",
@@ -59,7 +59,9 @@ _UPSTREAM = (404, 422, 429, 502, 504)
 _TEXT = {"schema": {"type": "string"}}
 # On every served completion and embedding (docs/api.md lists the optional others: score, rag, experiment, ...).
 _SERVED_HEADERS = {name: {"description": meaning, "schema": {"type": "string"}, "required": True} for name, meaning in (
-    ("x-request-id", "The caller's x-request-id when it is a safe token, else a new id."),
+    ("x-request-id", "The caller's x-request-id when it is a safe token (echoed for correlation), else the "
+     "gateway's id."),
+    ("x-gateway-request-id", "The gateway's own id of the request, which feedback names."),
     ("x-gateway-route", "The route that served the request (the target's name for an exposed target)."),
     ("x-gateway-arm", "prompted, fine_tuned, or direct for an exposed target."),
     ("x-gateway-target", "The target that answered."),

@@ -135,6 +135,8 @@ class GatewayReplyField(_Open):
     """Added to the upstream's body when retrieved context was used; OpenAI clients ignore it."""
 
     sources: list[Source]
+    request_id: str | None = Field(default=None, description="The gateway's id of the request "
+                                   "(x-gateway-request-id), which POST /v1/feedback names.")
 
 
 class ChatCompletion(_Open):
