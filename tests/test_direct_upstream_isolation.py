@@ -56,15 +56,27 @@ def test_urls_inside_the_body_are_data_not_destinations(keyed_gateway: ServerThr
                                                         canary: tuple[Canary, str]) -> None:
     recorder, url = canary
     fake.then(Action(status=500))  # a retry too: the second attempt is built the same way
-    body = {"model": "keyed", "messages": [{"role": "user", "content": "hi"}],
-            "fallbacks": [{"model": "openai/x", "api_base": f"{url}/v1"}], "extra_body": {"base_url": url},
-            "metadata": {"api_base": url}, "mock_response": "owned"}
+    body = {"model": "keyed", "messages": [{"role": "user", "content": f"see {url}/v1"}],
+            "metadata": {"api_base": url}, "guided_json": {"base_url": url}}
     response = httpx.post(keyed_gateway.url + "/v1/chat/completions", json=body, timeout=30)
     assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["message"]["content"] == "Hello from the fake upstream."
     assert recorder.received == []
     assert [h["authorization"] for h in fake.headers] == [f"Bearer {KEY}"] * 2
-    assert fake.received[0]["fallbacks"] == body["fallbacks"], "forwarded as data to the target itself"
+    assert fake.received[0]["guided_json"] == body["guided_json"], "forwarded as data to the target itself"
+
+
+@pytest.mark.parametrize("field", ["fallbacks", "mock_response", "extra_body"])
+def test_litellm_switches_are_refused_for_direct_targets_too(keyed_gateway: ServerThread, fake: FakeUpstream,
+                                                             canary: tuple[Canary, str], field: str) -> None:
+    """An OpenAI-compatible target may itself be a LiteLLM proxy, which would honour these."""
+    recorder, url = canary
+    body = {"model": "keyed", "messages": [{"role": "user", "content": "hi"}],
+            field: [{"model": "openai/x", "api_base": f"{url}/v1"}]}
+    response = httpx.post(keyed_gateway.url + "/v1/chat/completions", json=body, timeout=30)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == field
+    assert recorder.received == [] and fake.received == []
 
 
 @pytest.mark.parametrize("field", ["api_base", "base_url", "extra_headers", "headers", "api_key", "organization"])
