@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from retrieval.batcher import SearchBatcher
+from retrieval.embeddings.minilm import MiniLMEncoder, prefix_chars
 from retrieval.store import Hit, Search
 
 Message = Mapping[str, Any]
@@ -48,6 +49,9 @@ INSTRUCTION = (
 _TAG_LOOKALIKE = re.compile(r"<\s*/?\s*knowledge\b[^>]*>", re.IGNORECASE)
 _CITATION_AT_LINE_START = re.compile(r"^(\s*)\[(\d+)\]", re.MULTILINE)
 _CONTROL_TOKEN = re.compile(r"<\|([^|<>]{0,40})\|>")
+#: The query is what the encoder reads: the local MiniLM keeps 256 word pieces, which come from at most
+#: this many characters (about 6,000 tokens of prose: within a provider embedding model's input too).
+QUERY_CHARS = prefix_chars(MiniLMEncoder.max_tokens)
 
 
 @dataclass(frozen=True)
@@ -79,17 +83,20 @@ class Augmentation(NamedTuple):
 
 
 def query_text(messages: Sequence[Message]) -> str:
-    """Text of the last user message; list contents contribute their text parts."""
+    """The first QUERY_CHARS characters of the last user message; list contents contribute their text parts.
+
+    Cut here, before the search is queued, so a multi-megabyte prompt is neither copied nor tokenised whole.
+    """
     for message in reversed(messages):
         if message.get("role") == "user":
             content = message.get("content")
             if isinstance(content, str):
-                return content.strip()
+                return content[:QUERY_CHARS].strip()
             if isinstance(content, list):
                 parts = [
                     p.get("text", "") for p in content if isinstance(p, Mapping) and p.get("type") == "text"
                 ]
-                return "\n".join(p for p in parts if isinstance(p, str)).strip()
+                return "\n".join(p[:QUERY_CHARS] for p in parts if isinstance(p, str))[:QUERY_CHARS].strip()
             return ""
     return ""
 
@@ -150,12 +157,19 @@ def inject_context(messages: Sequence[Message], context: str) -> list[dict[str, 
     return [{"role": "system", "content": context}, *out]
 
 
+def ground(messages: Sequence[Message], chosen: Sequence[Hit]) -> list[dict[str, Any]]:
+    """New messages: ``messages`` with the passages of ``chosen`` in their system message (a copy without any).
+
+    Separate from the search so one retrieval can ground several prompts, e.g. a fine-tuned arm's
+    and, on fallback, the prompted arm's own system prompt and few-shot examples.
+    """
+    return inject_context(messages, render_context(chosen)) if chosen else [dict(m) for m in messages]
+
+
 def with_hits(messages: Sequence[Message], hits: Sequence[Hit], config: AugmentConfig) -> Augmentation:
     """The rewrite for ``hits``; messages are unchanged when none is relevant enough."""
     chosen = select_hits(hits, config.min_score, config.max_context_tokens)
-    if not chosen:
-        return Augmentation([dict(m) for m in messages], [])
-    return Augmentation(inject_context(messages, render_context(chosen)), chosen)
+    return Augmentation(ground(messages, chosen), chosen)
 
 
 async def augment(

@@ -38,6 +38,8 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from retrieval.embeddings.minilm import prefix_chars
+
 from ._linear import (
     FORMAT_VERSION,
     UNJUDGEABLE,
@@ -55,6 +57,7 @@ from ._types import Score
 KIND = "embedding"
 TOPIC_TOKENS = 12
 TOPIC_WORDS = 48  # a cheap cap before tokenising: 48 words always exceed 12 word pieces
+TOPIC_CHARS = prefix_chars(TOPIC_WORDS)  # and before splitting: the characters 48 pieces can come from
 _P_CLIP = 1e-6
 _FIELDS = frozenset({"centroids", "centroid_values", "top", "temperature", "weights", "bias", "topic_mean"})
 
@@ -66,8 +69,12 @@ class Embedder(Protocol):
 
 
 def topic_text(text: str) -> str:
-    """The part of a judged turn the topic prior reads (the encoder truncates it further)."""
-    return " ".join(text.split()[:TOPIC_WORDS])
+    """The part of a judged turn the topic prior reads (the encoder truncates it further).
+
+    Cut by characters first: splitting or tokenising a multi-megabyte prompt whole costs memory
+    and CPU in proportion to its length, and at most TOPIC_WORDS pieces of its start are read.
+    """
+    return " ".join(text[:TOPIC_CHARS].split()[:TOPIC_WORDS])
 
 
 @lru_cache(maxsize=1)

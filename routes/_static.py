@@ -56,7 +56,7 @@ from ._linear import LinearClassifier, ModelFileError
 from ._types import Score
 
 KIND = "static"
-STATIC_PIECES = 48  # word pieces read; topic_text's 48-word cap comes first
+STATIC_PIECES = 48  # word pieces read; topic_text's 48-word (and character) cap comes first
 STATIC_DIMS = 128
 _PREFIX = "static_"
 
