@@ -6,7 +6,7 @@ explanation its vocabulary. Hashed n-grams let the linear model learn the rest f
 
 Everything here runs on the request path, so it is built for a bounded cost: regexes are compiled
 once, only the first `WINDOW` characters are scanned (the length features still see the full
-length), token hashes are cached, and n-gram hashing is vectorised with numpy. Hashes are CRC32 and
+length), token hashes of short words are cached within a byte budget, and n-gram hashing is vectorised with numpy. Hashes are CRC32 and
 multiply-shift, never Python's salted `hash()`, so a saved model means the same in every process.
 """
 
@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import math
 import re
+import sys
+import threading
 import zlib
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
@@ -104,9 +105,37 @@ class Features:
     n_shared: int
 
 
-@lru_cache(maxsize=1 << 17)
-def _token_hash(token: str) -> int:
-    return zlib.crc32(token.encode("utf-8"))
+class WordHashes(dict[str, int]):
+    """CRC32 of words, remembering those of at most `max_word_chars` characters within `max_bytes`.
+
+    Bounded by bytes, not entries: an entry cap let a few thousand long "words" (up to WINDOW
+    characters each) hold hundreds of megabytes. Long words are rare and repeat rarely, so they
+    are hashed each time; when the budget is spent the cache starts over. A hit is a plain dict
+    look-up (no Python call); a miss takes a lock so concurrent decisions keep the count exact.
+    """
+
+    def __init__(self, max_bytes: int, max_word_chars: int) -> None:
+        super().__init__()
+        self.max_bytes = max_bytes
+        self.max_word_chars = max_word_chars
+        self.bytes = 0
+        self._lock = threading.Lock()
+
+    def __missing__(self, word: str) -> int:
+        value = zlib.crc32(word.encode("utf-8"))
+        if len(word) <= self.max_word_chars:
+            cost = sys.getsizeof(word) + _ENTRY_BYTES
+            with self._lock:
+                if self.bytes + cost > self.max_bytes:
+                    self.clear()
+                    self.bytes = 0
+                self[word] = value
+                self.bytes += cost
+        return value
+
+
+_ENTRY_BYTES = 100  # the dict slot (its share of the table) and the int beside the word itself
+_WORD_HASHES = WordHashes(max_bytes=16 << 20, max_word_chars=32)
 
 
 def _mix(values: NDArray[np.uint64], bits: int) -> NDArray[np.int64]:
@@ -220,7 +249,7 @@ def _hashed(
     words: list[str], lower: str, multiple_choice: bool, bits: int
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """Word unigrams and bigrams and character n-grams, each group unit-norm, plus their format copy."""
-    token_hashes = np.fromiter(map(_token_hash, words), dtype=np.uint64, count=len(words))
+    token_hashes = np.fromiter(map(_WORD_HASHES.__getitem__, words), dtype=np.uint64, count=len(words))
     unigrams = (token_hashes & np.uint64((1 << bits) - 1)).astype(np.int64)
     bigrams = _mix(token_hashes[:-1] * _BIGRAM_SALT + token_hashes[1:], bits)
     chars = _char_ngram_hashes(np.frombuffer(lower.encode("utf-8"), dtype=np.uint8).astype(np.uint64), bits)

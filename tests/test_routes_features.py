@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import sys
 import zlib
 
 import numpy as np
 import pytest
 
-from routes._features import DENSE_NAMES, WINDOW, extract
+from routes._features import _ENTRY_BYTES, _WORD_HASHES, DENSE_NAMES, WINDOW, WordHashes, extract
 from routes._messages import content_text, conversation, prompt_messages
 
 BITS = 12
@@ -104,6 +105,25 @@ def test_long_text_is_scanned_only_within_the_window() -> None:
     feats = extract(conversation(prompt_messages(long_text)), BITS)
     assert feats.n_unigrams <= WINDOW // 4
     assert _dense(long_text)["length_chars"] == pytest.approx(math.log1p(len(long_text)))
+
+
+def test_word_hash_cache_is_bounded_by_bytes_and_starts_over_when_full() -> None:
+    cache = WordHashes(max_bytes=4096, max_word_chars=8)
+    words = [f"w{i}" for i in range(500)] + ["\U0001f600" * 8]  # 4-byte characters cost the most
+    for word in words:
+        assert cache[word] == zlib.crc32(word.encode("utf-8"))
+        assert cache.bytes == sum(sys.getsizeof(w) + _ENTRY_BYTES for w in cache) <= cache.max_bytes
+    assert 0 < len(cache) < len(words)  # it filled, emptied and refilled
+    assert cache["w499"] == zlib.crc32(b"w499")
+
+
+def test_long_words_are_hashed_each_time_not_cached() -> None:
+    """An entry cap let long "words" (up to WINDOW characters each) hold hundreds of megabytes."""
+    word = "q" * (WINDOW - 10)
+    feats = extract(conversation(prompt_messages(f"define {word} please")), BITS)
+    assert feats.indices[1] == zlib.crc32(word.encode()) & ((1 << BITS) - 1)
+    assert word not in _WORD_HASHES and "define" in _WORD_HASHES
+    assert _WORD_HASHES.bytes <= _WORD_HASHES.max_bytes
 
 
 def test_content_parts_keep_only_text() -> None:
