@@ -32,9 +32,10 @@ from retrieval import (
     RetrievalError,
     RetrievalTimeout,
     SearchBatcher,
-    augment,
     chroma_dir,
     ensure_demo_corpus,
+    ground,
+    passages,
 )
 
 log = logging.getLogger("hybrid_gateway.knowledge")
@@ -43,10 +44,15 @@ RagResult = Literal["hit", "miss", "timeout", "unavailable"]
 
 @dataclass(frozen=True)
 class RagOutcome:
+    """One retrieval's result and the passages it chose; ``grounded`` puts them into any arm's messages."""
+
     result: RagResult
-    messages: list[dict[str, Any]]
     sources: list[Hit] = field(default_factory=list)
     seconds: float = 0.0  # what the retrieval added to the request, queue wait included
+
+    def grounded(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``messages`` (an arm's own prompt) with the passages, as new messages; unchanged without passages."""
+        return ground(messages, self.sources) if self.sources else messages
 
     def header(self) -> str:
         """``x-gateway-sources``: each cited source once, in order of first citation, percent-encoded for HTTP.
@@ -154,16 +160,14 @@ class KnowledgeService:
     async def _augment(self, route: str, knowledge: Knowledge, messages: list[dict[str, Any]],
                        metadata: Mapping[str, Any] | None, deadline: float) -> RagOutcome:
         if self._searches is None:
-            return RagOutcome("unavailable", messages)
+            return RagOutcome("unavailable")
         try:
-            augmented = await augment(self._searches, messages, _config(knowledge), metadata, deadline=deadline)
+            chosen = await passages(self._searches, messages, _config(knowledge), metadata, deadline=deadline)
         except RetrievalTimeout as exc:
             log.warning("retrieval for route %s missed its deadline, answering without context: %s", route, exc)
-            return RagOutcome("timeout", messages)
+            return RagOutcome("timeout")
         except RetrievalError as exc:
             log.warning("retrieval for route %s failed, answering without context: %s", route, exc)
-            return RagOutcome("unavailable", messages)
+            return RagOutcome("unavailable")
         self.reached = True
-        if not augmented.sources:
-            return RagOutcome("miss", messages)
-        return RagOutcome("hit", augmented.messages, augmented.sources)
+        return RagOutcome("hit", chosen) if chosen else RagOutcome("miss")

@@ -6,7 +6,7 @@ local encoder is first used, so importing this package is cheap. This package
 never imports ``gateway``.
 """
 
-from retrieval.augment import Augmentation, AugmentConfig, augment
+from retrieval.augment import Augmentation, AugmentConfig, augment, ground, passages
 from retrieval.batcher import SearchBatcher
 from retrieval.chunking import Chunk, ChunkingConfig
 from retrieval.cli import add_cli
@@ -49,5 +49,7 @@ __all__ = [
     "default_data_dir",
     "delete_source",
     "ensure_demo_corpus",
+    "ground",
     "ingest_paths",
+    "passages",
 ]

@@ -166,10 +166,26 @@ def ground(messages: Sequence[Message], chosen: Sequence[Hit]) -> list[dict[str,
     return inject_context(messages, render_context(chosen)) if chosen else [dict(m) for m in messages]
 
 
-def with_hits(messages: Sequence[Message], hits: Sequence[Hit], config: AugmentConfig) -> Augmentation:
-    """The rewrite for ``hits``; messages are unchanged when none is relevant enough."""
-    chosen = select_hits(hits, config.min_score, config.max_context_tokens)
-    return Augmentation(ground(messages, chosen), chosen)
+async def passages(
+    searches: SearchBatcher,
+    messages: Sequence[Message],
+    config: AugmentConfig,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    deadline: float,
+) -> list[Hit]:
+    """The passages to ground ``messages`` on, found by ``deadline`` (``time.monotonic()``), best first.
+
+    The search waits its turn in the batcher's queue (see :mod:`retrieval.batcher`) and raises
+    RetrievalTimeout when the deadline passes first, RetrievalUnavailable on an outage. A chat
+    without user text costs no search; none relevant enough is an empty list.
+    """
+    query = query_text(messages)
+    if not query:
+        return []
+    search = Search(config.collection, query, config.top_k, metadata_filter(config.filter_keys, metadata))
+    hits = await searches.search(search, deadline)
+    return select_hits(hits, config.min_score, config.max_context_tokens)
 
 
 async def augment(
@@ -180,15 +196,6 @@ async def augment(
     *,
     deadline: float,
 ) -> Augmentation:
-    """Augment ``messages`` by ``deadline`` (``time.monotonic()``) or raise RetrievalUnavailable.
-
-    The search waits its turn in the batcher's queue (see :mod:`retrieval.batcher`)
-    and raises RetrievalTimeout when the deadline passes first. A chat without user
-    text costs no search.
-    """
-    query = query_text(messages)
-    if not query:
-        return Augmentation([dict(m) for m in messages], [])
-    search = Search(config.collection, query, config.top_k, metadata_filter(config.filter_keys, metadata))
-    hits = await searches.search(search, deadline)
-    return with_hits(messages, hits, config)
+    """``messages`` grounded on their :func:`passages`, and those passages (``sources[i]`` is ``[i+1]``)."""
+    chosen = await passages(searches, messages, config, metadata, deadline=deadline)
+    return Augmentation(ground(messages, chosen), chosen)

@@ -15,7 +15,7 @@ from gateway.settings import Settings, digest_key
 from retrieval import DEMO_COLLECTION, KnowledgeStore, ingest_paths
 from tests.conftest import POLICY
 from tests.support.chroma_server import ChromaServer
-from tests.support.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.polling import poll
 from tests.support.servers import ServerThread
 from tests.test_retrieval_cli import run_cli
@@ -29,6 +29,19 @@ routes:
         target: big
         system_prompt: You are the Orbital Tea help desk.
         knowledge: {collection: facts, top_k: 2, min_score: 0.3}
+  kb-both:  # both arms ground on the same knowledge; the fine-tune falls back to the prompted arm
+    default_arm: fine_tuned
+    arms:
+      prompted:
+        target: big
+        system_prompt: You are the Orbital Tea senior help desk.
+        few_shot: [{user: "Do you ship to the Moon?", assistant: "Not yet."}]
+        knowledge: {collection: facts, top_k: 2, min_score: 0.3}
+      fine_tuned:
+        target: small
+        system_prompt: You are Orbital Tea's small model.
+        knowledge: {collection: facts, top_k: 2, min_score: 0.3}
+        fallback: {to: [{arm: prompted}]}
 """
 FACT = "# Orbital Tea shipping\n\nOrbital Tea ships loose-leaf tea to Mars colonies every 26 months, when the planets align.\n"
 ADMIN = {"authorization": "Bearer admin-secret"}
@@ -223,3 +236,24 @@ def test_a_cli_ingest_is_retrieved_by_a_gateway_with_the_same_environment(
         assert response.headers["x-gateway-sources"] == "docs/shipping.md"  # each source once, not per chunk
     finally:
         server.stop()
+
+
+def test_a_fallback_to_the_prompted_arm_gets_its_own_prompt_with_the_same_context(
+        kb: ServerThread, fake: FakeUpstream) -> None:
+    """Retrieval runs once for both arms, but each arm's messages are its own prompt plus the context.
+
+    The bug: the fine-tuned arm's grounded messages were reused for the fallback, so the prompted
+    arm was sent the fine-tune's system prompt and lost its own and its few-shot examples.
+    """
+    fake.then(Action(status=500))
+    response = httpx.post(kb.url + "/v1/chat/completions", timeout=30, json={
+        "model": "kb-both", "messages": [{"role": "user", "content": "When does Orbital Tea ship to Mars?"}]})
+    assert response.status_code == 200, response.text
+    assert response.headers["x-gateway-arm"] == "prompted" and response.headers["x-gateway-rag"] == "hit"
+    tuned, prompted = fake.received
+    assert [m["role"] for m in prompted["messages"]] == ["system", "user", "assistant", "user"]
+    system = prompted["messages"][0]["content"]
+    assert "You are the Orbital Tea senior help desk." in system and "small model" not in system
+    assert "26 months" in system and "<knowledge>" in system
+    assert "You are Orbital Tea's small model." in tuned["messages"][0]["content"]
+    assert "26 months" in tuned["messages"][0]["content"]

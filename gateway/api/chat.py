@@ -62,10 +62,9 @@ class _Grounding:
                                                             self._metadata, self._deadline)
             self._outcomes[plan.knowledge] = outcome
             self._record.rag_s += outcome.seconds
-        if id(plan.payload) not in self._grounded:
+        if id(plan.payload) not in self._grounded:  # each plan's own prompt, grounded once
             self._grounded.add(id(plan.payload))
-            if outcome.sources:
-                plan.payload["messages"] = outcome.messages
+            plan.payload["messages"] = outcome.grounded(plan.payload["messages"])
         self._record.rag, self._record.sources = outcome.result, outcome.header()
         return outcome
 
