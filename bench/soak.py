@@ -77,6 +77,7 @@ class FailingProxy:
         self.share = 0.0
         self.injected: Counter[int] = Counter()
         self.forwarded = 0
+        self.abandoned: Counter[str] = Counter()  # forwarded answers the gateway hung up on before their end
         self._rng = random.Random(seed)
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -129,15 +130,21 @@ class FailingProxy:
                                      status=status)
         self.forwarded += 1
         headers = {"content-type": request.headers.get("content-type", "application/json")}
-        async with self._session.request(request.method, self.upstream + request.path_qs, data=body,
-                                         headers=headers) as upstream:
-            reply = web.StreamResponse(status=upstream.status, headers={
-                "content-type": upstream.headers.get("content-type", "application/json")})
-            await reply.prepare(request)
-            async for chunk in upstream.content.iter_any():
-                await reply.write(chunk)
-            await reply.write_eof()
-            return reply
+        reply = web.StreamResponse()
+        try:
+            async with self._session.request(request.method, self.upstream + request.path_qs, data=body,
+                                             headers=headers) as upstream:
+                reply.set_status(upstream.status)
+                reply.content_type = upstream.headers.get("content-type", "application/json").split(";")[0]
+                await reply.prepare(request)
+                async for chunk in upstream.content.iter_any():
+                    await reply.write(chunk)
+                await reply.write_eof()
+        except ConnectionResetError:
+            self.abandoned[request.path] += 1
+            print(f"{time.strftime('%H:%M:%S')} the gateway hung up during {request.method} {request.path_qs}",
+                  file=sys.stderr, flush=True)
+        return reply
 
 
 @dataclass
@@ -330,7 +337,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     return await settled_ledger(admin, gateway.url, before + tally.ok)
 
             _, after, per_route = asyncio.run(final())
-            injected, forwarded = dict(proxy.injected), proxy.forwarded
+            injected, forwarded, abandoned = dict(proxy.injected), proxy.forwarded, dict(proxy.abandoned)
     finally:
         if gateway is not None:
             stop(gateway)
@@ -345,6 +352,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "sent": tally.sent, "ok": tally.ok, "answered": dict(tally.answered), "client_errors": dict(tally.client_errors),
         "lost": lost, "ledger_requests": ledger_delta, "ledger_per_route": per_route,
         "ledger_minus_client": ledger_delta - tally.ok, "injected": injected, "forwarded_by_proxy": forwarded,
+        "abandoned_at_proxy": abandoned,
         "rss_window_s": window_s, "rss_window_start_mb": rss_from, "rss_end_mb": rss_to, "rss_growth": rss_growth,
         "samples": [asdict(s) for s in samples],
         "passed": rss_growth < MAX_GROWTH and lost == 0 and ledger_delta == tally.ok,
@@ -357,7 +365,8 @@ def summary(result: dict[str, Any]) -> str:
         f"stream share {result['stream_share']}, failure share {result['failure_share']}",
         f"sent {result['sent']}, complete 200s {result['ok']}, answered {result['answered']}, "
         f"client errors {result['client_errors']}, lost {result['lost']}",
-        f"injected at the upstream {result['injected']}, forwarded {result['forwarded_by_proxy']}",
+        f"injected at the upstream {result['injected']}, forwarded {result['forwarded_by_proxy']}, "
+        f"hung up on by the gateway {result['abandoned_at_proxy']}",
         f"ledger requests {result['ledger_requests']:.0f} vs client {result['ok']} "
         f"(difference {result['ledger_minus_client']:+.0f})",
         f"gateway RSS over the last {result['rss_window_s'] / 60:.1f} min: {result['rss_window_start_mb']:.1f} -> "

@@ -19,11 +19,14 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.accounting.cluster_ledger import ClusterLedger
+from gateway.accounting.ledger import Ledger
+from gateway.accounting.traffic_window import Grid
+from gateway.accounting.window_store import SqliteWindowStore
 from gateway.api import docs_page, routes
 from gateway.api.openapi import document
 from gateway.arm_choice import ArmChooser
 from gateway.attempts import AttemptRunner
-from gateway.cluster_ledger import ClusterLedger
 from gateway.edge_guard import EdgeGuard
 from gateway.errors import (
     GatewayError,
@@ -35,16 +38,13 @@ from gateway.errors import (
 )
 from gateway.experiments import OutcomeRecorder
 from gateway.knowledge import KnowledgeService
-from gateway.ledger import Ledger
 from gateway.metrics import Metrics
 from gateway.model_check import model_problem
 from gateway.score_sharing import ScoreSharing
 from gateway.settings import Settings
 from gateway.shadow import ShadowRunner
 from gateway.state import Dependency, GatewayState, ReadinessCheck
-from gateway.traffic_window import Grid
 from gateway.upstream import Upstreams, warm_up
-from gateway.window_store import SqliteWindowStore
 from policies import PolicyHolder, PolicySet, SharedState, breaker_board, outcome_store
 
 log = logging.getLogger("hybrid_gateway")

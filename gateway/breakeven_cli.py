@@ -1,7 +1,7 @@
 """``hybrid-gateway breakeven``: when does fine-tuning the small model pay for itself?
 
-Turns command-line figures into :class:`gateway.economics.Scenario` objects,
-asks :func:`gateway.economics.break_even`, and prints a table or JSON. With no
+Turns command-line figures into :class:`gateway.economics.breakeven.Scenario` objects,
+asks :func:`gateway.economics.breakeven.break_even`, and prints a table or JSON. With no
 cost options it reproduces the decision guide's four scenarios and notes where
 the guide's stated break-even disagrees with its own inputs.
 
@@ -12,7 +12,7 @@ through the very function the gateway uses (:func:`live_break_even`), so the
 two agree unless ``--horizon-months`` overrides the routes' horizons (the
 output says whose horizon it used). A route whose traffic is still below the
 gateway's minimum observation gets its "not enough traffic yet", not a number.
-Every output names the inputs it used (:class:`gateway.economics.Evidence`).
+Every output names the inputs it used (:class:`gateway.economics.breakeven.Evidence`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from gateway.economics import (
+from gateway.economics.breakeven import (
     DEFAULT_HORIZON_MONTHS,
     DEFAULT_UPFRONT,
     GUIDE_SCENARIOS,
@@ -39,7 +39,7 @@ from gateway.economics import (
     TokenCost,
     break_even,
 )
-from gateway.observed_economics import LiveInputs, live_break_even, verdict_of
+from gateway.economics.observed import LiveInputs, live_break_even, verdict_of
 
 __all__ = ["add_cli"]
 

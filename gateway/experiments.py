@@ -15,8 +15,8 @@ import secrets
 import time
 from collections.abc import Mapping
 
+from gateway.accounting.ledger import RequestRecord
 from gateway.errors import InvalidRequest
-from gateway.ledger import RequestRecord
 from gateway.protocol import ChatCompletionRequest
 from policies import (
     Assignment,

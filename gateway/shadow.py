@@ -15,7 +15,7 @@ import random
 import time
 from typing import Any
 
-from gateway.accounting import cost_usd, reply_usage
+from gateway.accounting.usage import cost_usd, reply_usage
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
 from gateway.upstream import Upstreams

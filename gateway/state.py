@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from gateway.accounting.cluster_ledger import ClusterLedger
+from gateway.accounting.ledger import Ledger
+from gateway.accounting.traffic_window import WindowStore
 from gateway.arm_choice import ArmChooser
 from gateway.attempts import AttemptRunner
-from gateway.cluster_ledger import ClusterLedger
 from gateway.experiments import OutcomeRecorder
 from gateway.knowledge import KnowledgeService
-from gateway.ledger import Ledger
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.shadow import ShadowRunner
-from gateway.traffic_window import WindowStore
 from gateway.upstream import Upstreams
 from policies import PolicyHolder, SharedState
 

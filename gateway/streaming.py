@@ -19,7 +19,8 @@ from typing import Any
 
 import orjson
 
-from gateway.accounting import (
+from gateway.accounting.ledger import RequestRecord
+from gateway.accounting.usage import (
     Usage,
     cost_usd,
     estimate_prompt_tokens,
@@ -28,7 +29,6 @@ from gateway.accounting import (
     usage_from,
 )
 from gateway.errors import GatewayError, UpstreamFailed, sse_error_event
-from gateway.ledger import RequestRecord
 from gateway.plan import Plan
 from gateway.upstream import UpstreamStream
 

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from gateway.accounting import estimate_tokens
-from gateway.ledger import Ledger, RequestRecord
+from gateway.accounting.ledger import Ledger, RequestRecord
+from gateway.accounting.pricing import price_of
+from gateway.accounting.usage import estimate_tokens
 from gateway.metrics import Metrics
-from gateway.pricing import price_of
 from policies import Price, Target
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.ledger import cost_of

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gateway.economics import (
+from gateway.economics.breakeven import (
     DEFAULT_UPFRONT,
     FAST_PAYBACK_MONTHS,
     GUIDE_SCENARIOS,

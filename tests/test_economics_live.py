@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.observed_economics import SECONDS_PER_MONTH
+from gateway.economics.observed import SECONDS_PER_MONTH
 from gateway.settings import EconomicsSettings, digest_key
 from tests.conftest import GatewayFactory
 from tests.support.clock import FakeClock

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.economics import NOT_ENOUGH_TRAFFIC
-from gateway.observed_economics import SECONDS_PER_MONTH
+from gateway.economics.breakeven import NOT_ENOUGH_TRAFFIC
+from gateway.economics.observed import SECONDS_PER_MONTH
 from gateway.settings import EconomicsSettings
 from tests.conftest import GatewayFactory
 from tests.support.clock import FakeClock

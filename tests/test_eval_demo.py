@@ -27,7 +27,7 @@ import pytest
 
 from gateway.cli import main
 from gateway.demo_upstream import create_demo_app
-from gateway.economics import Scenario, break_even
+from gateway.economics.breakeven import Scenario, break_even
 from retrieval import MiniLMEncoder
 from routes import CalibrationWindow, ScoreSketch, load_classifier
 from tests.conftest import GatewayFactory

@@ -1,6 +1,6 @@
 """GET /v1/economics and GET /v1/ledger: the live break-even over its window, and all-time totals.
 
-``/v1/economics`` reads the economics window (:mod:`gateway.traffic_window`):
+``/v1/economics`` reads the economics window (:mod:`gateway.accounting.traffic_window`):
 the cluster's with Redis configured and up, else this machine's persisted
 store under the data directory; its ``scope`` says which. ``/v1/ledger``
 gives all-time totals per label set: the cluster ledger's with Redis, else
@@ -21,9 +21,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.common import state_of
+from gateway.economics.observed import economics_report
 from gateway.errors import GatewayError, error_response
 from gateway.intake import authenticate
-from gateway.observed_economics import economics_report
 from gateway.state import GatewayState
 
 _GAUGED = ("observed_monthly_queries", "projected_monthly_queries", "volume_share_of_projection",

@@ -15,11 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.accounting import Usage, cost_usd, estimate_tokens, estimate_tokens_upto, format_cost
+from gateway.accounting.ledger import RequestRecord
+from gateway.accounting.usage import Usage, cost_usd, estimate_tokens, estimate_tokens_upto, format_cost
 from gateway.api.common import failure, gateway_headers, state_of
 from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.intake import authenticate, client_request_id, new_request_id, read_json, validate
-from gateway.ledger import RequestRecord
 from gateway.limits import Limits
 from gateway.plan import DIRECT_ARM
 from gateway.protocol import GATEWAY_FIELD, EmbeddingRequest
@@ -92,7 +92,7 @@ async def embeddings(request: Request) -> Response:
         record.usage = Usage(reported, 0) if isinstance(reported, int) else Usage(_input_tokens(embedding), 0, True)
         record.cost_usd = cost_usd(target, record.usage)
         headers = gateway_headers(record, format_cost(record.cost_usd))
-        gateway.ledger.close(record)
+        gateway.accounting.ledger.close(record)
         return Response(reply.body, media_type="application/json", headers=headers)
     except Exception as exc:  # the one boundary where every failure becomes an OpenAI error
         return failure(gateway, record, exc)

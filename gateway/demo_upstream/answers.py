@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gateway.accounting import content_text
+from gateway.accounting.usage import content_text
 from gateway.demo_upstream.models import SimulatedModel
 
 # A numbered passage as the knowledge layer renders it: "[1] (source: pricing.md)" then its text.

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.accounting import estimate_prompt_tokens, estimate_tokens
+from gateway.accounting.usage import estimate_prompt_tokens, estimate_tokens
 from gateway.demo_upstream.answers import compose, tool_call
 from gateway.demo_upstream.checks import Refusal, check_chat, check_embeddings
 from gateway.demo_upstream.models import EMBEDDING_DIM, EMBEDDING_MODEL, MODELS, SimulatedModel

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from gateway.breakeven_cli import _non_negative, _positive, _positive_int
-from gateway.economics import DEFAULT_HORIZON_MONTHS, DEFAULT_UPFRONT
+from gateway.economics.breakeven import DEFAULT_HORIZON_MONTHS, DEFAULT_UPFRONT
 from gateway.evaluation.vocabulary import ARMS, DEFAULT_TOLERANCE, QUALITY
 from gateway.settings import DEFAULT_POLICIES
 

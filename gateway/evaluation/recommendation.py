@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from gateway.economics import (
+from gateway.economics.breakeven import (
     DEFAULT_HORIZON_MONTHS,
     DEFAULT_UPFRONT,
     BreakEven,

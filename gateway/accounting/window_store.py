@@ -25,9 +25,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from gateway.accounting.ledger import RequestRecord
+from gateway.accounting.traffic_window import Counts, Grid, Key, MemoryBuckets, Window, values_of, window_of
 from gateway.errors import ServiceUnavailable
-from gateway.ledger import RequestRecord
-from gateway.traffic_window import Counts, Grid, Key, MemoryBuckets, Window, values_of, window_of
 
 log = logging.getLogger("hybrid_gateway.economics")
 FLUSH_INTERVAL_S = 1.0
@@ -50,7 +50,7 @@ _SINCE = "INSERT INTO meta VALUES ('since', ?) ON CONFLICT (name) DO UPDATE SET 
 
 
 class SqliteWindowStore:
-    """A :class:`gateway.traffic_window.WindowStore` on one SQLite file shared by this machine's workers."""
+    """A :class:`gateway.accounting.traffic_window.WindowStore` on one SQLite file shared by this machine's workers."""
 
     def __init__(self, data_dir: Path, window_s: float, clock: Callable[[], float] = time.time) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import orjson
 
-from gateway.accounting import Usage
+from gateway.accounting.usage import Usage
 from gateway.metrics import Metrics
 
 

@@ -1,18 +1,18 @@
 """The break-even recomputed from real traffic: is the fine-tune paying off at the volume we see?
 
-The evidence is a window of per-route, per-arm counters (:mod:`gateway.traffic_window`),
+The evidence is a window of per-route, per-arm counters (:mod:`gateway.accounting.traffic_window`),
 not the count since the process started: the observed volume is the requests in
 the window over the time it spans, and it is not extrapolated at all before the
 minimum observation (``EconomicsSettings``: time and requests). Prompting's
 cost per query is what the prompted arm really cost per request it served in
 the window (its system prompt, few-shot examples and retrieved context
 included), and stays unknown until it served enough of them. Short of either,
-the verdict is :class:`gateway.economics.Shortfall`'s "not enough traffic yet"
+the verdict is :class:`gateway.economics.breakeven.Shortfall`'s "not enough traffic yet"
 with what is missing.
 
 :class:`LiveInputs` is what ``GET /v1/economics`` publishes per route and
 ``breakeven --from`` reads back; :func:`live_break_even` turns it into the
-same :func:`gateway.economics.break_even` answer for both, so they can only
+same :func:`gateway.economics.breakeven.break_even` answer for both, so they can only
 differ where the CLI is told to (``--horizon-months``), and then says so.
 """
 
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.economics import BreakEven, Evidence, Scenario, Shortfall, break_even
+from gateway.accounting.traffic_window import Counts, Window
+from gateway.economics.breakeven import BreakEven, Evidence, Scenario, Shortfall, break_even
 from gateway.settings import EconomicsSettings
-from gateway.traffic_window import Counts, Window
 from policies import Economics, PolicySet
 
 SECONDS_PER_MONTH = 30.4375 * 86_400  # an average month: 365.25 / 12 days

@@ -7,7 +7,7 @@ Lua script that claims every request id first (``SET NX`` with a TTL), so a
 retried write can never count a request twice: the gateway's own id, since a
 client's ``x-request-id`` may be shared by many requests. Besides the all-time totals
 (``GET /v1/ledger``) the script adds each request to its time bucket of the
-economics window (:mod:`gateway.traffic_window`), which expires once it has
+economics window (:mod:`gateway.accounting.traffic_window`), which expires once it has
 left the window: the live break-even then survives restarts and sees every
 replica. While Redis is down, entries wait in a bounded in-memory journal and
 are replayed when it returns; a replica that dies during an outage loses only
@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.ledger import RequestRecord
-from gateway.traffic_window import (
+from gateway.accounting.ledger import RequestRecord
+from gateway.accounting.traffic_window import (
     FIELDS,
     Counts,
     Grid,

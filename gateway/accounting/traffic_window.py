@@ -11,8 +11,8 @@ evidence either way).
 
 This module is the pure part: the grid, the in-memory buckets a process
 accumulates between flushes, and the :class:`Window` every store reads back.
-Where the buckets persist is the stores' business (``gateway.window_store``
-for the data directory, ``gateway.cluster_ledger`` for Redis).
+Where the buckets persist is the stores' business (``gateway.accounting.window_store``
+for the data directory, ``gateway.accounting.cluster_ledger`` for Redis).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gateway.ledger import RequestRecord
+from gateway.accounting.ledger import RequestRecord
 
 FIELDS = ("requests", "cost_usd", "input_tokens", "output_tokens")
 BUCKETS_PER_WINDOW = 168

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from gateway.pricing import price_of
+from gateway.accounting.pricing import price_of
 from policies import Target
 
 # Word pieces and punctuation: within ~10% of BPE counts on English prose.
