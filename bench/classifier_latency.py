@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from routes import decide, load_classifier
-from routes._data import load_examples
-from routes._messages import prompt_messages
+from routes import decide, load_classifier, prompt_messages
+from routes.training.data import load_examples
 
 DATASETS = ("mmlu", "gsm8k", "mt_bench")
 

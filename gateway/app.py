@@ -25,9 +25,7 @@ from gateway.accounting.traffic_window import Grid
 from gateway.accounting.window_store import SqliteWindowStore
 from gateway.api import docs_page, routes
 from gateway.api.openapi import document
-from gateway.arm_choice import ArmChooser
-from gateway.attempts import AttemptRunner
-from gateway.edge_guard import EdgeGuard
+from gateway.edge.guard import EdgeGuard
 from gateway.errors import (
     GatewayError,
     InternalError,
@@ -36,13 +34,15 @@ from gateway.errors import (
     NotFound,
     error_response,
 )
-from gateway.experiments import OutcomeRecorder
-from gateway.knowledge import KnowledgeService
 from gateway.metrics import Metrics
 from gateway.model_check import model_problem
-from gateway.score_sharing import ScoreSharing
+from gateway.pipeline.arm_choice import ArmChooser
+from gateway.pipeline.attempts import AttemptRunner
+from gateway.pipeline.experiments import OutcomeRecorder
+from gateway.pipeline.grounding import KnowledgeService
+from gateway.pipeline.score_sharing import ScoreSharing
+from gateway.pipeline.shadow import ShadowRunner
 from gateway.settings import Settings
-from gateway.shadow import ShadowRunner
 from gateway.state import Dependency, GatewayState, ReadinessCheck
 from gateway.upstream import Upstreams, warm_up
 from policies import PolicyHolder, PolicySet, SharedState, breaker_board, outcome_store

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-# Names of loopback a browser may use. IP literals need no entry: see ``gateway.edge_guard``.
+# Names of loopback a browser may use. IP literals need no entry: see ``gateway.edge.guard``.
 LOOPBACK_NAMES = frozenset({"localhost"})
 ANY_HOST = "*"
 

@@ -1,4 +1,4 @@
-"""The gateway's one exception tree, and the one place that renders it.
+"""The gateway's one exception tree, and the one place that renders it (and any JSON body: ``json_response``).
 
 Every failure a client can see is raised as a ``GatewayError`` and rendered as
 OpenAI's error envelope, ``{"error": {"message", "type", "param", "code"}}``,
@@ -32,6 +32,7 @@ Messages never carry tracebacks, file paths or credentials.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import orjson
 from starlette.responses import Response
@@ -206,11 +207,14 @@ class InternalError(ServerError):
     code = "internal_error"
 
 
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    """Any JSON body the gateway (or its demo upstream) answers with, serialised by orjson."""
+    return Response(orjson.dumps(data), status_code=status, headers=headers, media_type="application/json")
+
+
 def error_response(exc: GatewayError, headers: Mapping[str, str] | None = None) -> Response:
     """Render ``exc`` as a JSON response with OpenAI's envelope."""
-    merged = {**exc.headers, **(headers or {})}
-    return Response(orjson.dumps(exc.envelope()), status_code=exc.status, headers=merged,
-                    media_type="application/json")
+    return json_response(exc.envelope(), exc.status, {**exc.headers, **(headers or {})})
 
 
 def sse_error_event(exc: GatewayError) -> bytes:

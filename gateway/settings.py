@@ -15,9 +15,9 @@ from pathlib import Path
 
 from gateway.edge_settings import EdgeSettings
 from gateway.limits import Limits
+from policies import DEFAULT_POLICIES
 
 _PREFIX = "HYBRID_GATEWAY_"
-DEFAULT_POLICIES = Path(__file__).resolve().parent.parent / "policies" / "default"
 
 
 def _env(name: str, default: str = "") -> str:

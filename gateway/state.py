@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from gateway.accounting.cluster_ledger import ClusterLedger
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.traffic_window import WindowStore
-from gateway.arm_choice import ArmChooser
-from gateway.attempts import AttemptRunner
-from gateway.experiments import OutcomeRecorder
-from gateway.knowledge import KnowledgeService
 from gateway.metrics import Metrics
+from gateway.pipeline.arm_choice import ArmChooser
+from gateway.pipeline.attempts import AttemptRunner
+from gateway.pipeline.experiments import OutcomeRecorder
+from gateway.pipeline.grounding import KnowledgeService
+from gateway.pipeline.shadow import ShadowRunner
 from gateway.settings import Settings
-from gateway.shadow import ShadowRunner
 from gateway.upstream import Upstreams
 from policies import PolicyHolder, SharedState
 

@@ -1,12 +1,22 @@
-"""Policy files: the schema, the loader with precise errors, and hot reload.
+"""Policies: what the YAML files say, and the services that carry it out at run time.
+
+Configuration, at the top of the package:
+
+- ``schema``: the frozen dataclasses a policy directory becomes (``PolicySet``, ``Route``, ``Target``,
+  ``ArmName`` / ``ARM_NAMES``, ...);
+- ``loader``: YAML to ``PolicySet`` with file:line errors; ``reloader``: hot reload;
+- ``resolution``: which route and target a public model name means.
+
+Run time, in subpackages:
+
+- ``experiments``: assignment, outcomes and statistics of the ``experiments:`` key;
+- ``runtime``: Redis as optional shared state, and circuit breakers.
 
 The gateway imports only what ``__all__`` names; this package never imports ``gateway``.
 """
 
-from policies.assignment import Assignment, assign, experiment_key
-from policies.breakers import BreakerBoard, breaker_board
-from policies.loader import PolicyIssue, PolicyLoadError, load_policies
-from policies.outcomes import (
+from policies.experiments.assignment import Assignment, assign, experiment_key
+from policies.experiments.outcomes import (
     Feedback,
     FeedbackExists,
     Outcome,
@@ -15,8 +25,12 @@ from policies.outcomes import (
     outcome_store,
     token_digest,
 )
+from policies.experiments.statistics import Observation, report
+from policies.loader import DEFAULT_POLICIES, PolicyIssue, PolicyLoadError, load_policies
 from policies.reloader import PolicyHolder, ReloadResult
 from policies.resolution import Resolution, experiment_for, public_names, resolve
+from policies.runtime.breakers import BreakerBoard, breaker_board
+from policies.runtime.shared_state import Script, SharedState
 from policies.schema import (
     ARM_NAMES,
     Alternate,
@@ -38,11 +52,10 @@ from policies.schema import (
     Trigger,
     Variant,
 )
-from policies.shared_state import Script, SharedState
-from policies.statistics import Observation, render_table, report
 
 __all__ = [
     "ARM_NAMES",
+    "DEFAULT_POLICIES",
     "Alternate",
     "Arm",
     "ArmName",
@@ -83,7 +96,6 @@ __all__ = [
     "load_policies",
     "outcome_store",
     "public_names",
-    "render_table",
     "report",
     "resolve",
     "token_digest",

@@ -25,6 +25,9 @@ from pydantic import ValidationError
 
 from policies.schema import ARM_NAMES, Experiment, PolicyFile, PolicySet, Route, Target
 
+# The shipped policy directory: what serve, eval and the router CLI read unless told otherwise.
+DEFAULT_POLICIES = Path(__file__).resolve().parent / "default"
+
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _EXPANDED_TARGET_KEYS = ("api_base", "model")
 Location = tuple[str | int, ...]

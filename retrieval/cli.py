@@ -1,6 +1,6 @@
 """Command-line verbs for the knowledge layer, mounted on the main CLI.
 
-``hybrid-gateway`` (gateway/cli.py) calls :func:`add_cli` with its
+``hybrid-gateway`` (gateway/cli/main.py) calls :func:`add_cli` with its
 sub-parsers. Each verb sets ``command``, the main CLI's convention: a callable
 taking the parsed arguments and returning the exit status (0 ok, 1 failure,
 2 usage error). Results go to stdout as JSON; progress and errors to stderr.

@@ -218,7 +218,7 @@ def extract(conv: Conversation, bits: int) -> Features:
 def _word_problem(text: str, lower: str, words: list[str]) -> tuple[float, ...]:
     """Cues of a multi-step arithmetic word problem; `lower` and `words` have digit runs as "0".
 
-    Chosen by 5-fold cross-validation on the GSM8K train split (see `routes/_train.py`): decimals,
+    Chosen by 5-fold cross-validation on the GSM8K train split (see `routes/training/train.py`): decimals,
     fractions and sequencing words ("then", "remaining", "left") each carry signal the hashed words
     miss; quantity, percentage, comparison and unit counts are kept as the word-problem basics.
     """

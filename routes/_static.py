@@ -11,7 +11,7 @@ that to the same kernel smoother over k-means centroids, stacked with the linear
 0.86-0.97 ms (three runs) for the whole decision (linear alone: 0.16 / 0.55 ms), inside the 1 ms budget but
 with little to spare.
 
-The table. Read once at training time from the installed int8 ONNX file (`routes/_onnx.py`,
+The table. Read once at training time from the installed int8 ONNX file (`routes/training/onnx.py`,
 dequantised), centred on the mean word piece of the training prompts (static embeddings share one
 dominant direction that would otherwise swamp cosine similarity), projected onto the top
 `STATIC_DIMS` principal axes of the vocabulary, and stored int8 with one float32 scale per row

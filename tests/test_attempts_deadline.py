@@ -13,14 +13,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.attempts import AttemptRunner, Journey
 from gateway.limits import Limits
 from gateway.metrics import Metrics
-from gateway.plan import Plan
+from gateway.pipeline.attempts import AttemptRunner, Journey
+from gateway.pipeline.plan import Plan
 from gateway.upstream import UpstreamReply
 from gateway.upstream.openai_compat import OpenAICompatibleClient
 from policies import Retry, Target
-from policies.breakers import LocalBreakers
+from policies.runtime.breakers import LocalBreakers
 from tests.support.clock import FakeClock
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.metrics import metric_sum

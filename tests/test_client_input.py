@@ -14,7 +14,7 @@ import pytest
 from starlette.requests import Request
 
 from gateway.app import create_app
-from gateway.intake import client_request_id
+from gateway.pipeline.intake import client_request_id
 from gateway.settings import Settings, digest_key
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.metrics import scrape

@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 import pytest
 
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.demo_upstream import create_demo_app
 from gateway.economics.breakeven import Scenario, break_even
 from retrieval import MiniLMEncoder

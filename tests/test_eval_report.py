@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.evaluation.presentation import ROWS, number
 from tests.support.browser import DevTools, chromium
 from tests.support.fake_upstream import Action, FakeUpstream

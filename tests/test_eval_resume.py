@@ -19,7 +19,7 @@ import httpx
 import orjson
 import pytest
 
-from gateway.cli import main
+from gateway.cli.main import main
 from tests.conftest import GatewayFactory
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.metrics import metric_sum

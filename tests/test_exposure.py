@@ -89,7 +89,7 @@ def test_allow_unauthenticated_starts_and_says_so_loudly() -> None:
 
 
 def test_loopback_needs_no_keys_and_no_flag() -> None:
-    from gateway.serve import exposure_problem
+    from gateway.cli.serve import exposure_problem
 
     for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
         assert exposure_problem(host, Settings()) is None

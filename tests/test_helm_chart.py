@@ -22,8 +22,8 @@ import pytest
 import yaml
 from helm_python import Chart, HelmRenderError, HelmValuesError, lint
 
-from gateway.cli import build_parser
-from gateway.serve import exposure_problem
+from gateway.cli.main import build_parser
+from gateway.cli.serve import exposure_problem
 from gateway.settings import Settings
 from policies import PolicyHolder
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from policies.assignment import Assignment, assign, experiment_key, is_active, unit_hash
+from policies.experiments.assignment import Assignment, assign, experiment_key, is_active, unit_hash
 from policies.schema import Experiment, Variant
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def test_assignment_is_identical_in_another_process_with_another_hash_seed() -> 
     here = [unit_hash("proc", key) for key in keys]
     script = (
         "import json, sys\n"
-        "from policies.assignment import assign, unit_hash\n"
+        "from policies.experiments.assignment import assign, unit_hash\n"
         "from policies.schema import Experiment, Variant\n"
         "keys = json.loads(sys.stdin.read())\n"
         "exp = Experiment(route='support', variants={n: Variant(weight=w) for n, w in (('a', 50), ('b', 30), ('c', 20))})\n"

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from policies.breakers import BreakerBoard, LocalBreakers, SharedBreakers, breaker_board
+from policies.runtime.breakers import BreakerBoard, LocalBreakers, SharedBreakers, breaker_board
+from policies.runtime.shared_state import SharedState
 from policies.schema import Breaker
-from policies.shared_state import SharedState
 from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer, delete_prefix, require_shared_redis, unique_prefix
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from policies.outcomes import (
+from policies.experiments.outcomes import (
     MAX_COMMENT_CHARS,
     Feedback,
     FeedbackExists,
@@ -22,7 +22,7 @@ from policies.outcomes import (
     outcome_store,
     token_digest,
 )
-from policies.shared_state import SharedState
+from policies.runtime.shared_state import SharedState
 from tests.support.process import ROOT
 from tests.support.redis_server import RedisServer, delete_prefix, require_shared_redis, unique_prefix
 
@@ -109,7 +109,7 @@ async def test_another_process_sees_the_journal(tmp_path: Path) -> None:
     await store.record(outcome("mine"))
     script = (
         "import asyncio, sys; from pathlib import Path\n"
-        "from policies.outcomes import LocalOutcomes, Outcome\n"
+        "from policies.experiments.outcomes import LocalOutcomes, Outcome\n"
         "s = LocalOutcomes(Path(sys.argv[1]))\n"
         "o = Outcome('theirs', 'exp', 'b', 'chat', 'fine_tuned', 'small', 502, 3.0, None, True, False, 1001.0)\n"
         "asyncio.run(s.record(o))\n"

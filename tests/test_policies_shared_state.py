@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from redis.asyncio import Redis
 
-from policies.shared_state import Script, SharedState
+from policies.runtime.shared_state import Script, SharedState
 from tests.support.clock import FakeClock
 from tests.support.process import free_port
 from tests.support.redis_server import RedisServer

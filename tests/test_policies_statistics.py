@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from policies.statistics import (
+from gateway.cli.experiments import experiment_text
+from policies.experiments.statistics import (
     NOT_ENOUGH_DATA,
     ExperimentReport,
     Observation,
     mean_sample_size,
     proportion_sample_size,
     regularised_beta,
-    render_table,
     report,
     t_cdf,
     t_quantile,
@@ -246,14 +246,14 @@ def test_as_dict_is_json_ready_and_table_renders() -> None:
     assert json.loads(json.dumps(as_dict, allow_nan=False)) == as_dict
     assert as_dict["control"] == "A" and [v["name"] for v in as_dict["variants"]] == ["A", "B"]
     assert as_dict["comparisons"][0]["success"]["verdict"].startswith("B wins on success rate")
-    table = render_table(result)
+    table = experiment_text(result)
     lines = table.splitlines()
     assert lines[0].startswith("variant") and "success (95% CI)" in lines[0]
     assert lines[1].split()[:4] == ["A", "103", "0", "103"]
     assert lines[2].split()[:4] == ["B", "103", "2", "103"]
     assert "B vs A (control)" in table and "-> B wins on success rate" in table
     assert "1 observations of variants not in this experiment were ignored" in table
-    lonely = render_table(report(["A", "B"], judged("A", 1, 1)))
+    lonely = experiment_text(report(["A", "B"], judged("A", 1, 1)))
     assert "not enough data" in lonely
 
 

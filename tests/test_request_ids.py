@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.intake import new_request_id
+from gateway.pipeline.intake import new_request_id
 from tests.conftest import GatewayFactory
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.ledger import cluster_totals

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from routes import load_classifier
-from routes._data import load_examples
-from routes._evaluate import Report, evaluate, pooled_share
+from routes.training.data import load_examples
+from routes.training.evaluate import Report, evaluate, pooled_share
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "routing"
 

@@ -1,4 +1,4 @@
-"""`router train|eval|score` through a stand-in for the project CLI (gateway/cli.py is not ours)."""
+"""`router train|eval|score` through a stand-in for the project CLI (gateway/cli/main.py is not ours)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from routes._data import STRONG_MODEL, WEAK_MODEL, is_test_prompt
+from routes.training.data import STRONG_MODEL, WEAK_MODEL, is_test_prompt
 
 REPO = Path(__file__).resolve().parents[1]
 def _run(*argv: str, stdin: str = "", cwd: Path = REPO) -> subprocess.CompletedProcess[str]:

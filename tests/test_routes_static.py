@@ -10,8 +10,8 @@ import pytest
 from routes._embedding import EmbeddingClassifier
 from routes._linear import LinearClassifier, ModelFileError
 from routes._models import read_model
-from routes._onnx import WORD_EMBEDDINGS, initializers, word_embeddings
 from routes._static import STATIC_PIECES, StaticClassifier, StaticEncoder, build_encoder, load_tokenizer
+from routes.training.onnx import WORD_EMBEDDINGS, initializers, word_embeddings
 from tests.test_routes_classifier import _embedding_model, _user
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.arm_choice import ArmChooser
 from gateway.metrics import Metrics
-from gateway.score_sharing import ScoreSharing
+from gateway.pipeline.arm_choice import ArmChooser
+from gateway.pipeline.score_sharing import ScoreSharing
 from policies import Classifier, SharedState
 from routes import ScoreSketch
 from tests.support.clock import FakeClock

@@ -21,7 +21,7 @@ from gateway.metrics import Metrics
 
 @dataclass
 class RequestRecord:
-    """``request_id`` is the gateway's own (``gateway.intake.new_request_id``), the key of every record made
+    """``request_id`` is the gateway's own (``gateway.pipeline.intake.new_request_id``), the key of every record made
     from this one; ``client_request_id`` is the caller's ``x-request-id``, echoed and logged for correlation."""
 
     request_id: str
@@ -47,7 +47,7 @@ class RequestRecord:
     attempts: int = 0
     fallback: str = ""
     sources: str = ""
-    owner: str | None = None  # the caller's key tag (gateway.intake.authenticate); None while keys are off
+    owner: str | None = None  # the caller's key tag (gateway.pipeline.intake.authenticate); None while keys are off
     feedback_token: str | None = None  # given to the caller of an experiment request, to send with feedback
     closed: bool = False
 

@@ -13,15 +13,15 @@ from starlette.routing import Route
 from gateway.accounting.ledger import RequestRecord
 from gateway.accounting.usage import cost_usd, format_cost, reply_usage
 from gateway.api.common import failure, gateway_headers, state_of
-from gateway.attempts import Journey
 from gateway.errors import InvalidRequest
-from gateway.experiments import assign_variant, feedback_token
-from gateway.intake import authenticate, client_request_id, new_request_id, read_json, validate
-from gateway.knowledge import RagOutcome
-from gateway.plan import Plan, alternates, plan_chat
+from gateway.pipeline.attempts import Journey
+from gateway.pipeline.experiments import assign_variant, feedback_token
+from gateway.pipeline.grounding import RagOutcome
+from gateway.pipeline.intake import authenticate, client_request_id, new_request_id, read_json, validate
+from gateway.pipeline.plan import Plan, alternates, plan_chat
+from gateway.pipeline.streaming import SSERelay
 from gateway.protocol import ChatCompletionRequest
 from gateway.state import GatewayState
-from gateway.streaming import SSERelay
 from gateway.upstream import UpstreamReply, UpstreamStream
 from policies import Knowledge, PolicySet
 
@@ -85,12 +85,12 @@ def _completed(gateway: GatewayState, plan: Plan, record: RequestRecord, reply: 
     record.usage = reply_usage(reply.data, plan.payload["messages"])
     record.cost_usd = cost_usd(plan.target, record.usage)
     headers = gateway_headers(record, format_cost(record.cost_usd))
-    gateway.accounting.ledger.close(record)
+    gateway.ledger.close(record)
     return Response(_with_sources(reply, rag, record.request_id), media_type="application/json", headers=headers)
 
 
 def _streamed(gateway: GatewayState, plan: Plan, record: RequestRecord, stream: UpstreamStream) -> Response:
-    relay = SSERelay(plan, record, gateway.accounting.ledger.close)
+    relay = SSERelay(plan, record, gateway.ledger.close)
     headers = {**gateway_headers(record, "pending"), **_SSE_HEADERS}
     return StreamingResponse(relay.run(stream), media_type="text/event-stream", headers=headers)
 

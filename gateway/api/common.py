@@ -75,7 +75,7 @@ def failure(gateway: GatewayState, record: RequestRecord, exc: Exception) -> Res
     elif isinstance(exc, ClientClosedRequest):  # routine on any public endpoint: not an error of ours
         log.info("request %s: %s", _named(record), exc.message)
     record.status, record.error_code = exc.status, exc.code
-    gateway.accounting.ledger.close(record)
+    gateway.ledger.close(record)
     headers = _id_headers(record)
     if record.route:
         headers.update({"x-gateway-route": record.route, "x-gateway-arm": record.arm,

@@ -8,7 +8,7 @@ With client keys configured, the page, its assets and ``/metrics`` need a key
 bearer token on its own: a request without a key is answered 401 with an HTTP
 Basic challenge, the browser asks once for a user name (ignored) and password
 (the key), and sends them with the page's own requests. GET endpoints accept
-that form of the key (``gateway.intake.authenticate``), so the script itself
+that form of the key (``gateway.pipeline.intake.authenticate``), so the script itself
 does nothing about authentication.
 """
 
@@ -20,30 +20,22 @@ from starlette.routing import Route
 
 from gateway.api.common import state_of
 from gateway.dashboard import ASSETS, asset
-from gateway.errors import GatewayError, NotFound, error_response
-from gateway.intake import authenticate_monitoring
+from gateway.errors import NotFound
+from gateway.pipeline.intake import authenticate_monitoring
 
 _HEADERS = {"cache-control": "no-cache", "x-content-type-options": "nosniff"}
 
 
-def _refusal(request: Request) -> Response | None:
-    try:
-        authenticate_monitoring(request, state_of(request).settings)
-    except GatewayError as exc:
-        return error_response(exc)
-    return None
-
-
 async def page(request: Request) -> Response:
-    return _refusal(request) or Response(asset("index.html"), media_type=ASSETS["index.html"], headers=_HEADERS)
+    authenticate_monitoring(request, state_of(request).settings)
+    return Response(asset("index.html"), media_type=ASSETS["index.html"], headers=_HEADERS)
 
 
 async def static(request: Request) -> Response:
-    if (refused := _refusal(request)) is not None:
-        return refused
+    authenticate_monitoring(request, state_of(request).settings)
     name = request.path_params["asset"]
     if name not in ASSETS or name == "index.html":
-        return error_response(NotFound(f"No dashboard asset named '{name}'."))
+        raise NotFound(f"No dashboard asset named '{name}'.")
     return Response(asset(name), media_type=ASSETS[name], headers=_HEADERS)
 
 

@@ -14,7 +14,6 @@ import math
 from collections import defaultdict
 from typing import Any
 
-import orjson
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,8 +21,8 @@ from starlette.routing import Route
 
 from gateway.api.common import state_of
 from gateway.economics.observed import economics_report
-from gateway.errors import GatewayError, error_response
-from gateway.intake import authenticate
+from gateway.errors import GatewayError, json_response
+from gateway.pipeline.intake import authenticate
 from gateway.state import GatewayState
 
 _GAUGED = ("observed_monthly_queries", "projected_monthly_queries", "volume_share_of_projection",
@@ -38,9 +37,6 @@ async def _report(gateway: GatewayState) -> tuple[str, list[dict[str, Any]]]:
     window = await gateway.window.window()
     return window.scope, economics_report(gateway.policies.current, window, gateway.settings.economics)
 
-
-def _json(data: object) -> Response:
-    return Response(orjson.dumps(data), media_type="application/json")
 
 
 async def refresh_gauges(gateway: GatewayState) -> None:
@@ -72,12 +68,9 @@ async def refresh_gauges(gateway: GatewayState) -> None:
 
 async def economics(request: Request) -> Response:
     gateway = state_of(request)
-    try:
-        authenticate(request, gateway.settings)
-        scope, routes = await _report(gateway)
-    except GatewayError as exc:
-        return error_response(exc)
-    return _json({"scope": scope, "routes": routes})
+    authenticate(request, gateway.settings)
+    scope, routes = await _report(gateway)
+    return json_response({"scope": scope, "routes": routes})
 
 
 _TOTALS = {"gateway_requests": "requests", "gateway_cost_usd": "cost_usd"}
@@ -106,12 +99,9 @@ async def _totals(gateway: GatewayState) -> tuple[str, float, list[dict[str, Any
 
 async def ledger(request: Request) -> Response:
     gateway = state_of(request)
-    try:
-        authenticate(request, gateway.settings)
-    except GatewayError as exc:
-        return error_response(exc)
+    authenticate(request, gateway.settings)
     scope, since, rows = await _totals(gateway)
-    return _json({"scope": scope, "since": since, "rows": rows})
+    return json_response({"scope": scope, "since": since, "rows": rows})
 
 
 routes = [Route("/v1/economics", economics, methods=["GET"]), Route("/v1/ledger", ledger, methods=["GET"])]

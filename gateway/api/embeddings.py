@@ -19,9 +19,9 @@ from gateway.accounting.ledger import RequestRecord
 from gateway.accounting.usage import Usage, cost_usd, estimate_tokens, estimate_tokens_upto, format_cost
 from gateway.api.common import failure, gateway_headers, state_of
 from gateway.errors import InvalidRequest, ModelNotFound
-from gateway.intake import authenticate, client_request_id, new_request_id, read_json, validate
 from gateway.limits import Limits
-from gateway.plan import DIRECT_ARM
+from gateway.pipeline.intake import authenticate, client_request_id, new_request_id, read_json, validate
+from gateway.pipeline.plan import DIRECT_ARM
 from gateway.protocol import GATEWAY_FIELD, EmbeddingRequest
 
 
@@ -92,7 +92,7 @@ async def embeddings(request: Request) -> Response:
         record.usage = Usage(reported, 0) if isinstance(reported, int) else Usage(_input_tokens(embedding), 0, True)
         record.cost_usd = cost_usd(target, record.usage)
         headers = gateway_headers(record, format_cost(record.cost_usd))
-        gateway.accounting.ledger.close(record)
+        gateway.ledger.close(record)
         return Response(reply.body, media_type="application/json", headers=headers)
     except Exception as exc:  # the one boundary where every failure becomes an OpenAI error
         return failure(gateway, record, exc)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,14 +23,13 @@ from starlette.routing import Route
 from gateway.api.common import state_of
 from gateway.errors import (
     ClientError,
-    GatewayError,
     InvalidRequest,
     NotFound,
     ServiceUnavailable,
-    error_response,
+    json_response,
 )
-from gateway.experiments import observations
-from gateway.intake import authenticate, read_json, validate
+from gateway.pipeline.experiments import observations
+from gateway.pipeline.intake import authenticate, read_json, validate
 from policies import (
     Experiment,
     Feedback,
@@ -65,9 +63,6 @@ class FeedbackRequest(BaseModel):
         return self
 
 
-def _json(data: object) -> Response:
-    return Response(orjson.dumps(data), media_type="application/json")
-
 
 async def experiment_report(store: OutcomeStore, name: str, experiment: Experiment) -> dict[str, object]:
     """The report of ``name`` from the recorded outcomes and their feedback, as JSON."""
@@ -86,42 +81,36 @@ def _check_scale(score: float | None, experiment: str, policy: PolicySet) -> Non
 
 async def feedback(request: Request) -> Response:
     gateway = state_of(request)
+    owner = authenticate(request, gateway.settings)
+    given = validate(FeedbackRequest, await read_json(request, gateway.settings))
+    store = gateway.outcomes.store
     try:
-        owner = authenticate(request, gateway.settings)
-        given = validate(FeedbackRequest, await read_json(request, gateway.settings))
-        store = gateway.outcomes.store
-        try:
-            outcome = await store.outcome(given.request_id)
-            if outcome is None or not outcome.answers_to(owner, given.feedback_token):
-                raise NotFound(f"No experiment request with id '{given.request_id}' made with this API key or "
-                               "feedback token is on record.", param="request_id")
-            _check_scale(given.score, outcome.experiment, gateway.policies.current)
-            await store.add_feedback(Feedback(request_id=given.request_id, score=given.score, success=given.success,
-                                              comment=given.comment, at=time.time()), replace=given.replace)
-        except OutcomesUnavailable as exc:
-            # Redis is down and this replica never saw the request: not unknown, just unreachable now.
-            raise ServiceUnavailable("Feedback cannot be joined to its request while shared state is down.",
-                                     headers={"retry-after": "5"}) from exc
-        except FeedbackExists as exc:
-            raise ClientError(f"Request '{given.request_id}' already has feedback; send \"replace\": true to "
-                              "replace it.", param="request_id", code="feedback_exists", status=409) from exc
-        return _json({"ok": True, "request_id": given.request_id, "experiment": outcome.experiment,
-                      "variant": outcome.variant})
-    except GatewayError as exc:
-        return error_response(exc)
+        outcome = await store.outcome(given.request_id)
+        if outcome is None or not outcome.answers_to(owner, given.feedback_token):
+            raise NotFound(f"No experiment request with id '{given.request_id}' made with this API key or "
+                           "feedback token is on record.", param="request_id")
+        _check_scale(given.score, outcome.experiment, gateway.policies.current)
+        await store.add_feedback(Feedback(request_id=given.request_id, score=given.score, success=given.success,
+                                          comment=given.comment, at=time.time()), replace=given.replace)
+    except OutcomesUnavailable as exc:
+        # Redis is down and this replica never saw the request: not unknown, just unreachable now.
+        raise ServiceUnavailable("Feedback cannot be joined to its request while shared state is down.",
+                                 headers={"retry-after": "5"}) from exc
+    except FeedbackExists as exc:
+        raise ClientError(f"Request '{given.request_id}' already has feedback; send \"replace\": true to "
+                          "replace it.", param="request_id", code="feedback_exists", status=409) from exc
+    return json_response({"ok": True, "request_id": given.request_id, "experiment": outcome.experiment,
+                  "variant": outcome.variant})
 
 
 async def experiment(request: Request) -> Response:
     gateway = state_of(request)
     name = request.path_params["name"]
-    try:
-        authenticate(request, gateway.settings)
-        found = gateway.policies.current.experiments.get(name)
-        if found is None:
-            raise NotFound(f"No experiment named '{name}' in the running policies.")
-        return _json(await experiment_report(gateway.outcomes.store, name, found))
-    except GatewayError as exc:
-        return error_response(exc)
+    authenticate(request, gateway.settings)
+    found = gateway.policies.current.experiments.get(name)
+    if found is None:
+        raise NotFound(f"No experiment named '{name}' in the running policies.")
+    return json_response(await experiment_report(gateway.outcomes.store, name, found))
 
 
 routes = [

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 
-import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,8 +15,8 @@ from starlette.routing import Route
 
 from gateway.api.common import state_of
 from gateway.api.economics import refresh_gauges
-from gateway.errors import GatewayError, error_response
-from gateway.intake import authenticate_monitoring
+from gateway.errors import json_response
+from gateway.pipeline.intake import authenticate_monitoring
 
 _CHECK_TIMEOUT_S = 2.0
 
@@ -49,16 +48,12 @@ async def readyz(request: Request) -> Response:
     failing = [name for name, problem in zip(names, results, strict=True) if problem is not None]
     ready = all(gateway.readiness[name].reached() for name in failing)
     status = "not_ready" if not ready else "degraded" if failing else "ready"
-    return Response(orjson.dumps({"status": status, "checks": checks}), status_code=200 if ready else 503,
-                    media_type="application/json")
+    return json_response({"status": status, "checks": checks}, 200 if ready else 503)
 
 
 async def metrics(request: Request) -> Response:
     gateway = state_of(request)
-    try:
-        authenticate_monitoring(request, gateway.settings)
-    except GatewayError as exc:
-        return error_response(exc)
+    authenticate_monitoring(request, gateway.settings)
     await refresh_gauges(gateway)
     gateway.attempts.export_breaker_states()
     gateway.chooser.export_gauges(gateway.policies.current)

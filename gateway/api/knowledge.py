@@ -14,15 +14,14 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.common import state_of
-from gateway.errors import GatewayError, InvalidRequest, ServiceUnavailable, error_response
-from gateway.intake import authenticate_admin, read_json, validate
+from gateway.errors import InvalidRequest, ServiceUnavailable, error_response, json_response
+from gateway.pipeline.intake import authenticate_admin, read_json, validate
 from gateway.state import GatewayState
 from retrieval import KnowledgeStore, RetrievalConfigError, RetrievalError, delete_source, ingest_paths
 
@@ -50,9 +49,6 @@ class Query(_Strict):
     query: str = Field(min_length=1)
     k: int = Field(default=4, ge=1, le=50)
 
-
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
 def _store(gateway: GatewayState) -> KnowledgeStore:
@@ -113,7 +109,7 @@ def _ingest(store: KnowledgeStore, collection: str, documents: list[Document]) -
 
 
 async def _admin(request: Request, work: Any) -> Response:
-    """Authenticate, run the blocking ``work(store, collection, body)`` in a thread, render errors."""
+    """Authenticate, run the blocking ``work(store, collection, body)`` in a thread, render the store's errors."""
     gateway = state_of(request)
     try:
         authenticate_admin(request, gateway.settings)
@@ -121,13 +117,11 @@ async def _admin(request: Request, work: Any) -> Response:
         collection = _collection(request.path_params["collection"])
         store = _store(gateway)
         result = await asyncio.to_thread(work, store, collection, body, request.path_params)
-        return _json(result)
+        return json_response(result)
     except RetrievalConfigError as exc:  # the request asked for something the store cannot do
         return error_response(InvalidRequest(f"The knowledge store refused the request: {exc}"))
     except RetrievalError as exc:
         return error_response(ServiceUnavailable(f"The knowledge store failed: {exc}"))
-    except GatewayError as exc:
-        return error_response(exc)
 
 
 async def upsert(request: Request) -> Response:

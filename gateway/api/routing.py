@@ -8,26 +8,22 @@ Authenticated like /v1/economics: client keys when they are configured.
 
 from __future__ import annotations
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.common import state_of
-from gateway.errors import GatewayError, error_response
-from gateway.intake import authenticate
+from gateway.errors import json_response
+from gateway.pipeline.intake import authenticate
 
 
 async def route_views(request: Request) -> Response:
     gateway = state_of(request)
-    try:
-        authenticate(request, gateway.settings)
-    except GatewayError as exc:
-        return error_response(exc)
+    authenticate(request, gateway.settings)
     views = gateway.chooser.views(gateway.policies.current)
     body = {"scope": gateway.chooser.scope,
             "routes": [{"route": name, "classifier": view} for name, view in views.items()]}
-    return Response(orjson.dumps(body), media_type="application/json")
+    return json_response(body)
 
 
 routes = [Route("/v1/routes", route_views, methods=["GET"])]

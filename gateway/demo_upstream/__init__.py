@@ -2,5 +2,6 @@
 
 from gateway.demo_upstream.models import MODELS, SimulatedModel
 from gateway.demo_upstream.server import create_demo_app
+from gateway.demo_upstream.wanted import wants_demo
 
-__all__ = ["MODELS", "SimulatedModel", "create_demo_app"]
+__all__ = ["MODELS", "SimulatedModel", "create_demo_app", "wants_demo"]

@@ -29,14 +29,11 @@ from gateway.accounting.usage import estimate_prompt_tokens, estimate_tokens
 from gateway.demo_upstream.answers import compose, tool_call
 from gateway.demo_upstream.checks import Refusal, check_chat, check_embeddings
 from gateway.demo_upstream.models import EMBEDDING_DIM, EMBEDDING_MODEL, MODELS, SimulatedModel
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+from gateway.errors import json_response
 
 
 def _error(message: str, status: int, code: str, param: str | None = None) -> Response:
-    return _json({"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}},
+    return json_response({"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}},
                  status)
 
 
@@ -122,7 +119,7 @@ class DemoUpstream:
         if not await self._generate(model.ttft_s + model.per_token_s * per_choice, request):
             return Response(status_code=499)  # nobody is listening any more
         choices = [{"index": i, "message": message, "logprobs": None, "finish_reason": finish} for i in range(n)]
-        return _json({**base, "object": "chat.completion", "choices": choices, "usage": usage})
+        return json_response({**base, "object": "chat.completion", "choices": choices, "usage": usage})
 
     async def _chunks(self, model: SimulatedModel, base: dict[str, Any], message: dict[str, Any], n: int,
                       finish: str, usage: dict[str, Any] | None) -> AsyncIterator[bytes]:
@@ -159,12 +156,12 @@ class DemoUpstream:
         data = [{"object": "embedding", "index": i, "embedding": _pseudo_vector(str(item))}
                 for i, item in enumerate(items)]
         tokens = sum(estimate_tokens(str(item)) for item in items)
-        return _json({"object": "list", "data": data, "model": EMBEDDING_MODEL,
+        return json_response({"object": "list", "data": data, "model": EMBEDDING_MODEL,
                       "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     async def models(self, request: Request) -> Response:
         ids = [*MODELS, EMBEDDING_MODEL]
-        return _json({"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "demo"}
+        return json_response({"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "demo"}
                                                  for i in ids]})
 
     def app(self) -> Starlette:

@@ -9,11 +9,15 @@ The decision guide's steps 6-8 and 16 as one command. Modules, one job each:
 * ``curve``: the route classifier's cost-quality curve over strong shares;
 * ``recommendation``: the guide's framework as one pure function;
 * ``summary``: all of the above as one dict, rendered by ``table`` (terminal) and ``report`` (HTML);
-* ``cli``: the subcommand.
+
+The ``eval`` subcommand's options live with the other subcommands, in ``gateway.cli.evaluate``.
 
 Other packages use only what ``__all__`` names.
+
+The run itself is ``gateway.evaluation.command.run``, imported only when ``eval`` runs (it loads
+the app and the classifiers); the package itself hands on only its light vocabulary.
 """
 
-from gateway.evaluation.cli import add_cli
+from gateway.evaluation.vocabulary import ARMS, DEFAULT_TOLERANCE, QUALITY
 
-__all__ = ["add_cli"]
+__all__ = ["ARMS", "DEFAULT_TOLERANCE", "QUALITY"]

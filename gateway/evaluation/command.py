@@ -1,6 +1,6 @@
 """The ``eval`` run: load, replay through the gateway, score, summarise, write and print.
 
-Options are declared in :mod:`gateway.evaluation.cli`; command-line figures
+Options are declared in :mod:`gateway.cli.evaluate`; command-line figures
 override the route's policy (classifier, economics) wherever both exist.
 """
 
@@ -24,7 +24,7 @@ from gateway.evaluation.recommendation import Investment
 from gateway.evaluation.report import render_html
 from gateway.evaluation.runner import EvaluationAborted, RunOptions, replay
 from gateway.evaluation.summary import Judgement, summarise
-from gateway.evaluation.table import render_table
+from gateway.evaluation.table import summary_text
 from gateway.evaluation.vocabulary import ARMS
 from policies import PolicyLoadError, PolicySet, Route, load_policies
 
@@ -96,7 +96,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, out: TextIO) 
         json.dump(summary, out, indent=2)
         out.write("\n")
     else:
-        out.write(render_table(summary))
+        out.write(summary_text(summary))
     print(f"eval: wrote {directory}/summary.json, report.html, scores.jsonl", file=sys.stderr)
     return 0
 

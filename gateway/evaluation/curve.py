@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.arm_choice import route_classifier
+from gateway.pipeline.arm_choice import route_classifier
 from policies import Classifier
 from routes import CalibrationWindow, ScoreSketch
 

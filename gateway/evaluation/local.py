@@ -19,8 +19,8 @@ from pathlib import Path
 
 import httpx
 
-from gateway.loopback import ServerThread
-from gateway.serve import _wants_demo
+from gateway.demo_upstream.wanted import wants_demo
+from gateway.edge.loopback import ServerThread
 from policies import load_policies
 
 _DEMO_URL = "HYBRID_GATEWAY_DEMO_URL"
@@ -49,7 +49,7 @@ def wait_ready(url: str, timeout_s: float) -> None:
 @contextlib.contextmanager
 def _demo_if_needed(policies_dir: Path) -> Iterator[None]:
     """Start the demo upstream on a free port and point the policies at it, unless it is not needed or set."""
-    if _DEMO_URL in os.environ or not _wants_demo(load_policies(policies_dir)):
+    if _DEMO_URL in os.environ or not wants_demo(load_policies(policies_dir)):
         yield
         return
     from gateway.demo_upstream import create_demo_app

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.evaluation.presentation import ROWS, VERDICTS, number
-
-
-def _columns(lines: Sequence[Sequence[str]]) -> list[str]:
-    """Left-align the first column, right-align the others."""
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    return ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                      for i, (cell, w) in enumerate(zip(line, widths, strict=True))).rstrip() for line in lines]
+from gateway.tables import render_table
 
 
 def _metrics(summary: Mapping[str, Any]) -> list[str]:
@@ -31,7 +25,7 @@ def _metrics(summary: Mapping[str, Any]) -> list[str]:
                                                 f"[{number(d['low'], kind, signed=True)}, "
                                                 f"{number(d['high'], kind, signed=True)}]"]
         lines.append(line)
-    return _columns(lines)
+    return render_table(lines)
 
 
 def _curve(summary: Mapping[str, Any]) -> list[str]:
@@ -42,10 +36,10 @@ def _curve(summary: Mapping[str, Any]) -> list[str]:
         share = f"{p['strong_share']:g}" + (" (policy)" if p["strong_share"] == own else "")
         lines.append([share, f"{p['threshold']:.4f}", str(p["prompted_examples"]),
                       number(p["accuracy"], "score"), number(p["cost_per_query_usd"], "usd")])
-    return _columns(lines)
+    return render_table(lines)
 
 
-def render_table(summary: Mapping[str, Any]) -> str:
+def summary_text(summary: Mapping[str, Any]) -> str:
     out = [f"route {summary['route']}: {summary['examples']} of {summary['examples_in_set']} examples from "
            f"{summary['dataset']}; primary metric {summary['metric']}", "", *_metrics(summary)]
     if summary["curve"]:

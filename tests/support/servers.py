@@ -1,5 +1,5 @@
 """Run real ASGI apps on loopback ports in background threads, for tests (shared with ``gateway eval``)."""
 
-from gateway.loopback import ServerThread
+from gateway.edge.loopback import ServerThread
 
 __all__ = ["ServerThread"]

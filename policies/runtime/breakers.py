@@ -30,8 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from policies.runtime.shared_state import Script, SharedState
 from policies.schema import Breaker
-from policies.shared_state import Script, SharedState
 
 BreakerState = Literal["closed", "open", "half_open"]
 Clock = Callable[[], float]

@@ -29,6 +29,7 @@ from typing import Any, TextIO
 
 import httpx
 
+from gateway.cli.arguments import non_negative, positive, positive_int
 from gateway.economics.breakeven import (
     DEFAULT_HORIZON_MONTHS,
     DEFAULT_UPFRONT,
@@ -55,31 +56,31 @@ def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser: 
         "breakeven", help="months until fine-tuning pays for itself, per monthly volume",
         description=__doc__.splitlines()[0] + " With no cost options: the decision guide's four scenarios.")
     volume = parser.add_argument_group("volume and running costs (each side: monthly, per query or per token)")
-    volume.add_argument("--volume", type=_non_negative, action="append", metavar="N",
+    volume.add_argument("--volume", type=non_negative, action="append", metavar="N",
                         help="queries per month (repeatable)")
     for side, label in (("prompted", "prompted large model"), ("fine-tuned", "fine-tuned small model")):
-        volume.add_argument(f"--{side}-monthly", type=_non_negative, action="append", metavar="USD",
+        volume.add_argument(f"--{side}-monthly", type=non_negative, action="append", metavar="USD",
                             help=f"{label} USD/month, one per --volume in the same order (repeatable)")
-        volume.add_argument(f"--{side}-per-query", type=_non_negative, metavar="USD",
+        volume.add_argument(f"--{side}-per-query", type=non_negative, metavar="USD",
                             help=f"{label} USD per query")
-        volume.add_argument(f"--{side}-input-per-m", type=_non_negative, metavar="USD",
+        volume.add_argument(f"--{side}-input-per-m", type=non_negative, metavar="USD",
                             help=f"{label} USD per million input tokens")
-        volume.add_argument(f"--{side}-output-per-m", type=_non_negative, metavar="USD",
+        volume.add_argument(f"--{side}-output-per-m", type=non_negative, metavar="USD",
                             help=f"{label} USD per million output tokens")
-        volume.add_argument(f"--{side}-tokens-in", type=_non_negative, metavar="N",
+        volume.add_argument(f"--{side}-tokens-in", type=non_negative, metavar="N",
                             help=f"{label} input tokens per query")
-        volume.add_argument(f"--{side}-tokens-out", type=_non_negative, metavar="N",
+        volume.add_argument(f"--{side}-tokens-out", type=non_negative, metavar="N",
                             help=f"{label} output tokens per query")
     fine_tuning = parser.add_argument_group("fine-tuning's own costs")
-    fine_tuning.add_argument("--upfront", type=_non_negative, default=DEFAULT_UPFRONT, metavar="USD",
+    fine_tuning.add_argument("--upfront", type=non_negative, default=DEFAULT_UPFRONT, metavar="USD",
                              help=f"one-off fine-tuning cost (default {DEFAULT_UPFRONT:,.0f})")
-    fine_tuning.add_argument("--maintenance-monthly", type=_non_negative, default=0.0, metavar="USD",
+    fine_tuning.add_argument("--maintenance-monthly", type=non_negative, default=0.0, metavar="USD",
                              help="fine-tuned model upkeep per month (default 0)")
-    fine_tuning.add_argument("--retraining-cost", type=_non_negative, default=0.0, metavar="USD",
+    fine_tuning.add_argument("--retraining-cost", type=non_negative, default=0.0, metavar="USD",
                              help="cost of one retraining, amortised over its cadence (default 0)")
-    fine_tuning.add_argument("--retraining-every-months", type=_positive, metavar="N",
+    fine_tuning.add_argument("--retraining-every-months", type=positive, metavar="N",
                              help="months between retrainings")
-    parser.add_argument("--horizon-months", type=_positive_int, metavar="N",
+    parser.add_argument("--horizon-months", type=positive_int, metavar="N",
                         help=f"months to count savings over and to trust a pay-back within (default "
                              f"{DEFAULT_HORIZON_MONTHS}; with --from, each route's own horizon)")
     parser.add_argument("--from", dest="from_url", metavar="URL",
@@ -332,37 +333,3 @@ def _months(value: float | None) -> str:
 
 def _json_number(value: float) -> float | int:
     return int(value) if value == int(value) else value
-
-
-def _non_negative(text: str) -> float:
-    value = _float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = _float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _float(text: str) -> float:
-    try:
-        value = float(text.replace(",", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
-    return value

@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from gateway.breakeven_cli import _non_negative, _positive, _positive_int
+from gateway.cli.arguments import non_negative, positive, positive_int
 from gateway.economics.breakeven import DEFAULT_HORIZON_MONTHS, DEFAULT_UPFRONT
 from gateway.evaluation.vocabulary import ARMS, DEFAULT_TOLERANCE, QUALITY
-from gateway.settings import DEFAULT_POLICIES
+from policies import DEFAULT_POLICIES
 
 __all__ = ["add_cli"]
 
@@ -42,15 +42,15 @@ def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser: 
                           "economics (default: $HYBRID_GATEWAY_POLICIES or the shipped policies)")
     run.add_argument("--api-key", default=os.environ.get("HYBRID_GATEWAY_EVAL_API_KEY"),
                      help="bearer key for a gateway with keys (default $HYBRID_GATEWAY_EVAL_API_KEY)")
-    run.add_argument("--concurrency", type=_positive_int, default=4, metavar="N", help="calls in flight (default 4)")
+    run.add_argument("--concurrency", type=positive_int, default=4, metavar="N", help="calls in flight (default 4)")
     run.add_argument("--retries", type=int, choices=range(0, 11), default=2, metavar="N",
                      help="retries per call on transport errors, 429 and 5xx (default 2)")
-    run.add_argument("--backoff", type=_positive, default=0.5, metavar="S",
+    run.add_argument("--backoff", type=positive, default=0.5, metavar="S",
                      help="wait before the first retry, doubling after each, plus up to as much jitter (default 0.5)")
-    run.add_argument("--timeout", type=_positive, default=120.0, metavar="S", help="per call (default 120)")
-    run.add_argument("--ready-timeout", type=_positive, default=60.0, metavar="S",
+    run.add_argument("--timeout", type=positive, default=120.0, metavar="S", help="per call (default 120)")
+    run.add_argument("--ready-timeout", type=positive, default=60.0, metavar="S",
                      help="how long to wait for the gateway's /readyz (default 60)")
-    run.add_argument("--limit", type=_positive_int, metavar="K", help="only the first K examples")
+    run.add_argument("--limit", type=positive_int, metavar="K", help="only the first K examples")
     run.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     judge = parser.add_argument_group("judging")
     judge.add_argument("--metric", choices=QUALITY, default="f1",
@@ -63,15 +63,15 @@ def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser: 
     judge.add_argument("--style-task", action="store_true",
                        help="the task is style replication (the guide's second valid case)")
     judge.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    judge.add_argument("--bootstrap-samples", type=_positive_int, default=2000, metavar="N")
+    judge.add_argument("--bootstrap-samples", type=positive_int, default=2000, metavar="N")
     money = parser.add_argument_group("break-even (default: the route's economics block)")
-    money.add_argument("--monthly-volume", type=_non_negative, metavar="N", help="queries per month")
-    money.add_argument("--upfront", type=_non_negative, metavar="USD",
+    money.add_argument("--monthly-volume", type=non_negative, metavar="N", help="queries per month")
+    money.add_argument("--upfront", type=non_negative, metavar="USD",
                        help=f"one-off fine-tuning cost (default {DEFAULT_UPFRONT:,.0f})")
-    money.add_argument("--maintenance-monthly", type=_non_negative, metavar="USD")
-    money.add_argument("--retraining-cost", type=_non_negative, metavar="USD")
-    money.add_argument("--retraining-every-months", type=_positive, metavar="N")
-    money.add_argument("--horizon-months", type=_positive_int, metavar="N",
+    money.add_argument("--maintenance-monthly", type=non_negative, metavar="USD")
+    money.add_argument("--retraining-cost", type=non_negative, metavar="USD")
+    money.add_argument("--retraining-every-months", type=positive, metavar="N")
+    money.add_argument("--horizon-months", type=positive_int, metavar="N",
                        help=f"(default {DEFAULT_HORIZON_MONTHS})")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     parser.set_defaults(command=lambda args: _run(parser, args))
@@ -86,7 +86,7 @@ def _arms(text: str) -> tuple[str, ...]:
 
 
 def _fraction(text: str) -> float:
-    value = _non_negative(text)
+    value = non_negative(text)
     if value > 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
     return value

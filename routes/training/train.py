@@ -40,14 +40,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import NDArray
 
-from ._data import Example
-from ._embedding import Embedder, EmbeddingClassifier, topic_encoder, topic_logits, topic_text
-from ._features import Features, extract
-from ._linear import LinearClassifier
-from ._logistic import SparseRows, fit
-from ._messages import conversation, prompt_messages
-from ._onnx import word_embeddings
-from ._static import StaticClassifier, as_static, build_encoder
+from .._embedding import Embedder, EmbeddingClassifier, topic_encoder, topic_logits, topic_text
+from .._features import Features, extract
+from .._linear import LinearClassifier
+from .._messages import conversation, prompt_messages
+from .._static import StaticClassifier, as_static, build_encoder
+from .data import Example
+from .logistic import SparseRows, fit
+from .onnx import word_embeddings
 
 CALIBRATION_LEVELS = 1001
 

@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import retrieval
-import routes
-from gateway import breakeven_cli, evaluation, experiments_cli
-from gateway.settings import DEFAULT_POLICIES
+import routes.training
+from gateway.cli import breakeven, evaluate, experiments
+from policies import DEFAULT_POLICIES
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -37,7 +37,7 @@ def _policy_check(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gateway.serve import serve
+    from gateway.cli.serve import serve
 
     return serve(host=args.host, port=args.port, policies=Path(args.policies), workers=args.workers,
                  demo=args.demo, demo_port=args.demo_port, log_level=args.log_level,
@@ -96,11 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_policy(sub)
     _add_demo(sub)
-    breakeven_cli.add_cli(sub)
+    breakeven.add_cli(sub)
     retrieval.add_cli(sub)
-    routes.add_cli(sub)
-    experiments_cli.add_cli(sub)
-    evaluation.add_cli(sub)
+    routes.training.add_cli(sub)
+    experiments.add_cli(sub)
+    evaluate.add_cli(sub)
     return parser
 
 
@@ -109,6 +109,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Command = args.command
     return command(args)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

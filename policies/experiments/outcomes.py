@@ -36,7 +36,7 @@ from typing import Any, Protocol, TypeVar
 
 from redis.asyncio import Redis
 
-from policies.shared_state import Script, SharedState
+from policies.runtime.shared_state import Script, SharedState
 
 log = logging.getLogger("hybrid_gateway.policies")
 
@@ -51,7 +51,7 @@ class Outcome:
     """One served request of an experiment: who got what, from where, how it went and what it cost.
 
     ``crossed`` marks a fallback that crossed variants (served by the other side), which
-    reports keep apart; ``keyed`` marks sticky assignment (see ``policies.assignment``).
+    reports keep apart; ``keyed`` marks sticky assignment (see ``policies.experiments.assignment``).
     ``owner`` tags the API key that made the request (None without keys) and ``token`` is the
     ``token_digest`` of the feedback token its caller was given: who may give feedback on it.
     Outcomes recorded before these existed have neither, so take no feedback.

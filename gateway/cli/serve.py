@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from gateway.demo_upstream.wanted import wants_demo
 from gateway.model_check import model_problem
 from gateway.settings import Settings
-from policies import PolicyLoadError, PolicySet, load_policies
+from policies import PolicyLoadError, load_policies
 
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _DEMO_START_TIMEOUT_S = 15.0
 
 
@@ -63,13 +63,6 @@ def _any_free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _wants_demo(policy: PolicySet) -> bool:
-    for target in policy.targets.values():
-        if target.provider == "demo" and target.api_base and urlsplit(target.api_base).hostname in _LOOPBACK:
-            return True
-    return False
 
 
 def _start_demo(port: int) -> subprocess.Popen[bytes]:
@@ -168,7 +161,7 @@ def serve(*, host: str, port: int, policies: Path, workers: int, demo: str, demo
         for issue in exc.issues:
             print(f"cannot start: {issue}", file=sys.stderr)
         return 2
-    start_demo = start_demo or (demo == "auto" and _wants_demo(policy))
+    start_demo = start_demo or (demo == "auto" and wants_demo(policy))
     if start_demo:
         child = _start_demo(int(urlsplit(os.environ["HYBRID_GATEWAY_DEMO_URL"]).port or 8090))
     _multiprocess_metrics(workers)
@@ -178,7 +171,7 @@ def serve(*, host: str, port: int, policies: Path, workers: int, demo: str, demo
 
     if child is not None:
         _wait_for_port(int(urlsplit(os.environ["HYBRID_GATEWAY_DEMO_URL"]).port or 8090), child)
-    from gateway.http_protocol import GuardedHttpToolsProtocol
+    from gateway.edge.http_protocol import GuardedHttpToolsProtocol
 
     logging.config.dictConfig(_log_config(log_level))
     if not is_loopback(host) and not settings.api_key_digests:

@@ -19,9 +19,10 @@ from pathlib import Path
 import httpx
 import orjson
 
-from gateway.experiments import observations
-from gateway.settings import DEFAULT_POLICIES
-from policies import PolicyLoadError, SharedState, load_policies, outcome_store, render_table, report
+from gateway.pipeline.experiments import observations
+from gateway.tables import render_table
+from policies import DEFAULT_POLICIES, PolicyLoadError, SharedState, load_policies, outcome_store, report
+from policies.experiments.statistics import ExperimentReport, TestResult
 
 
 async def _local_report(args: argparse.Namespace) -> int:
@@ -49,7 +50,7 @@ async def _local_report(args: argparse.Namespace) -> int:
         print(f"no outcomes recorded for experiment {args.name!r} in {where}", file=sys.stderr)
         return 1
     result = report(list(experiment.variants), seen)
-    print(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2).decode() if args.json else render_table(result))
+    print(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2).decode() if args.json else experiment_text(result))
     return 0
 
 
@@ -84,3 +85,44 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[typ
     reporting.add_argument("--redis-prefix", default=os.environ.get("HYBRID_GATEWAY_REDIS_PREFIX", "hg:"))
     reporting.add_argument("--json", action="store_true")
     reporting.set_defaults(command=_run)
+
+
+def experiment_text(experiment: ExperimentReport) -> str:
+    """The report as aligned text: one row per variant, then each comparison with its verdict."""
+    level = f"{1 - experiment.alpha:.0%}"
+    rows = [["variant", "n", "crossed", "feedback", f"success ({level} CI)", f"score ({level} CI)",
+             "p50 ms", "p95 ms", "$/request"]]
+    for s in experiment.variants:
+        success = (f"{s.success.rate:.3f} [{s.success.ci_low:.3f}, {s.success.ci_high:.3f}]"
+                   if s.success else "-")
+        score = "-"
+        if s.score is not None:
+            score = (f"{s.score.mean:.3f} [{s.score.ci_low:.3f}, {s.score.ci_high:.3f}]"
+                     if s.score.ci_low is not None and s.score.ci_high is not None else f"{s.score.mean:.3f}")
+        rows.append([s.name, str(s.n), str(s.excluded_crossed), str(s.n_feedback), success, score,
+                     _number(s.latency_p50_ms, "{:.0f}"), _number(s.latency_p95_ms, "{:.0f}"),
+                     _number(s.cost_per_request_usd, "{:.5f}")])
+    lines = render_table(rows)
+    for comparison in experiment.comparisons:
+        lines.append("")
+        lines.append(f"{comparison.variant} vs {comparison.control} (control)")
+        for label, test in (("success rate", comparison.success), ("mean score", comparison.score)):
+            lines.append(f"  {label:<13}{_test_text(test, level)}")
+            lines.append(f"  {'':<13}-> {test.verdict}")
+    if experiment.ignored_unknown:
+        lines.append("")
+        lines.append(f"{experiment.ignored_unknown} observations of variants not in this experiment were ignored")
+    return "\n".join(lines)
+
+
+def _test_text(test: TestResult, level: str) -> str:
+    if test.statistic is None or test.p_value is None:
+        return f"n={test.n_control}/{test.n_variant}"
+    symbol = "z" if test.metric == "success_rate" else "t"
+    df = f" df={test.df:.1f}" if test.df is not None else ""
+    return (f"diff {test.difference:+.3f} [{test.ci_low:+.3f}, {test.ci_high:+.3f}] ({level} CI)  "
+            f"{symbol}={test.statistic:.3f}{df}  p={test.p_value:.4f}  n={test.n_control}/{test.n_variant}")
+
+
+def _number(value: float | None, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)

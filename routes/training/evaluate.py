@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from ._data import Example
-from ._messages import prompt_messages
-from ._metrics import apgr, cpt, roc_auc, routing_curve
-from ._models import RoutingModel
+from .._messages import prompt_messages
+from .._models import RoutingModel
+from .data import Example
+from .metrics import apgr, cpt, roc_auc, routing_curve
 
 RANDOM_SEEDS = 10
 CALIBRATION_SHARE = 0.3

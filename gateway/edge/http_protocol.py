@@ -11,7 +11,7 @@ hold the connection and its buffers for as long as it likes. Here, per request:
   is just closed);
 - a body still incomplete ``body_timeout_s`` (plus a short grace) after the
   headers: the connection is closed. Endpoints that read a body answer 408
-  themselves at ``body_timeout_s`` (``gateway.intake``); this is the backstop
+  themselves at ``body_timeout_s`` (``gateway.pipeline.intake``); this is the backstop
   for a body nobody reads.
 
 The limits come from the same ``HYBRID_GATEWAY_*`` settings as the app's, read

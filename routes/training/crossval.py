@@ -20,12 +20,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from ._data import Example
-from ._embedding import Embedder, EmbeddingClassifier, topic_text
-from ._evaluate import CALIBRATION_SHARE
-from ._metrics import apgr, cpt, routing_curve
-from ._static import StaticClassifier
-from ._train import Design, TrainConfig, design, embed_rows, linear_logits, train_pair
+from .._embedding import Embedder, EmbeddingClassifier, topic_text
+from .._static import StaticClassifier
+from .data import Example
+from .evaluate import CALIBRATION_SHARE
+from .metrics import apgr, cpt, routing_curve
+from .train import Design, TrainConfig, design, embed_rows, linear_logits, train_pair
 
 MODELS = ("linear", "fast", "default")
 CROSS_TRAIN, CROSS_TEST = "mmlu", "gsm8k"

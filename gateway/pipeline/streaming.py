@@ -29,7 +29,7 @@ from gateway.accounting.usage import (
     usage_from,
 )
 from gateway.errors import GatewayError, UpstreamFailed, sse_error_event
-from gateway.plan import Plan
+from gateway.pipeline.plan import Plan
 from gateway.upstream import UpstreamStream
 
 _DATA = b"data:"

@@ -7,7 +7,7 @@ as is, and its sketch only reports the realised share. A decision costs one scor
 few microseconds for the cut and the count. The linear and static models score inline (~0.2 ms);
 a model that runs the MiniLM encoder (~6 ms) scores in a worker thread, where onnxruntime
 releases the GIL, so it never stalls the event loop's other requests. Sketches are only touched
-on the event loop. With Redis, ``gateway.score_sharing`` merges every replica's sketch in the background.
+on the event loop. With Redis, ``gateway.pipeline.score_sharing`` merges every replica's sketch in the background.
 """
 
 from __future__ import annotations

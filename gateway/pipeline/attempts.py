@@ -23,7 +23,7 @@ from tenacity.wait import wait_random_exponential
 
 from gateway.errors import CircuitOpen, GatewayError, RateLimited, UpstreamTimeout
 from gateway.metrics import Metrics
-from gateway.plan import Plan
+from gateway.pipeline.plan import Plan
 from policies import Breaker, BreakerBoard, Retry
 
 Result = TypeVar("Result")

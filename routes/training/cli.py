@@ -27,19 +27,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._calibration import CalibrationWindow, Cut, ScoreSketch
-from ._data import DataError, load_examples
-from ._decision import ARMS, decide
-from ._linear import ModelFileError
-from ._messages import prompt_messages
-from ._models import MODELS_DIR, SHIPPED, RoutingModel, load_classifier, resolve_model
-from ._train import TrainConfig
+from policies import DEFAULT_POLICIES
+
+from .._calibration import CalibrationWindow, Cut, ScoreSketch
+from .._decision import ARMS, decide
+from .._linear import ModelFileError
+from .._messages import prompt_messages
+from .._models import MODELS_DIR, SHIPPED, RoutingModel, load_classifier, resolve_model
+from .data import DataError, load_examples
+from .train import TrainConfig
 
 DEFAULT_DATA_ROOT = Path("../shared/data/routing")
 TRAIN_DATASETS = ("mmlu", "gsm8k", "mt_bench")
 EVAL_DATASETS = ("mmlu", "gsm8k", "mt_bench")
 _MODEL_HELP = "shipped model name (default, fast) or a model file (default: default)"
-DEFAULT_POLICIES = Path(__file__).resolve().parent.parent / "policies" / "default"
 DEFAULT_THRESHOLD = 0.5  # a route with neither threshold nor strong_share, as the gateway reads it
 API_KEY_ENV = "HYBRID_GATEWAY_API_KEY"
 
@@ -125,7 +126,7 @@ def _folders(args: argparse.Namespace) -> list[Path]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ._train import train, train_embedding, train_pair, train_static
+    from .train import train, train_embedding, train_pair, train_static
 
     try:
         datasets = [load_examples(folder, "train") for folder in _folders(args)]
@@ -150,7 +151,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_cv(args: argparse.Namespace) -> int:
-    from ._crossval import as_json, cross_validate, format_table
+    from .crossval import as_json, cross_validate, format_table
 
     try:
         datasets = {folder.name: load_examples(folder, "train") for folder in _folders(args)}
@@ -163,7 +164,7 @@ def _cmd_cv(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from ._evaluate import as_json, evaluate, format_table
+    from .evaluate import as_json, evaluate, format_table
 
     try:
         datasets = [(folder.name, load_examples(folder, args.split)) for folder in _folders(args)]
@@ -224,7 +225,7 @@ def _bare_rule(args: argparse.Namespace) -> _Rule:
 
 
 def _route_rule(args: argparse.Namespace) -> _Rule:
-    """The route's rule exactly as the gateway applies it (see gateway/arm_choice.py)."""
+    """The route's rule exactly as the gateway applies it (see gateway/pipeline/arm_choice.py)."""
     from policies import PolicyLoadError, load_policies
 
     try:

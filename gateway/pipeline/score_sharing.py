@@ -21,7 +21,7 @@ import asyncio
 import logging
 from typing import Any
 
-from gateway.arm_choice import ArmChooser
+from gateway.pipeline.arm_choice import ArmChooser
 from policies import SharedState
 from routes import ScoreSketch, Slice
 

@@ -1,6 +1,6 @@
 """A/B experiments at the edge: assign each request its variant, record what it cost and how it went.
 
-Assignment is stateless (``policies.assignment``), so replicas agree without
+Assignment is stateless (``policies.experiments.assignment``), so replicas agree without
 talking. Each finished request of an experiment becomes an ``Outcome`` in the
 outcome store (Redis when configured, else local files), written off the
 request path; feedback joins it there by the gateway's request id, from the
