@@ -81,7 +81,9 @@ def topic_text(text: str) -> str:
 def topic_encoder() -> Embedder:
     """The retrieval layer's offline MiniLM, reading only the first TOPIC_TOKENS word pieces.
 
-    One per process (loading takes ~0.2 s); onnxruntime sessions are thread-safe.
+    It runs on the process's one MiniLM session (``retrieval.embeddings.minilm.load_model``), the
+    one retrieval embeds with too: a second session cost each worker ~100 MB. onnxruntime sessions
+    are thread-safe.
     """
     from retrieval import MiniLMEncoder
 

@@ -17,6 +17,7 @@ kept pieces can come from are read.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -125,10 +126,8 @@ def load_model(model_path: Path, tokenizer_path: Path, threads: int = 1) -> Load
 
 def release_free_heap() -> None:
     """Give glibc's freed heap back to the system (a no-op where the C library has no malloc_trim)."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 class MiniLMEncoder:
@@ -162,9 +161,9 @@ class MiniLMEncoder:
         The session and tokenizer are the process's shared ones (:func:`load_model`):
         encoders that differ only in ``max_tokens`` or ``batch_size`` cost nothing more.
         """
-        model = load_model(model_path or default_model_path(), tokenizer_path or default_tokenizer_path(), threads)
-        self._tokenizer = model.tokenizer
-        self._session = model.session
+        self.model = load_model(model_path or default_model_path(), tokenizer_path or default_tokenizer_path(), threads)
+        self._tokenizer = self.model.tokenizer
+        self._session = self.model.session
         self._batch_size = batch_size
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
@@ -185,6 +184,8 @@ class MiniLMEncoder:
 
         Each text is cut to ``max_chars`` before tokenising, so the work per text is bounded
         whatever its length (a search that outlives its caller's deadline ends soon after).
+        After more than one text the freed heap goes back to the system (ingesting the demo
+        corpus left ~50 MB resident per worker); single queries, the serving path, skip that.
         """
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
@@ -195,6 +196,8 @@ class MiniLMEncoder:
         for start in range(0, len(order), self._batch_size):
             batch = order[start : start + self._batch_size]
             out[batch] = self._run_batch([ids[i] for i in batch])
+        if len(texts) > 1:  # a batch job (ingestion): its activations were freed but glibc keeps them
+            release_free_heap()
         return out
 
     def _truncate(self, ids: list[int]) -> list[int]:
