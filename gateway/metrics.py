@@ -17,7 +17,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 # LLM latencies live between a quarter second and half a minute: there each bucket is at most 1.5x the
 # one below, so a percentile interpolated inside one (dashboard, Grafana, alerts) stays within ~10% of
-# the truth (tests/test_metrics_buckets.py); a 2.5-5 s bucket once showed a 2.54 s p95 as 4.39 s.
+# the truth (tests/gateway/test_metrics_buckets.py); a 2.5-5 s bucket once showed a 2.54 s p95 as 4.39 s.
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.35, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0,
             8.0, 10.0, 12.5, 15.0, 20.0, 25.0, 30.0, 45.0, 60.0, 120.0)
 _OVERHEAD = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)

@@ -1,0 +1,196 @@
+"""Policy files: precise file:line errors, the shipped default, hot reload that never takes a bad file."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+import routes
+from policies import PolicyHolder, PolicyLoadError, load_policies
+from tests.support.metrics import scrape
+from tests.support.polling import poll
+from tests.support.process import free_port
+from tests.support.servers import ServerThread
+
+GOOD = """version: 1
+targets:
+  a:
+    provider: vllm
+    model: m-a
+    api_base: http://127.0.0.1:1/v1
+routes:
+  r:
+    arms:
+      prompted:
+        target: a
+"""
+
+
+def write(directory: Path, text: str, name: str = "p.yaml") -> Path:
+    directory.mkdir(exist_ok=True)
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+def issues_of(directory: Path) -> list[str]:
+    with pytest.raises(PolicyLoadError) as failure:
+        load_policies(directory)
+    return [str(issue) for issue in failure.value.issues]
+
+
+def test_shipped_default_policies_load() -> None:
+    policy = load_policies(Path(__file__).resolve().parents[2] / "policies" / "default")
+    assert "support" in policy.routes
+    assert policy.routes["support"].arms.fine_tuned is not None
+
+
+def test_unknown_target_names_file_line_and_path(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("target: a", "target: b"))
+    assert issues_of(tmp_path) == [
+        f"{path}:11: routes.r.arms.prompted.target: unknown target 'b' (known targets: a)"]
+
+
+def test_schema_errors_name_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("    model: m-a\n", "    model: m-a\n    timeout_s: -1\n    colour: red\n"))
+    found = issues_of(tmp_path)
+    assert f"{path}:6: targets.a.timeout_s: Input should be greater than 0" in found
+    assert f"{path}:7: targets.a.colour: Extra inputs are not permitted" in found
+
+
+def test_invalid_yaml_and_duplicate_keys(tmp_path: Path) -> None:
+    path = write(tmp_path, "targets: [unclosed\n")
+    assert issues_of(tmp_path)[0].startswith(f"{path}:2: invalid YAML")
+    write(tmp_path, GOOD.replace("    model: m-a\n", "    model: m-a\n    model: m-b\n"))
+    assert issues_of(tmp_path) == [f"{path}:6: targets.a.model: duplicate key"]
+
+
+def test_definitions_may_not_repeat_across_files(tmp_path: Path) -> None:
+    write(tmp_path, GOOD, "a.yaml")
+    second = write(tmp_path, GOOD.split("routes:")[0], "b.yaml")
+    assert issues_of(tmp_path) == [f"{second}:3: targets.a: target 'a' is already defined in {tmp_path / 'a.yaml'}"]
+
+
+def test_bad_url_and_missing_fine_tuned_arm(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("http://127.0.0.1:1/v1", "ftp://x").replace("  r:\n", "  r:\n    default_arm: fine_tuned\n"))
+    found = issues_of(tmp_path)
+    assert f"{path}:6: targets.a.api_base: Value error, must be an http:// or https:// URL" in found
+
+
+def test_without_key_substitutes_while_the_key_is_unset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = GOOD.replace("routes:", """  cloud:
+    provider: openai
+    model: gpt-4o
+    api_key_env: TEST_HG_KEY
+    without_key: a
+routes:""").replace("target: a", "target: cloud")
+    write(tmp_path, text)
+    monkeypatch.delenv("TEST_HG_KEY", raising=False)
+    assert load_policies(tmp_path).target("cloud")[0] == "a"
+    monkeypatch.setenv("TEST_HG_KEY", "sk-x")
+    assert load_policies(tmp_path).target("cloud")[0] == "cloud"
+
+
+def test_policy_check_cli(tmp_path: Path) -> None:
+    write(tmp_path, GOOD)
+    ok = subprocess.run([sys.executable, "-m", "gateway.cli", "policy", "check", str(tmp_path)],
+                        capture_output=True, text=True, check=False)
+    assert ok.returncode == 0 and "1 route(s)" in ok.stdout
+    write(tmp_path, GOOD.replace("target: a", "target: zz"))
+    bad = subprocess.run([sys.executable, "-m", "gateway.cli", "policy", "check", str(tmp_path)],
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode == 1
+    assert "p.yaml:11: routes.r.arms.prompted.target: unknown target 'zz'" in bad.stderr
+
+
+def test_reload_applies_good_files_and_keeps_the_last_good_one(tmp_path: Path) -> None:
+    write(tmp_path, GOOD)
+    results: list[str] = []
+    holder = PolicyHolder(tmp_path, on_reload=results.append)
+    assert holder.reload() == "unchanged"
+    write(tmp_path, GOOD.replace("  r:\n", "  r2:\n"))
+    assert holder.reload() == "success"
+    assert set(holder.current.routes) == {"r2"}
+    write(tmp_path, GOOD.replace("  r:\n", "  r3:\n").replace("target: a", "target: missing"))
+    assert holder.reload() == "failure"
+    assert set(holder.current.routes) == {"r2"}
+    assert holder.reload() == "unchanged"  # the same bad content is reported once, not every poll
+    assert results == ["success", "failure"]
+
+
+def test_running_gateway_hot_reloads(start_gateway: object, policy_dir: Path) -> None:
+    gateway: ServerThread = start_gateway()  # type: ignore[operator]
+    policy_file = policy_dir / "policy.yaml"
+    original = policy_file.read_text()
+
+    def models() -> set[str]:
+        return {m["id"] for m in httpx.get(gateway.url + "/v1/models").json()["data"]}
+
+    def metric(result: str) -> float:
+        for line in httpx.get(gateway.url + "/metrics").text.splitlines():
+            if line.startswith(f'gateway_policy_reloads_total{{result="{result}"}}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    policy_file.write_text(original.replace("  chat-small:", "  chat-tiny:"))
+    poll(lambda: "chat-tiny" in models(), "the reload")
+    policy_file.write_text(original.replace("  chat-small:", "  chat-broken:").replace("target: small}", "target: nope}"))
+    poll(lambda: metric("failure") == 1.0, "the failed reload to be counted")
+    assert "chat-tiny" in models() and "chat-broken" not in models()
+    assert metric("success") == 1.0
+
+
+ROUTED = GOOD.replace("        target: a\n", "        target: a\n      fine_tuned:\n        target: a\n    classifier:\n"
+                      "      model: models/router.npz\n")
+
+
+def test_policy_check_loads_every_model_file_a_route_names(tmp_path: Path) -> None:
+    path = write(tmp_path, ROUTED)
+    check = [sys.executable, "-m", "gateway.cli", "policy", "check", str(tmp_path)]
+    missing = subprocess.run(check, capture_output=True, text=True, check=False)
+    assert missing.returncode == 1
+    assert f"{path}:15: routes.r.classifier.model: cannot load {tmp_path / 'models/router.npz'}" in missing.stderr
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "router.npz").write_text("not a model")
+    garbage = subprocess.run(check, capture_output=True, text=True, check=False)
+    assert garbage.returncode == 1 and "cannot read model file" in garbage.stderr
+    shutil.copy(Path(routes.__file__).parent / "models" / "fast.npz", tmp_path / "models" / "router.npz")
+    assert subprocess.run(check, capture_output=True, text=True, check=False).returncode == 0
+
+
+def test_serve_refuses_a_missing_model_file_in_one_line(tmp_path: Path) -> None:
+    write(tmp_path, ROUTED)
+    started = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--policies", str(tmp_path), "--demo", "off",
+                              "--port", str(free_port())], capture_output=True, text=True, check=False, timeout=120)
+    assert started.returncode == 2 and "Traceback" not in started.stderr
+    (line,) = started.stderr.splitlines()
+    assert line.startswith("cannot start: ") and "routes.r.classifier.model: cannot load" in line
+
+
+def test_a_reload_naming_a_missing_model_file_is_refused(start_gateway: object, policy_dir: Path,
+                                                         fake: object) -> None:
+    gateway: ServerThread = start_gateway()  # type: ignore[operator]
+    policy_file = policy_dir / "policy.yaml"
+    policy_file.write_text(policy_file.read_text().replace(
+        "  chat:\n", "  chat:\n    classifier: {model: gone.npz}\n", 1))
+    poll(lambda: scrape(gateway.url, "gateway_policy_reloads_total", result="failure") == 1,
+         "the refused reload to be counted")
+    answer = httpx.post(gateway.url + "/v1/chat/completions", timeout=30,
+                        json={"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+    assert answer.status_code == 200 and "x-gateway-score" not in answer.headers  # still the last good policy
+    assert scrape(gateway.url, "gateway_policy_reloads_total", result="success") == 0
+
+
+def test_an_experiment_declares_its_feedback_scale(tmp_path: Path) -> None:
+    experiment = ("experiments:\n  e:\n    route: r\n    variants:\n      one: {weight: 1}\n"
+                  "      two: {weight: 1, target: a}\n")
+    write(tmp_path, GOOD + experiment)
+    scale = load_policies(tmp_path).experiments["e"].feedback
+    assert (scale.min, scale.max) == (0, 1)  # the default: a fraction
+    path = write(tmp_path, GOOD + experiment + "    feedback: {min: 5, max: 1}\n")
+    assert issues_of(tmp_path) == [f"{path}:18: experiments.e.feedback: Value error, min must be below max"]
