@@ -290,6 +290,30 @@ def test_monitoring_objects_carry_the_shipped_rules_and_dashboard(chart: Chart) 
     assert json.loads(dashboard["data"]["hybrid-gateway.json"]) == shipped
 
 
+def memory_mi(container: Manifest) -> tuple[int, int]:
+    """The container's memory request and limit in MiB (the chart writes both in Mi)."""
+    request, limit = container["resources"]["requests"]["memory"], container["resources"]["limits"]["memory"]
+    assert request.endswith("Mi") and limit.endswith("Mi")
+    return int(request[:-2]), int(limit[:-2])
+
+
+def test_memory_request_and_limit_grow_with_workers(chart: Chart) -> None:
+    """Each worker adds memory.perWorkerMi to the request and limit headroom on top; a fixed 768Mi/1536Mi
+    was outgrown by two workers of the embedded default, and a 4-worker pod was OOM-killed."""
+    memory = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))["memory"]
+    sizes = {workers: memory_mi(gateway_container(render(chart, {**value_set("minimal"), "workers": workers})))
+             for workers in (1, 2, 4)}
+    requests, limits = [sizes[w][0] for w in (1, 2, 4)], [sizes[w][1] for w in (1, 2, 4)]
+    assert requests[1] - requests[0] == (requests[2] - requests[1]) / 2 == memory["perWorkerMi"]
+    assert requests[0] == memory["baseMi"] + memory["perWorkerMi"]
+    assert limits[0] < limits[1] < limits[2]
+    assert all(limit * 100 >= request * memory["limitPercent"] - 100 for request, limit in sizes.values())
+    fixed = gateway_container(render(chart, {**value_set("minimal"), "workers": 2, "memory": {"limitMi": 4096},
+                                             "resources": {"limits": {"cpu": "2"}}}))
+    assert memory_mi(fixed) == (requests[1], 4096)
+    assert fixed["resources"]["limits"]["cpu"] == "2" and fixed["resources"]["requests"]["cpu"] == "500m"
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"replicaCount": -1}, "at '/replicaCount': minimum: got -1, want 1"),
     ({"chroma": {"mode": "sqlite"}}, "at '/chroma/mode': value must be one of"),
@@ -299,6 +323,7 @@ def test_monitoring_objects_carry_the_shipped_rules_and_dashboard(chart: Chart) 
     ({"chroma": {"mode": "external"}}, "at '/chroma/url'"),
     ({"ingress": {"enabled": True}}, "at '/ingress/host'"),
     ({"policies": {"files": {"routes.json": "{}"}}}, "'routes.json' does not match pattern"),
+    ({"memory": {"limitPercent": 50}}, "at '/memory/limitPercent': minimum: got 50, want 100"),
 ])
 def test_schema_refuses_bad_values(chart: Chart, change: dict[str, Any], message: str) -> None:
     with pytest.raises(HelmValuesError, match=re.escape(message)):
@@ -322,6 +347,8 @@ def test_schema_refuses_bad_values(chart: Chart, change: dict[str, Any], message
     ({}, "refuses to do so without client keys: set apiKeys.existingSecret"),
     ({"apiKeys": {"existingSecret": "k"}, "monitoring": {"serviceMonitor": {"enabled": True}}},
      "with client keys, /metrics needs one: set monitoring.serviceMonitor.bearerTokenSecret.name"),
+    ({"workers": 4, "memory": {"limitMi": 1024}}, "memory.limitMi=1024 cannot hold 4 workers: they need 1728 MiB"),
+    ({"resources": {"limits": {"memory": "1536Mi"}}}, "gateway memory follows workers: set memory.perWorkerMi"),
 ])
 def test_templates_refuse_unsafe_combinations(chart: Chart, change: dict[str, Any], message: str) -> None:
     with pytest.raises(HelmRenderError, match=re.escape(message)):

@@ -109,6 +109,13 @@ Included by the gateway Deployment, so every render runs it.
 {{- if and .Values.podDisruptionBudget.enabled (ge (int .Values.podDisruptionBudget.minAvailable) $min) -}}
 {{- fail (printf "podDisruptionBudget.minAvailable=%d with as few as %d gateway pods would block every node drain: raise replicaCount (or autoscaling.minReplicas) or lower minAvailable" (int .Values.podDisruptionBudget.minAvailable) $min) -}}
 {{- end -}}
+{{- if or (hasKey (.Values.resources.requests | default dict) "memory") (hasKey (.Values.resources.limits | default dict) "memory") -}}
+{{- fail "gateway memory follows workers: set memory.perWorkerMi/baseMi/limitPercent (or memory.limitMi), not resources.*.memory" -}}
+{{- end -}}
+{{- $needed := include "hg.memoryRequestMi" . | int -}}
+{{- if and .Values.memory.limitMi (lt (int .Values.memory.limitMi) $needed) -}}
+{{- fail (printf "memory.limitMi=%d cannot hold %d workers: they need %d MiB (memory.baseMi + workers x memory.perWorkerMi); lower workers or raise the limit (docs/deploy.md, Memory)" (int .Values.memory.limitMi) (int .Values.workers) $needed) -}}
+{{- end -}}
 {{- if and .Values.policies.files .Values.policies.existingConfigMap -}}
 {{- fail "set either policies.files or policies.existingConfigMap, not both" -}}
 {{- end -}}
@@ -121,4 +128,19 @@ Included by the gateway Deployment, so every render runs it.
 {{- if and .Values.monitoring.serviceMonitor.enabled (include "hg.metricsNeedKey" .) (not .Values.monitoring.serviceMonitor.bearerTokenSecret.name) -}}
 {{- fail "with client keys, /metrics needs one: set monitoring.serviceMonitor.bearerTokenSecret.name to a Secret holding a client key for Prometheus (or monitoring.requireKey=false)" -}}
 {{- end -}}
+{{- end -}}
+
+{{/* MiB the gateway container requests: the supervisor and demo upstream, plus every worker (docs/deploy.md, Memory). */}}
+{{- define "hg.memoryRequestMi" -}}
+{{- add .Values.memory.baseMi (mul .Values.workers .Values.memory.perWorkerMi) -}}
+{{- end -}}
+
+{{/* The gateway container's resources: .Values.resources with a memory request and limit that follow workers. */}}
+{{- define "hg.resources" -}}
+{{- $request := include "hg.memoryRequestMi" . | int -}}
+{{- $limit := .Values.memory.limitMi | default (div (mul $request .Values.memory.limitPercent) 100) | int -}}
+{{- $resources := deepCopy .Values.resources -}}
+{{- $_ := set $resources "requests" (merge (dict "memory" (printf "%dMi" $request)) ($resources.requests | default dict)) -}}
+{{- $_ := set $resources "limits" (merge (dict "memory" (printf "%dMi" $limit)) ($resources.limits | default dict)) -}}
+{{- toYaml $resources -}}
 {{- end -}}
