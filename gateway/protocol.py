@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from policies import ArmName
+
 # Gateway-only body field; stripped before the request goes upstream.
 GATEWAY_FIELD = "gateway"
 
@@ -71,7 +73,7 @@ class GatewayOptions(BaseModel):
     """The ``gateway`` body field (``extra_body={"gateway": {...}}`` in the SDK)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    arm: Literal["prompted", "fine_tuned"] | None = None
+    arm: ArmName | None = None
 
 
 class ChatCompletionRequest(_Open):

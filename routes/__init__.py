@@ -21,7 +21,7 @@ cross-validated figures behind every choice come from `hybrid-gateway router cv`
 
 from ._calibration import BINS as CALIBRATION_BINS
 from ._calibration import CalibrationWindow, Cut, ScoreSketch, Slice, WindowStats
-from ._decision import Decision, decide
+from ._decision import DEFAULT_THRESHOLD, Decision, decide
 from ._embedding import EmbeddingClassifier
 from ._linear import LinearClassifier
 from ._messages import prompt_messages
@@ -32,6 +32,7 @@ from ._types import Classifier, Score
 
 __all__ = [
     "CALIBRATION_BINS",
+    "DEFAULT_THRESHOLD",
     "SHIPPED_MODELS",
     "CalibrationWindow",
     "Classifier",

@@ -5,20 +5,22 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, cast
+
+from policies.schema import ARM_NAMES, ArmName
 
 from ._calibration import Cut
 from ._types import Classifier
 
-Arm = Literal["prompted", "fine_tuned"]
-ARMS: tuple[Arm, ...] = ("prompted", "fine_tuned")
+DEFAULT_THRESHOLD = 0.5
+"""The cut for a route whose classifier sets neither ``threshold`` nor ``strong_share``."""
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     """The chosen arm; `score` is None when the classifier could not judge the request."""
 
-    arm: Arm
+    arm: ArmName
     score: float | None
     threshold: float
     reasons: tuple[str, ...]
@@ -36,12 +38,12 @@ def decide(
     A calibrated `Cut` splits its own bin at random (`draw`), so tied scores still meet the share.
     The default for unjudgeable input is the strong arm: when we cannot tell, quality wins.
     """
-    if low_confidence_arm not in ARMS:
-        raise ValueError(f"low_confidence_arm must be one of {ARMS}, got {low_confidence_arm!r}")
+    if low_confidence_arm not in ARM_NAMES:
+        raise ValueError(f"low_confidence_arm must be one of {ARM_NAMES}, got {low_confidence_arm!r}")
     shown = threshold.threshold if isinstance(threshold, Cut) else threshold
     result = classifier.score(messages)
     if not result.judgeable:
-        return Decision(cast(Arm, low_confidence_arm), None, shown, result.reasons)
+        return Decision(cast(ArmName, low_confidence_arm), None, shown, result.reasons)
     strong = threshold.prompted(result.value, draw) if isinstance(threshold, Cut) else result.value >= threshold
-    arm: Arm = "prompted" if strong else "fine_tuned"
+    arm: ArmName = "prompted" if strong else "fine_tuned"
     return Decision(arm, result.value, shown, result.reasons)

@@ -24,7 +24,7 @@ version of this prior, built from MiniLM's input word-piece embeddings, inside 1
 
 Stacking. The final log-odds are `w_linear * linear_logit + w_topic * topic_logit + bias`, the
 three numbers fitted by logistic regression on out-of-fold logits of both parts (see
-`routes/_train.py`), so the blend is learned, not hand-set.
+`routes/training/train.py`), so the blend is learned, not hand-set.
 """
 
 from __future__ import annotations

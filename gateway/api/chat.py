@@ -23,9 +23,8 @@ from gateway.pipeline.streaming import SSERelay
 from gateway.protocol import ChatCompletionRequest
 from gateway.state import GatewayState
 from gateway.upstream import UpstreamReply, UpstreamStream
-from policies import Knowledge, PolicySet
+from policies import ARM_NAMES, Knowledge, PolicySet
 
-_ARMS = ("prompted", "fine_tuned")
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
@@ -33,8 +32,8 @@ def _forced_arm(request: Request, chat: ChatCompletionRequest) -> str | None:
     if chat.gateway is not None and chat.gateway.arm is not None:
         return chat.gateway.arm
     header = request.headers.get("x-gateway-arm")
-    if header is not None and header not in _ARMS:
-        raise InvalidRequest(f"x-gateway-arm must be one of {', '.join(_ARMS)}.", param="x-gateway-arm")
+    if header is not None and header not in ARM_NAMES:
+        raise InvalidRequest(f"x-gateway-arm must be one of {', '.join(ARM_NAMES)}.", param="x-gateway-arm")
     return header
 
 

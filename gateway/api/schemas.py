@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from policies import ArmName
+
 
 class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -60,7 +62,7 @@ class StreamOptions(_Open):
 class GatewayOptions(_Closed):
     """The gateway's own body field (``extra_body={"gateway": {...}}`` in the SDK); never sent upstream."""
 
-    arm: Literal["prompted", "fine_tuned"] | None = Field(
+    arm: ArmName | None = Field(
         default=None, description="Force an arm, on routes with allow_arm_override.")
 
 

@@ -41,10 +41,10 @@ from gateway.economics.breakeven import (
     break_even,
 )
 from gateway.economics.observed import LiveInputs, live_break_even, verdict_of
+from policies import ARM_NAMES
 
 __all__ = ["add_cli"]
 
-_SIDES = ("prompted", "fine_tuned")
 _GUIDE = Evidence(volume="the decision guide's", costs="the decision guide's monthly bills")
 API_KEY_ENV = "HYBRID_GATEWAY_API_KEY"
 _TOKEN_FIELDS = ("input_per_m", "output_per_m", "tokens_in", "tokens_out")
@@ -153,7 +153,7 @@ def _scenarios(args: argparse.Namespace) -> list[Scenario]:
     }
     if args.retraining_cost > 0 and args.retraining_every_months is None:
         raise ValueError("--retraining-cost needs --retraining-every-months (how often it is paid)")
-    sides = {side: _side_costs(args, side) for side in _SIDES}
+    sides = {side: _side_costs(args, side) for side in ARM_NAMES}
     if not any(sides.values()):
         if args.volume:
             raise ValueError("--volume needs costs for both sides (monthly, per query or per token); "
@@ -177,7 +177,7 @@ def _scenarios(args: argparse.Namespace) -> list[Scenario]:
     scenarios = []
     for i, volume in enumerate(args.volume):
         per_side: dict[str, Any] = {}
-        for side in _SIDES:
+        for side in ARM_NAMES:
             monthly = getattr(args, f"{side}_monthly")
             per_side[f"{side}_monthly"] = monthly[i] if monthly is not None else None
             per_side[f"{side}_per_query"] = getattr(args, f"{side}_per_query")

@@ -17,8 +17,8 @@ from typing import TextIO
 
 from gateway.cli.arguments import non_negative, positive, positive_int
 from gateway.economics.breakeven import DEFAULT_HORIZON_MONTHS, DEFAULT_UPFRONT
-from gateway.evaluation.vocabulary import ARMS, DEFAULT_TOLERANCE, QUALITY
-from policies import DEFAULT_POLICIES
+from gateway.evaluation.vocabulary import DEFAULT_TOLERANCE, QUALITY
+from policies import ARM_NAMES, DEFAULT_POLICIES
 
 __all__ = ["add_cli"]
 
@@ -32,7 +32,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser: 
     parser.add_argument("--data", required=True, type=Path, metavar="FILE.jsonl",
                         help='test set: one {"messages": [...], "expected": "...", "metadata": {...}} per line')
     parser.add_argument("--route", required=True, help="the route (public model name) to evaluate")
-    parser.add_argument("--arms", type=_arms, default=ARMS, help="comma-separated (default prompted,fine_tuned)")
+    parser.add_argument("--arms", type=_arms, default=ARM_NAMES, help="comma-separated (default prompted,fine_tuned)")
     parser.add_argument("--out", type=Path, help="output directory (default eval-ROUTE); rerun to resume")
     run = parser.add_argument_group("running")
     run.add_argument("--url", help="a running gateway (default: start one in this process on loopback)")
@@ -80,8 +80,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser: 
 
 def _arms(text: str) -> tuple[str, ...]:
     arms = tuple(dict.fromkeys(a.strip() for a in text.split(",") if a.strip()))
-    if not arms or not set(arms) <= set(ARMS):
-        raise argparse.ArgumentTypeError(f"arms are {' and/or '.join(ARMS)}, got {text!r}")
+    if not arms or not set(arms) <= set(ARM_NAMES):
+        raise argparse.ArgumentTypeError(f"arms are {' and/or '.join(ARM_NAMES)}, got {text!r}")
     return arms
 
 

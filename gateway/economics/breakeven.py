@@ -37,6 +37,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from policies import ARM_NAMES, Economics
+
 __all__ = [
     "DEFAULT_HORIZON_MONTHS",
     "DEFAULT_UPFRONT",
@@ -189,7 +191,7 @@ class Scenario:
                 _require_non_negative(name, value)
         for name in ("upfront", "maintenance_monthly", "retraining_cost"):
             _require_non_negative(name, getattr(self, name))
-        for side in ("prompted", "fine_tuned"):
+        for side in ARM_NAMES:
             given = [f"{side}_{kind}" for kind in ("monthly", "per_query", "tokens")
                      if getattr(self, f"{side}_{kind}") is not None]
             if len(given) != 1:
@@ -220,6 +222,36 @@ class Scenario:
         inference = _monthly(self.volume, self.fine_tuned_monthly, self.fine_tuned_per_query,
                              self.fine_tuned_tokens)
         return inference + self.maintenance_monthly + self.retraining_monthly
+
+
+@dataclass(frozen=True)
+class Investment:
+    """The fine-tune's side of the break-even: what it costs, and the volume it must pay back at.
+
+    A route's ``economics`` block in the policy (``from_policy``) or the same figures on a command
+    line; ``scenario`` adds what each approach costs per query.
+    """
+
+    monthly_volume: float
+    upfront: float = DEFAULT_UPFRONT
+    maintenance_monthly: float = 0.0
+    retraining_cost: float = 0.0
+    retraining_every_months: float | None = None
+    horizon_months: int = DEFAULT_HORIZON_MONTHS
+
+    @classmethod
+    def from_policy(cls, economics: Economics) -> Investment:
+        return cls(monthly_volume=economics.projected_monthly_queries, upfront=economics.upfront_usd,
+                   maintenance_monthly=economics.maintenance_monthly_usd, retraining_cost=economics.retraining_usd,
+                   retraining_every_months=economics.retraining_every_months,
+                   horizon_months=math.ceil(economics.horizon_months))
+
+    def scenario(self, prompted_per_query: float, fine_tuned_per_query: float, evidence: Evidence) -> Scenario:
+        return Scenario(volume=self.monthly_volume, prompted_per_query=prompted_per_query,
+                        fine_tuned_per_query=fine_tuned_per_query, upfront=self.upfront,
+                        maintenance_monthly=self.maintenance_monthly, retraining_cost=self.retraining_cost,
+                        retraining_every_months=self.retraining_every_months,
+                        horizon_months=self.horizon_months, evidence=evidence)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,6 @@ The run itself is ``gateway.evaluation.command.run``, imported only when ``eval`
 the app and the classifiers); the package itself hands on only its light vocabulary.
 """
 
-from gateway.evaluation.vocabulary import ARMS, DEFAULT_TOLERANCE, QUALITY
+from gateway.evaluation.vocabulary import DEFAULT_TOLERANCE, QUALITY
 
-__all__ = ["ARMS", "DEFAULT_TOLERANCE", "QUALITY"]
+__all__ = ["DEFAULT_TOLERANCE", "QUALITY"]

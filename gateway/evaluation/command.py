@@ -9,34 +9,29 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
 
+from gateway.economics.breakeven import Investment
 from gateway.evaluation.curve import SHARES, Scores, score_examples
 from gateway.evaluation.dataset import DatasetError, Example, ResponseLog, load_examples
 from gateway.evaluation.local import GatewayNotReady, in_process_gateway, wait_ready
-from gateway.evaluation.recommendation import Investment
 from gateway.evaluation.report import render_html
 from gateway.evaluation.runner import EvaluationAborted, RunOptions, replay
 from gateway.evaluation.summary import Judgement, summarise
 from gateway.evaluation.table import summary_text
-from gateway.evaluation.vocabulary import ARMS
-from policies import PolicyLoadError, PolicySet, Route, load_policies
+from policies import ARM_NAMES, PolicyLoadError, PolicySet, Route, load_policies
 
 
 def _investment(args: argparse.Namespace, route: Route | None) -> Investment | None:
     """Command-line figures over the route's economics block; None without a monthly volume."""
     economics = route.economics if route is not None else None
-    figures: dict[str, Any] = {} if economics is None else {
-        "monthly_volume": economics.projected_monthly_queries, "upfront": economics.upfront_usd,
-        "maintenance_monthly": economics.maintenance_monthly_usd, "retraining_cost": economics.retraining_usd,
-        "retraining_every_months": economics.retraining_every_months,
-        "horizon_months": math.ceil(economics.horizon_months)}
+    figures: dict[str, Any] = {} if economics is None else asdict(Investment.from_policy(economics))
     given = {"monthly_volume": args.monthly_volume, "upfront": args.upfront,
              "maintenance_monthly": args.maintenance_monthly, "retraining_cost": args.retraining_cost,
              "retraining_every_months": args.retraining_every_months, "horizon_months": args.horizon_months}
@@ -114,7 +109,7 @@ def _shares(route: Route | None) -> tuple[float, ...]:
 
 
 def _scores(args: argparse.Namespace, route: Route | None, examples: Sequence[Example]) -> Scores | None:
-    if set(args.arms) != set(ARMS):
+    if set(args.arms) != set(ARM_NAMES):
         return None
     config = route.classifier if route is not None else None
     return score_examples(config, args.policies, [e.messages for e in examples], _shares(route))

@@ -33,10 +33,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from gateway.economics.breakeven import (
-    DEFAULT_HORIZON_MONTHS,
-    DEFAULT_UPFRONT,
     BreakEven,
     Evidence,
+    Investment,
     Scenario,
     break_even,
 )
@@ -47,27 +46,12 @@ from gateway.evaluation.vocabulary import DEFAULT_TOLERANCE
 Verdict = Literal["prompting", "hybrid", "fine_tuned", "neither"]
 
 
-@dataclass(frozen=True)
-class Investment:
-    """The fine-tune's side of the break-even, from the route's economics block or the command line."""
-
-    monthly_volume: float
-    upfront: float = DEFAULT_UPFRONT
-    maintenance_monthly: float = 0.0
-    retraining_cost: float = 0.0
-    retraining_every_months: float | None = None
-    horizon_months: int = DEFAULT_HORIZON_MONTHS
-
-    def scenario(self, prompted: CurvePoint, option: CurvePoint) -> Scenario:
-        evidence = Evidence(
-            volume=f"projected: {self.monthly_volume:,.0f} queries/month (economics block or --monthly-volume)",
-            costs=f"measured by eval on the test set: prompting ${prompted.cost_per_query_usd:.6f}, "
-                  f"{_option(option)} ${option.cost_per_query_usd:.6f} per query")
-        return Scenario(volume=self.monthly_volume, prompted_per_query=prompted.cost_per_query_usd,
-                        fine_tuned_per_query=option.cost_per_query_usd, upfront=self.upfront,
-                        maintenance_monthly=self.maintenance_monthly, retraining_cost=self.retraining_cost,
-                        retraining_every_months=self.retraining_every_months,
-                        horizon_months=self.horizon_months, evidence=evidence)
+def _scenario(investment: Investment, prompted: CurvePoint, option: CurvePoint) -> Scenario:
+    evidence = Evidence(
+        volume=f"projected: {investment.monthly_volume:,.0f} queries/month (economics block or --monthly-volume)",
+        costs=f"measured by eval on the test set: prompting ${prompted.cost_per_query_usd:.6f}, "
+              f"{_option(option)} ${option.cost_per_query_usd:.6f} per query")
+    return investment.scenario(prompted.cost_per_query_usd, option.cost_per_query_usd, evidence)
 
 
 @dataclass(frozen=True)
@@ -142,7 +126,7 @@ def recommend(curve: Sequence[CurvePoint], gap: Interval, *, metric: str, invest
         return Recommendation("prompting", 1.0, f"Prompting suffices: {metric} {prompted.accuracy:.3f} at "
                               f"${prompted.cost_per_query_usd:.6f} per query; no cheaper option reaches "
                               f"{bar:.3f}.", tuple(reasons), cases, bar, chosen, None)
-    be = break_even(investment.scenario(prompted, chosen))
+    be = break_even(_scenario(investment, prompted, chosen))
     pays = be.months_to_break_even is not None and be.months_to_break_even <= investment.horizon_months
     cases["critical_accuracy"] = not prompting_meets
     cases["scale_optimisation"] = pays

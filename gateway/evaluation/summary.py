@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
+from gateway.economics.breakeven import Investment
 from gateway.evaluation.bootstrap import DEFAULT_SAMPLES, Interval, paired_difference
 from gateway.evaluation.curve import Scores, cost_quality_curve
 from gateway.evaluation.dataset import Example, key
 from gateway.evaluation.metrics import arm_summary, score
-from gateway.evaluation.recommendation import Investment, recommend
+from gateway.evaluation.recommendation import recommend
 from gateway.evaluation.vocabulary import DEFAULT_TOLERANCE, QUALITY
+from policies import ARM_NAMES
 
-PROMPTED, FINE_TUNED = "prompted", "fine_tuned"
+PROMPTED, FINE_TUNED = ARM_NAMES
 
 
 @dataclass(frozen=True)

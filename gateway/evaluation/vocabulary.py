@@ -1,6 +1,5 @@
 """The names every part of the evaluation shares; a leaf module, so the option parser stays light."""
 
-ARMS = ("prompted", "fine_tuned")
 QUALITY = ("exact_match", "f1", "similarity", "json_valid")
 """The quality metrics of :mod:`gateway.evaluation.metrics`; any of them can be the primary one."""
 DEFAULT_TOLERANCE = 0.02

@@ -27,6 +27,7 @@ from gateway.metrics import Metrics
 from policies import Classifier, PolicySet
 from routes import (
     CALIBRATION_BINS,
+    DEFAULT_THRESHOLD,
     CalibrationWindow,
     Cut,
     Decision,
@@ -36,8 +37,6 @@ from routes import (
     decide,
     resolve_model,
 )
-
-DEFAULT_THRESHOLD = 0.5
 
 
 @lru_cache(maxsize=64)

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from policies import DEFAULT_POLICIES
+from policies import ARM_NAMES, DEFAULT_POLICIES
 
 from .._calibration import CalibrationWindow, Cut, ScoreSketch
-from .._decision import ARMS, decide
+from .._decision import DEFAULT_THRESHOLD, decide
 from .._linear import ModelFileError
 from .._messages import prompt_messages
 from .._models import MODELS_DIR, SHIPPED, RoutingModel, load_classifier, resolve_model
@@ -41,7 +41,6 @@ DEFAULT_DATA_ROOT = Path("../shared/data/routing")
 TRAIN_DATASETS = ("mmlu", "gsm8k", "mt_bench")
 EVAL_DATASETS = ("mmlu", "gsm8k", "mt_bench")
 _MODEL_HELP = "shipped model name (default, fast) or a model file (default: default)"
-DEFAULT_THRESHOLD = 0.5  # a route with neither threshold nor strong_share, as the gateway reads it
 API_KEY_ENV = "HYBRID_GATEWAY_API_KEY"
 
 
@@ -104,7 +103,7 @@ def add_cli(subparsers: Any) -> None:
     score.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), metavar="KEY",
                        help=f"client API key for --url, when the gateway requires one (default ${API_KEY_ENV})")
     score.add_argument(
-        "--low-confidence-arm", choices=ARMS, help="arm for unjudgeable input (default prompted; with --route, "
+        "--low-confidence-arm", choices=ARM_NAMES, help="arm for unjudgeable input (default prompted; with --route, "
         "the route's)"
     )
     score.set_defaults(command=_cmd_score)

@@ -8,11 +8,12 @@ import numpy as np
 import orjson
 import pytest
 
+from gateway.economics.breakeven import Investment
 from gateway.evaluation.bootstrap import Interval, paired_difference
 from gateway.evaluation.curve import CurvePoint, Scores, cost_quality_curve
 from gateway.evaluation.dataset import DatasetError, ResponseLog, load_examples
 from gateway.evaluation.metrics import exact_match, json_conformance, normalise, token_f1
-from gateway.evaluation.recommendation import Investment, recommend
+from gateway.evaluation.recommendation import recommend
 
 
 def test_exact_match_and_f1_follow_squad_normalisation() -> None:
