@@ -52,6 +52,7 @@ import httpx
 import redis
 from aiohttp import web
 from overhead import BIN, ROOT, System, free_port, start, stop  # bench/ is the script's directory
+from prometheus_client.parser import text_string_to_metric_families
 from rag_load import questions, wait_for_knowledge
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -291,6 +292,13 @@ def growth(samples: list[Sample], duration_s: float) -> tuple[float, float, floa
     return window_s, first, last, (last - first) / first
 
 
+def gateway_counter(url: str, family: str) -> float:
+    """A counter's total over all its labels, from the gateway's ``/metrics``."""
+    exposition = httpx.get(url + "/metrics", timeout=10).text
+    return sum(sample.value for metrics in text_string_to_metric_families(exposition) if metrics.name == family
+               for sample in metrics.samples if sample.name == family + "_total")
+
+
 def delete_prefix(prefix: str) -> None:
     """Remove this run's keys; never flush a server others use."""
     with redis.Redis.from_url(REDIS_URL) as client:
@@ -337,6 +345,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     return await settled_ledger(admin, gateway.url, before + tally.ok)
 
             _, after, per_route = asyncio.run(final())
+            fallbacks = gateway_counter(gateway.url, "gateway_fallbacks")
             injected, forwarded, abandoned = dict(proxy.injected), proxy.forwarded, dict(proxy.abandoned)
     finally:
         if gateway is not None:
@@ -352,7 +361,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "sent": tally.sent, "ok": tally.ok, "answered": dict(tally.answered), "client_errors": dict(tally.client_errors),
         "lost": lost, "ledger_requests": ledger_delta, "ledger_per_route": per_route,
         "ledger_minus_client": ledger_delta - tally.ok, "injected": injected, "forwarded_by_proxy": forwarded,
-        "abandoned_at_proxy": abandoned,
+        "abandoned_at_proxy": abandoned, "fallbacks": fallbacks,
         "rss_window_s": window_s, "rss_window_start_mb": rss_from, "rss_end_mb": rss_to, "rss_growth": rss_growth,
         "samples": [asdict(s) for s in samples],
         "passed": rss_growth < MAX_GROWTH and lost == 0 and ledger_delta == tally.ok,
@@ -366,7 +375,7 @@ def summary(result: dict[str, Any]) -> str:
         f"sent {result['sent']}, complete 200s {result['ok']}, answered {result['answered']}, "
         f"client errors {result['client_errors']}, lost {result['lost']}",
         f"injected at the upstream {result['injected']}, forwarded {result['forwarded_by_proxy']}, "
-        f"hung up on by the gateway {result['abandoned_at_proxy']}",
+        f"hung up on by the gateway {result['abandoned_at_proxy']}, fallbacks taken {result['fallbacks']:.0f}",
         f"ledger requests {result['ledger_requests']:.0f} vs client {result['ok']} "
         f"(difference {result['ledger_minus_client']:+.0f})",
         f"gateway RSS over the last {result['rss_window_s'] / 60:.1f} min: {result['rss_window_start_mb']:.1f} -> "
