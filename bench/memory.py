@@ -60,6 +60,8 @@ def role(pid: int) -> str:
     command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     if "demo_upstream" in command or "demo-upstream" in command:
         return "demo upstream"
+    if "resource_tracker" in command:
+        return "multiprocessing resource tracker"
     if "multiprocessing" in command:
         return "gateway worker"
     return "gateway (serve)"
