@@ -13,7 +13,6 @@ import hashlib
 import json
 import sys
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -62,11 +61,6 @@ def load_examples(folder: str | Path, split: Split = "all") -> list[Example]:
         return kept
     want_test = split == "test"
     return [row for row in kept if is_test_prompt(row.prompt) == want_test]
-
-
-def load_many(folders: Iterable[str | Path], split: Split) -> list[Example]:
-    """Concatenate several dataset folders in the given order."""
-    return [row for folder in folders for row in load_examples(folder, split)]
 
 
 def _contaminated(path: Path) -> frozenset[str]:
