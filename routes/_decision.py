@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from policies.schema import ARM_NAMES, ArmName
 
@@ -43,7 +43,7 @@ def decide(
     shown = threshold.threshold if isinstance(threshold, Cut) else threshold
     result = classifier.score(messages)
     if not result.judgeable:
-        return Decision(cast(ArmName, low_confidence_arm), None, shown, result.reasons)
+        return Decision(low_confidence_arm, None, shown, result.reasons)
     strong = threshold.prompted(result.value, draw) if isinstance(threshold, Cut) else result.value >= threshold
     arm: ArmName = "prompted" if strong else "fine_tuned"
     return Decision(arm, result.value, shown, result.reasons)

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from retrieval.embeddings.minilm import prefix_chars
 
@@ -105,7 +105,8 @@ def topic_logits(
     nearest = np.argpartition(-sims, top - 1, axis=1)[:, :top]
     near_sims = np.take_along_axis(sims, nearest, axis=1)
     weights = np.exp(temperature * (near_sims - near_sims.max(axis=1, keepdims=True)))
-    p = np.clip((values[nearest] * weights).sum(axis=1) / weights.sum(axis=1), _P_CLIP, 1.0 - _P_CLIP)
+    mean_label = (values[nearest] * weights).sum(axis=1) / weights.sum(axis=1)
+    p: NDArray[np.float64] = np.clip(mean_label, _P_CLIP, 1.0 - _P_CLIP)
     return np.log(p) - np.log1p(-p)
 
 
@@ -156,7 +157,7 @@ class EmbeddingClassifier:
 
     def combine(self, linear_logits: NDArray[np.float64], topic: NDArray[np.float64]) -> NDArray[np.float64]:
         """Scores for many rows at once, exactly as `score` blends one (training and CV use this)."""
-        logit = self.weights[0] * linear_logits + self.weights[1] * topic + self.bias
+        logit: NDArray[np.float64] = self.weights[0] * linear_logits + self.weights[1] * topic + self.bias
         return 0.5 * (1.0 + np.tanh(0.5 * logit))
 
     def threshold_for_share(self, share: float) -> float:
@@ -165,10 +166,10 @@ class EmbeddingClassifier:
 
     def save(self, path: str | Path) -> None:
         """Write the model (its linear part included) as one compressed .npz, without pickles."""
-        np.savez_compressed(Path(path), **embedding_fields(self))
+        np.savez_compressed(Path(path), allow_pickle=False, **embedding_fields(self))
 
 
-def embedding_fields(model: EmbeddingClassifier) -> dict[str, NDArray[Any]]:
+def embedding_fields(model: EmbeddingClassifier) -> dict[str, ArrayLike]:
     """The arrays `save` writes (the static model adds its table to them, `routes/_static.py`)."""
     return {
         "format_version": np.int64(FORMAT_VERSION),

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from ._features import DENSE_NAMES, Features, extract
 from ._messages import Conversation, conversation
@@ -89,7 +89,8 @@ class LinearClassifier:
     def save(self, path: str | Path) -> None:
         """Write the model as a compressed .npz (no pickles, so loading runs no code)."""
         np.savez_compressed(
-            Path(path), format_version=np.int64(FORMAT_VERSION), kind=np.asarray(KIND), **linear_fields(self)
+            Path(path), allow_pickle=False, format_version=np.int64(FORMAT_VERSION), kind=np.asarray(KIND),
+            **linear_fields(self),
         )
 
 
@@ -147,7 +148,7 @@ def linear_from_fields(fields: Mapping[str, NDArray[Any]], path: str | Path, pre
     )
 
 
-def linear_fields(model: LinearClassifier, prefix: str = "") -> dict[str, NDArray[Any]]:
+def linear_fields(model: LinearClassifier, prefix: str = "") -> dict[str, ArrayLike]:
     """The arrays `save` writes, keyed with `prefix`."""
     return {
         f"{prefix}bits": np.int64(model.bits),

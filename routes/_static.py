@@ -92,8 +92,8 @@ class StaticEncoder:
             ids = encoding.ids[:STATIC_PIECES]
             if ids:
                 out[row] = self.vectors[ids].mean(axis=0)
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out
 
     def fields(self) -> dict[str, NDArray[Any]]:
         return {f"{_PREFIX}table": self.table, f"{_PREFIX}scales": self.scales}
@@ -166,6 +166,7 @@ class StaticClassifier:
     def save(self, path: str | Path) -> None:
         np.savez_compressed(
             Path(path),
+            allow_pickle=False,
             **{**embedding_fields(self.stack), "kind": np.asarray(KIND), **self.encoder.fields()},
         )
 
