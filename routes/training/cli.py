@@ -22,7 +22,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -34,7 +34,7 @@ from .._decision import DEFAULT_THRESHOLD, decide
 from .._linear import ModelFileError
 from .._messages import prompt_messages
 from .._models import MODELS_DIR, SHIPPED, RoutingModel, load_classifier, resolve_model
-from .data import DataError, load_examples
+from .data import DataError, Example, load_examples
 from .train import TrainConfig
 
 DEFAULT_DATA_ROOT = Path("../shared/data/routing")
@@ -139,7 +139,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         default.save(MODELS_DIR / "default.npz")
         written = f"{MODELS_DIR / 'fast.npz'} and {MODELS_DIR / 'default.npz'}"
     else:
-        trainers = {"static": train_static, "embedding": train_embedding, "linear": train}
+        trainers: dict[str, Callable[[Sequence[Sequence[Example]], TrainConfig], RoutingModel]] = {
+            "static": train_static, "embedding": train_embedding, "linear": train,
+        }
         trainers[args.kind](datasets, config).save(args.out)
         written = str(args.out)
     sizes = ", ".join(
@@ -283,7 +285,7 @@ def _json_score(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
-def _request_messages(line: str) -> list[Mapping[str, Any]]:
+def _request_messages(line: str) -> Sequence[Mapping[str, Any]]:
     """One stdin line -> chat messages; raises ValueError with a short reason when malformed."""
     try:
         request = json.loads(line)

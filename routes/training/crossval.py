@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .._embedding import Embedder, EmbeddingClassifier, topic_text
+from .._models import RoutingModel
 from .._static import StaticClassifier
 from .data import Example
 from .evaluate import CALIBRATION_SHARE
@@ -134,8 +135,8 @@ def _score_all(
 
 def _threshold(pair: tuple[StaticClassifier, EmbeddingClassifier], name: str) -> float:
     fast, default = pair
-    chosen = {"linear": default.linear, "fast": fast, "default": default}[name]
-    return chosen.threshold_for_share(CALIBRATION_SHARE)
+    models: dict[str, RoutingModel] = {"linear": default.linear, "fast": fast, "default": default}
+    return models[name].threshold_for_share(CALIBRATION_SHARE)
 
 
 def _figures(router: str, dataset: str, scores: NDArray[np.float64], held: list[Example]) -> CvFigures:

@@ -42,7 +42,8 @@ class SparseRows:
     def rdot(self, row_weights: Array) -> Array:
         """Transpose product: sum over rows of row_weight * row."""
         per_entry = np.repeat(row_weights, np.diff(self.indptr)) * self.values
-        return np.bincount(self.indices, weights=per_entry, minlength=self.n_cols)
+        # float64 already (weights given): numpy's stub types every bincount as counts, astype copies nothing
+        return np.bincount(self.indices, weights=per_entry, minlength=self.n_cols).astype(np.float64, copy=False)
 
 
 def _sigmoid(z: Array) -> Array:

@@ -68,7 +68,7 @@ def routing_curve(
 def apgr(curve: RoutingCurve) -> float:
     """Area under PGR over the strong-call share, normalised by the share range (RouteLLM's APGR)."""
     x = curve.strong_share
-    width = x[-1] - x[0]
+    width = float(x[-1] - x[0])
     if width <= 0:
         raise ValueError("all thresholds give the same strong share; APGR is undefined")
     area = float(np.trapezoid(curve.quality, x))

@@ -23,6 +23,10 @@ WORD_EMBEDDINGS = "inner.embeddings.word_embeddings.weight"
 _DTYPES: dict[int, type[np.generic]] = {1: np.float32, 3: np.int8, 7: np.int64}
 _LENGTH_DELIMITED = 2
 
+_Span = tuple[int, int]
+_FieldValue = int | _Span | list[int] | bytes
+"""A protobuf field as `_fields` yields it: varint, (start, end) span, packed varints, fixed bytes."""
+
 
 class OnnxReadError(ValueError):
     """The ONNX file lacks a tensor, or stores it in a way this reader does not handle."""
@@ -44,12 +48,13 @@ def word_embeddings(model_path: str | Path | None = None) -> NDArray[np.float32]
 def initializers(model_path: str | Path, names: set[str]) -> dict[str, NDArray[np.generic]]:
     """The named graph initializers (raw_data tensors of the dtypes in `_DTYPES`) of an .onnx file."""
     buf = memoryview(Path(model_path).read_bytes())
-    graph = next((span for field, span in _fields(buf, 0, len(buf)) if field == 7), None)
+    spans = (span for field, span in _fields(buf, 0, len(buf)) if field == 7 and isinstance(span, tuple))
+    graph = next(spans, None)
     if graph is None:
         raise OnnxReadError(f"{model_path}: no graph")
     found: dict[str, NDArray[np.generic]] = {}
     for field, span in _fields(buf, *graph):
-        if field == 5:
+        if field == 5 and isinstance(span, tuple):
             tensor = _tensor(buf, span, names)
             if tensor is not None:
                 found[tensor[0]] = tensor[1]
@@ -57,18 +62,21 @@ def initializers(model_path: str | Path, names: set[str]) -> dict[str, NDArray[n
 
 
 def _tensor(
-    buf: memoryview, span: tuple[int, int], names: set[str]
+    buf: memoryview, span: _Span, names: set[str]
 ) -> tuple[str, NDArray[np.generic]] | None:
     dims: list[int] = []
-    dtype, name, raw = 0, "", None
+    dtype, name = 0, ""
+    raw: _Span | None = None
     for field, value in _fields(buf, *span, packed_ints={1}):
-        if field == 1:
-            dims.extend(value if isinstance(value, list) else [value])
-        elif field == 2:
-            dtype = int(value)
-        elif field == 8:
+        if field == 1 and isinstance(value, list):  # packed, as writers store repeated ints
+            dims.extend(value)
+        elif field == 1 and isinstance(value, int):
+            dims.append(value)
+        elif field == 2 and isinstance(value, int):
+            dtype = value
+        elif field == 8 and isinstance(value, tuple):
             name = bytes(buf[value[0] : value[1]]).decode()
-        elif field == 9:
+        elif field == 9 and isinstance(value, tuple):
             raw = value
     if name not in names:
         return None
@@ -80,7 +88,7 @@ def _tensor(
 
 def _fields(
     buf: memoryview, start: int, end: int, packed_ints: frozenset[int] | set[int] = frozenset()
-) -> Iterator[tuple[int, object]]:
+) -> Iterator[tuple[int, _FieldValue]]:
     """(field number, value) of one protobuf message: an int for varints, (start, end) for
     length-delimited fields (a list of ints when the field is in `packed_ints`), bytes otherwise."""
     i = start
@@ -93,7 +101,8 @@ def _fields(
         elif wire == _LENGTH_DELIMITED:
             length, i = _varint(buf, i)
             if field in packed_ints:
-                values, j = [], i
+                values: list[int] = []
+                j = i
                 while j < i + length:
                     item, j = _varint(buf, j)
                     values.append(item)
