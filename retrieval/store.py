@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -34,6 +34,8 @@ from retrieval.tokens import token_counter_for
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection
+    from chromadb.api.types import Embeddable, EmbeddingFunction
+    from chromadb.config import Settings
 
 #: Environment variable naming the embedded store's directory.
 DATA_DIR_ENV = "HYBRID_GATEWAY_DATA_DIR"
@@ -268,7 +270,7 @@ class KnowledgeStore:
         for rows in groups.values():
             members = [live[row] for row in rows]
             try:
-                found: list[list[Hit]] | list[RetrievalError] = self._search_group(
+                found: Sequence[list[Hit] | RetrievalError] = self._search_group(
                     [searches[i] for i in members], vectors[rows]
                 )
             except RetrievalError as exc:
@@ -297,8 +299,10 @@ class KnowledgeStore:
         ]
         lengths = iter(token_counter_for(self.encoder)([doc or "" for rows in found for _, doc, _, _ in rows]))
         return [
-            [Hit(str(m.get("source", "")), id_, 1.0 - float(d), doc or "", dict(m), next(lengths))
-             for id_, doc, m, d in rows]
+            [
+                Hit(str(m.get("source", "")), id_, 1.0 - float(d), doc or "", _scalars(m), next(lengths))
+                for id_, doc, m, d in rows
+            ]
             for rows in found
         ]
 
@@ -334,6 +338,12 @@ class KnowledgeStore:
                     self._client = self._connect()
             return self._client
 
+    @overload
+    def _collection(self, name: str, *, create: Literal[True]) -> Collection: ...
+
+    @overload
+    def _collection(self, name: str, *, create: bool = False) -> Collection | None: ...
+
     def _collection(self, name: str, *, create: bool = False) -> Collection | None:
         """Open (or create) a collection once and keep it; None if absent and not creating."""
         if (cached := self._collections.get(name)) is not None:
@@ -343,7 +353,10 @@ class KnowledgeStore:
         from retrieval.embeddings.chroma import EncoderEmbeddingFunction
 
         client = self._client_api()
-        function = EncoderEmbeddingFunction(self.encoder)
+        # chromadb types the parameter EmbeddingFunction[Embeddable] (texts or images), which no
+        # text-only function satisfies; its own default carries the same ignore (chroma-core/chroma#5241)
+        function: EmbeddingFunction[Embeddable]
+        function = EncoderEmbeddingFunction(self.encoder)  # type: ignore[assignment]
         with _upstream(f"open collection {name!r}"):
             try:
                 if create:
@@ -366,10 +379,15 @@ class KnowledgeStore:
         return col
 
 
-def _settings() -> Any:
+def _settings() -> Settings:
     from chromadb.config import Settings
 
     return Settings(anonymized_telemetry=False)
+
+
+def _scalars(metadata: Mapping[str, object]) -> dict[str, Scalar]:
+    """A chunk's metadata as `upsert` wrote it: Chroma's type also admits lists, sparse vectors and None."""
+    return {key: value for key, value in metadata.items() if isinstance(value, str | int | float)}
 
 
 def _default_encoder() -> Encoder:

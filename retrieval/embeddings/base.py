@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+from numpy.typing import NDArray
 
 
 @runtime_checkable
@@ -26,5 +27,5 @@ class Encoder(Protocol):
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     """Unit-length float32 rows, so cosine similarity is a dot product."""
     vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms: NDArray[np.float32] = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
