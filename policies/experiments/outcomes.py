@@ -31,6 +31,7 @@ import os
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -145,7 +146,8 @@ def _to_json(record: Outcome | Feedback) -> str:
 
 def _from_dict(cls: type[_Record], data: dict[str, Any]) -> _Record:
     # Only known fields: a journal written by a newer version still loads.
-    return cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls)})
+    values: dict[str, Any] = {f.name: data.get(f.name) for f in dataclasses.fields(cls)}
+    return cls(**values)
 
 
 def _newer(new: Feedback, old: Feedback | None) -> bool:
@@ -270,7 +272,9 @@ def _lines(path: Path, offset: int) -> Iterable[tuple[bytes, int]]:
 
 def _parse(line: bytes) -> Outcome | Feedback:
     entry = json.loads(line)
-    return _from_dict(Outcome if entry["kind"] == "outcome" else Feedback, entry["data"])
+    if entry["kind"] == "outcome":
+        return _from_dict(Outcome, entry["data"])
+    return _from_dict(Feedback, entry["data"])
 
 
 # KEYS: request hash. ARGV: feedback json, feedback at, "1" to replace an earlier feedback else "0".
@@ -363,7 +367,7 @@ class SharedOutcomes:
             written = 0
             for start in range(0, len(entries), _REPLAY_BATCH):
                 batch = entries[start:start + _REPLAY_BATCH]
-                if await self._state.run(lambda r, batch=batch: self._write_all(r, batch)) is None:
+                if await self._state.run(partial(self._write_all, entries=batch)) is None:
                     break
                 written += len(batch)
                 await asyncio.to_thread(self._write_cursor, batch[-1][1])
@@ -431,7 +435,9 @@ class SharedOutcomes:
         return (_from_dict(Outcome, json.loads(found[0])), earlier)
 
     async def _read_rows(self, r: Redis, experiment: str) -> list[Row]:
-        ids = await r.zrange(self._experiment_key(experiment), 0, -1)
+        # members are str: the client decodes responses (SharedState.connect)
+        ids = [member for member in await r.zrange(self._experiment_key(experiment), 0, -1)
+               if isinstance(member, str)]
         rows: list[Row] = []
         for start in range(0, len(ids), _READ_CHUNK):
             async with r.pipeline(transaction=False) as pipe:
