@@ -140,7 +140,7 @@ def _run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_cli(subparsers: Any) -> None:
+def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``ingest`` and ``knowledge {query,list}`` on an argparse sub-parsers object."""
     ingest = subparsers.add_parser(
         "ingest",

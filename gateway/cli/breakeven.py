@@ -50,7 +50,7 @@ API_KEY_ENV = "HYBRID_GATEWAY_API_KEY"
 _TOKEN_FIELDS = ("input_per_m", "output_per_m", "tokens_in", "tokens_out")
 
 
-def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Register ``breakeven`` on ``subparsers``; the handler is ``args.command(args) -> exit code``."""
     parser = subparsers.add_parser(
         "breakeven", help="months until fine-tuning pays for itself, per monthly volume",

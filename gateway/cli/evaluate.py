@@ -24,7 +24,7 @@ __all__ = ["add_cli"]
 
 
 
-def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Register ``eval``; the handler is ``args.command(args) -> exit code``."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "eval", help="measure the prompted and fine-tuned arms on a test set",

@@ -72,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
     return _remote_report(args) if args.url else asyncio.run(_local_report(args))
 
 
-def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     experiments = subparsers.add_parser("experiments", help="A/B experiment reports")
     commands = experiments.add_subparsers(dest="experiments_command", required=True)
     reporting = commands.add_parser("report", help="per-variant outcomes, intervals and a significance verdict")

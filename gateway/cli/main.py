@@ -54,7 +54,7 @@ def _demo_upstream(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help="run the OpenAI-compatible gateway")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
@@ -71,14 +71,14 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     serve.set_defaults(command=_serve)
 
 
-def _add_policy(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     policy = sub.add_parser("policy", help="policy file tools").add_subparsers(dest="policy_command", required=True)
     check = policy.add_parser("check", help="validate a policy directory; non-zero exit with file:line errors")
     check.add_argument("directory", nargs="?", default=str(DEFAULT_POLICIES))
     check.set_defaults(command=_policy_check)
 
 
-def _add_demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = sub.add_parser("demo-upstream", help="run the simulated OpenAI-compatible provider")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8090)

@@ -23,7 +23,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
+from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
 from gateway.demo_upstream.wanted import wants_demo
@@ -32,6 +35,8 @@ from gateway.settings import Settings
 from policies import PolicyLoadError, load_policies
 
 _DEMO_START_TIMEOUT_S = 15.0
+_SignalHandler: TypeAlias = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+"""What ``signal.getsignal`` returns and ``signal.signal`` takes back."""
 
 
 def _log_config(level: str) -> dict[str, object]:
@@ -82,9 +87,9 @@ def _end_with_us(child: subprocess.Popen[bytes]) -> None:
     for number in (signal.SIGTERM, signal.SIGINT):
         previous = signal.getsignal(number)
 
-        def stop(signum: int, frame: object, previous: object = previous) -> None:
+        def stop(signum: int, frame: FrameType | None, previous: _SignalHandler = previous) -> None:
             child.terminate()
-            signal.signal(signum, previous)  # type: ignore[arg-type]
+            signal.signal(signum, previous)
             signal.raise_signal(signum)
 
         signal.signal(number, stop)

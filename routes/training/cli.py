@@ -44,7 +44,7 @@ _MODEL_HELP = "shipped model name (default, fast) or a model file (default: defa
 API_KEY_ENV = "HYBRID_GATEWAY_API_KEY"
 
 
-def add_cli(subparsers: Any) -> None:
+def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `router train|cv|eval|score` on an argparse subparsers object."""
     router = subparsers.add_parser("router", help="train, evaluate and run the complexity classifier")
     commands = router.add_subparsers(dest="router_command", required=True)
