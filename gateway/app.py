@@ -182,7 +182,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     ``clock`` (epoch seconds) times the economics window; tests pass a fake one to move through it.
     """
     settings = settings or Settings.from_env()
-    app = FastAPI(routes=routes, lifespan=_lifespan, middleware=[Middleware(EdgeGuard, edge=settings.edge)],
+    app = FastAPI(routes=[*routes], lifespan=_lifespan, middleware=[Middleware(EdgeGuard, edge=settings.edge)],
                   exception_handlers={HTTPException: _http_error, RequestValidationError: _invalid,
                                       GatewayError: _gateway_error, Exception: _unhandled},
                   docs_url=None, redoc_url=None, telemetry={"tracing": False, "metrics": False, "logs": False})
@@ -192,7 +192,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
             app.openapi_schema = document(routes)
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to supply the document
     app.router.routes.extend(docs_page.routes)  # served, not described: the page of the document itself
     app.state.settings = settings
     app.state.clock = clock

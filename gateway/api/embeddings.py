@@ -29,7 +29,7 @@ def _items(request: EmbeddingRequest) -> list[str | list[int]]:
     """One entry per vector the reply will hold: a string, or a list of token ids."""
     given = request.input
     if isinstance(given, str) or (given and isinstance(given[0], int)):
-        return [cast("str | list[int]", given)]
+        return [given]
     return list(cast("list[str] | list[list[int]]", given))
 
 

@@ -100,9 +100,10 @@ class DemoUpstream:
             check_chat(body)
         except Refusal as refusal:
             return _error(refusal.message, 400, "invalid_value", refusal.param)
-        model = MODELS.get(body.get("model")) if isinstance(body.get("model"), str) else None
+        name = body.get("model")
+        model = MODELS.get(name) if isinstance(name, str) else None
         if model is None:
-            return _error(f"The model '{body.get('model')}' does not exist.", 404, "model_not_found", "model")
+            return _error(f"The model '{name}' does not exist.", 404, "model_not_found", "model")
         messages = body["messages"]
         n = body.get("n") or 1
         message = _message(model, body)

@@ -67,6 +67,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._deadline.cancel()
             self._deadline = None
 
+    # uvicorn narrows asyncio.Protocol's BaseTransport to the Transport it is given (with the same ignore)
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm(self._limits.header_timeout_s, self._headers_late)

@@ -48,7 +48,6 @@ def _litellm() -> ModuleType:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         os.environ.setdefault("MAX_IMAGE_URL_DOWNLOAD_SIZE_MB", "0")  # read once, at import: no image fetches
         _MODULE = importlib.import_module("litellm")
-        _MODULE.telemetry = False
     return _MODULE
 
 
