@@ -15,6 +15,7 @@ from gateway.accounting.usage import cost_usd, format_cost, reply_usage
 from gateway.api.common import failure, gateway_headers, state_of
 from gateway.errors import InvalidRequest
 from gateway.pipeline.attempts import Journey
+from gateway.pipeline.decision import decide_arm, resolve_model
 from gateway.pipeline.experiments import assign_variant, feedback_token
 from gateway.pipeline.grounding import RagOutcome
 from gateway.pipeline.intake import authenticate, client_request_id, new_request_id, read_json, validate
@@ -23,24 +24,31 @@ from gateway.pipeline.streaming import SSERelay
 from gateway.protocol import ChatCompletionRequest
 from gateway.state import GatewayState
 from gateway.upstream import UpstreamReply, UpstreamStream
-from policies import ARM_NAMES, Knowledge, PolicySet
+from policies import ARM_NAMES, ArmName, Knowledge, PolicySet
+from policies import Route as PolicyRoute
+from routes import Decision
 
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
-def _forced_arm(request: Request, chat: ChatCompletionRequest) -> str | None:
+def _forced_arm(request: Request, chat: ChatCompletionRequest) -> ArmName | None:
     if chat.gateway is not None and chat.gateway.arm is not None:
         return chat.gateway.arm
     header = request.headers.get("x-gateway-arm")
-    if header is not None and header not in ARM_NAMES:
-        raise InvalidRequest(f"x-gateway-arm must be one of {', '.join(ARM_NAMES)}.", param="x-gateway-arm")
-    return header
+    if header is None:
+        return None
+    for name in ARM_NAMES:
+        if header == name:
+            return name
+    raise InvalidRequest(f"x-gateway-arm must be one of {', '.join(ARM_NAMES)}.", param="x-gateway-arm")
 
 
 class _Grounding:
     """Retrieval for each plan that asks for it: once per knowledge set-up, however many attempts follow.
 
-    Every retrieval ends by ``deadline`` (time.monotonic(), the route's), whatever its knowledge timeout.
+    The hits are cached, never the rendered messages: each plan is grounded into its own arm's prompt,
+    as a new plan. Every retrieval ends by ``deadline`` (time.monotonic(), the route's), whatever its
+    knowledge timeout.
     """
 
     def __init__(self, gateway: GatewayState, record: RequestRecord, body: dict[str, Any], deadline: float) -> None:
@@ -50,22 +58,19 @@ class _Grounding:
         metadata = body.get("metadata")
         self._metadata = metadata if isinstance(metadata, dict) else None
         self._outcomes: dict[Knowledge, RagOutcome] = {}
-        self._grounded: set[int] = set()
 
-    async def apply(self, plan: Plan) -> RagOutcome | None:
-        if plan.knowledge is None:
-            return None
+    async def ground(self, plan: Plan) -> Plan:
+        """``plan`` with the passages in its messages (itself when it has no knowledge or is grounded)."""
+        if plan.knowledge is None or plan.grounded:
+            return plan
         outcome = self._outcomes.get(plan.knowledge)
         if outcome is None:
-            outcome = await self._gateway.knowledge.augment(plan.route, plan.knowledge, plan.payload["messages"],
+            outcome = await self._gateway.knowledge.augment(plan.route, plan.knowledge, plan.messages,
                                                             self._metadata, self._deadline)
             self._outcomes[plan.knowledge] = outcome
             self._record.rag_s += outcome.seconds
-        if id(plan.payload) not in self._grounded:  # each plan's own prompt, grounded once
-            self._grounded.add(id(plan.payload))
-            plan.payload["messages"] = outcome.grounded(plan.payload["messages"])
         self._record.rag, self._record.sources = outcome.result, outcome.header()
-        return outcome
+        return plan.with_messages(outcome.grounded(plan.messages))
 
     def outcome(self, plan: Plan) -> RagOutcome | None:
         return self._outcomes.get(plan.knowledge) if plan.knowledge is not None else None
@@ -81,7 +86,7 @@ def _with_sources(reply: UpstreamReply, rag: RagOutcome | None, request_id: str)
 
 def _completed(gateway: GatewayState, plan: Plan, record: RequestRecord, reply: UpstreamReply,
                rag: RagOutcome | None) -> Response:
-    record.usage = reply_usage(reply.data, plan.payload["messages"])
+    record.usage = reply_usage(reply.data, plan.messages)
     record.cost_usd = cost_usd(plan.target, record.usage)
     headers = gateway_headers(record, format_cost(record.cost_usd))
     gateway.ledger.close(record)
@@ -101,28 +106,28 @@ async def _serve(gateway: GatewayState, policy: PolicySet, record: RequestRecord
     grounding = _Grounding(gateway, record, body, deadline)
     journey = Journey()
 
-    async def call(plan: Plan) -> UpstreamReply | UpstreamStream:
-        await grounding.apply(plan)
+    async def call(plan: Plan) -> tuple[Plan, UpstreamReply | UpstreamStream]:
+        plan = await grounding.ground(plan)
         record.arm, record.target = plan.arm, plan.target_name
         client = gateway.upstreams.for_target(plan.target)
         started = time.perf_counter()
         try:
             if plan.stream:
-                return await client.open_stream(plan.target, plan.payload)
-            return await client.complete(plan.target, plan.payload)
+                return plan, await client.open_stream(plan.target, plan.payload)
+            return plan, await client.complete(plan.target, plan.payload)
         finally:
             record.upstream_s += time.perf_counter() - started
 
-    await grounding.apply(first)  # before mirroring, so a shadow sees the same prompt
+    first = await grounding.ground(first)  # before mirroring, so a shadow sees the same prompt
     gateway.shadow.maybe_mirror(policy, first.route, first.shadow, first.payload)
     try:
-        final, result = await gateway.attempts.run(
+        _, (sent, result) = await gateway.attempts.run(
             call, first, alternates(policy, body, chat, first), journey, deadline)
     finally:
         record.attempts, record.fallback = journey.attempts, journey.header()
     if isinstance(result, UpstreamReply):
-        return _completed(gateway, final, record, result, grounding.outcome(final))
-    return _streamed(gateway, final, record, result)
+        return _completed(gateway, sent, record, result, grounding.outcome(sent))
+    return _streamed(gateway, sent, record, result)
 
 
 async def chat_completions(request: Request) -> Response:
@@ -134,17 +139,20 @@ async def chat_completions(request: Request) -> Response:
         chat = validate(ChatCompletionRequest, body)
         policy = gateway.policies.current  # one snapshot for the whole request, whatever reloads meanwhile
         forced = _forced_arm(request, chat)
+        resolution = resolve_model(policy, chat.model)  # the one lookup of the route for this request
         assigned = None if forced else assign_variant(policy, chat, request.headers)
-        variant = assigned[1] if assigned else None
         if assigned:
             record.experiment, record.variant, record.keyed = (assigned[0].experiment, assigned[0].variant,
                                                                assigned[0].keyed)
             record.feedback_token = feedback_token()
-        decision = None if forced or (variant and variant.arm) else await gateway.chooser.choose(
-            policy, chat.model, body["messages"])
-        plan = plan_chat(policy, body, chat, forced, decision.arm if decision else None, variant)
+
+        async def classify(name: str, route: PolicyRoute) -> Decision | None:
+            return await gateway.chooser.choose(name, route, body["messages"])
+
+        decision = await decide_arm(resolution, forced, assigned[1] if assigned else None, classify)
+        plan = plan_chat(policy, resolution, body, chat, decision)
         record.route, record.arm, record.target, record.stream = plan.route, plan.arm, plan.target_name, plan.stream
-        record.score = decision.score if decision else None
+        record.score = decision.score
         return await _serve(gateway, policy, record, body, chat, plan)
     except Exception as exc:  # the one boundary where every failure becomes an OpenAI error
         return failure(gateway, record, exc)

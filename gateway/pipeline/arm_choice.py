@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.metrics import Metrics
-from policies import Classifier, PolicySet
+from policies import Classifier, PolicySet, Route
 from routes import (
     CALIBRATION_BINS,
     DEFAULT_THRESHOLD,
@@ -99,11 +99,10 @@ class ArmChooser:
         """Every route's sketch by namespace (what score sharing publishes and merges)."""
         return dict(self._sketches)
 
-    async def choose(self, policy: PolicySet, model: str,
+    async def choose(self, model: str, route: Route,
                      messages: Sequence[Mapping[str, Any]]) -> Decision | None:
-        """The classifier's decision for a route that has one; None for everything else."""
-        route = policy.routes.get(model)
-        if route is None or route.classifier is None:
+        """The classifier's decision for ``route`` (named ``model``) when it has one; None otherwise."""
+        if route.classifier is None:
             return None
         rule = self.rule(model, route.classifier)
         arguments = (rule.classifier, messages, rule.threshold(), route.classifier.low_confidence)

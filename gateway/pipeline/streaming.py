@@ -74,7 +74,7 @@ class SSERelay:
         record, plan = self._record, self._plan
         if self._usage is None:
             text = "".join(_delta_text(_loads(payload)) for payload in self._payloads)
-            self._usage = Usage(estimate_prompt_tokens(plan.payload["messages"]), estimate_tokens(text), True)
+            self._usage = Usage(estimate_prompt_tokens(plan.messages), estimate_tokens(text), True)
         record.usage = self._usage
         record.cost_usd = cost_usd(plan.target, record.usage)
 

@@ -343,3 +343,48 @@ def test_feedback_comes_from_the_requests_key_or_carries_its_token(
         assert [(v["n"], v["n_feedback"]) for v in report["variants"] if v["n"]] == [(1, 1)]
     finally:
         server.stop()
+
+
+PROMPT_VARIANT = """
+version: 1
+routes:
+{routes}
+experiments:
+{experiments}
+"""
+
+
+def test_a_prompt_variant_rewrites_only_the_routes_default_arm(
+        tmp_path: Path, fake_server: tuple[FakeUpstream, ServerThread], fake: FakeUpstream) -> None:
+    """The schema's "prompt variant of the route's default arm": when the classifier picks the fine-tuned arm,
+    its own short prompt goes upstream, not the variant's (which would cost the tokens the fine-tune saves)."""
+    routes, experiments = [], []
+    for name, threshold in (("to-ft", 1.0), ("to-prompted", 0.0)):  # the fast model scores in [0, 1)
+        routes.append(f"""  {name}:
+    classifier: {{model: fast, threshold: {threshold}}}
+    arms:
+      prompted: {{target: big, system_prompt: The long prompted prompt.}}
+      fine_tuned: {{target: small, system_prompt: Short.}}""")
+        experiments.append(f"""  tone-{name}:
+    route: {name}
+    allow_override: true
+    variants:
+      control: {{weight: 50}}
+      concise: {{weight: 50, system_prompt: The variant's prompt.}}""")
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "base.yaml").write_text(POLICY.format(url=fake_server[1].url))
+    (policies / "tone.yaml").write_text(PROMPT_VARIANT.format(routes="\n".join(routes),
+                                                              experiments="\n".join(experiments)))
+    server = ServerThread(create_app(Settings(policies_dir=policies, data_dir=tmp_path / "var"))).start()
+    try:
+        seen: dict[str, tuple[str, str]] = {}
+        for route in ("to-ft", "to-prompted"):
+            reply = httpx.post(server.url + "/v1/chat/completions", headers={"x-gateway-variant": "concise"},
+                               json={"model": route, "messages": [{"role": "user", "content": "hi"}]}, timeout=30)
+            assert reply.status_code == 200, reply.text
+            assert reply.headers["x-gateway-variant"] == "concise"
+            seen[route] = (reply.headers["x-gateway-arm"], fake.received[-1]["messages"][0]["content"])
+    finally:
+        server.stop()
+    assert seen == {"to-ft": ("fine_tuned", "Short."), "to-prompted": ("prompted", "The variant's prompt.")}
