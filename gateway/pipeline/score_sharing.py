@@ -102,7 +102,7 @@ class ScoreSharing:
         """The listed slices, fetching only those updated since the last read."""
         known = self._seen.get(namespace, {})
         stale = [name for name, updated in listed if name not in known or known[name][0] != updated]
-        fetched: list[str | None] = []
+        fetched: list[bytes | str | None] = []
         if stale:
             found = await self._shared.run(lambda client: client.mget([slot(name) for name in stale]))
             if found is None:
@@ -112,7 +112,8 @@ class ScoreSharing:
         updated = dict(listed)
         fresh = dict(known)
         for name, text in zip(stale, fetched, strict=True):
-            if text is None:  # expired between the listing and the read
+            # None: expired between the listing and the read (never bytes: SharedState's client decodes)
+            if not isinstance(text, str):
                 continue
             try:
                 piece = Slice.decode(text)
