@@ -16,6 +16,7 @@ run: $(BIN)/.installed
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check gateway routes retrieval policies tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -p no:cacheprovider tests/system/test_import_direction.py
 
 test: $(BIN)/.installed lint
