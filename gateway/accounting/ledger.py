@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import BinaryIO
 
 import orjson
+from prometheus_client import Counter, Histogram
 
 from gateway.accounting.usage import Usage
 from gateway.metrics import Metrics
@@ -61,6 +62,18 @@ class RequestRecord:
         return (self.route or "unknown", self.arm or "none", self.target or "none", self.variant)
 
 
+@dataclass(frozen=True)
+class _Children:
+    """The labelled metrics every request of one label set updates."""
+
+    requests: Counter
+    duration: Histogram
+    overhead: Histogram
+    input_tokens: Counter
+    output_tokens: Counter
+    cost: Counter
+
+
 class Ledger:
     """``access`` receives one JSON line per request (None: no access log).
 
@@ -72,6 +85,23 @@ class Ledger:
         self.metrics = metrics
         self._access = access
         self.hooks: list[Callable[[RequestRecord], None]] = []
+        self._cache: dict[tuple[str, str, str, str, int], _Children] = {}
+
+    def _children(self, labels: tuple[str, str, str, str], status: int) -> _Children:
+        """The metric children of one (route, arm, target, variant, status): found once, then reused.
+
+        prometheus-client's ``.labels()`` validates and hashes its arguments under a lock on every call;
+        the label sets are bounded by the policy, so the children are kept per set.
+        """
+        key = (*labels, status)
+        children = self._cache.get(key)
+        if children is None:
+            m = self.metrics
+            children = _Children(m.requests.labels(*labels, str(status)), m.request_duration.labels(*labels),
+                                 m.overhead.labels(labels[0]), m.tokens.labels(*labels, "input"),
+                                 m.tokens.labels(*labels, "output"), m.cost.labels(*labels))
+            self._cache[key] = children
+        return children
 
     def close(self, record: RequestRecord) -> None:
         """Record ``record``'s outcome in metrics and the access log, once."""
@@ -80,10 +110,11 @@ class Ledger:
         record.closed = True
         duration = record.elapsed()
         labels = record.labels()
+        children = self._children(labels, record.status)
         m = self.metrics
-        m.requests.labels(*labels, str(record.status)).inc()
-        m.request_duration.labels(*labels).observe(duration)
-        m.overhead.labels(labels[0]).observe(record.overhead_s())
+        children.requests.inc()
+        children.duration.observe(duration)
+        children.overhead.observe(record.overhead_s())
         if record.upstream_s and record.target:
             m.upstream_duration.labels(record.target).observe(record.upstream_s)
         if record.ttft_s is not None:
@@ -91,14 +122,14 @@ class Ledger:
         if record.error_code is not None:
             m.errors.labels(labels[0], record.error_code).inc()
         if record.usage is not None:
-            m.tokens.labels(*labels, "input").inc(record.usage.prompt_tokens)
-            m.tokens.labels(*labels, "output").inc(record.usage.completion_tokens)
+            children.input_tokens.inc(record.usage.prompt_tokens)
+            children.output_tokens.inc(record.usage.completion_tokens)
             if record.usage.estimated:
                 m.estimated_usage.labels(record.target).inc()
             if record.cost_usd is None and record.usage.total_tokens:
                 m.unpriced.labels(record.target).inc()
         if record.cost_usd:
-            m.cost.labels(*labels).inc(record.cost_usd)
+            children.cost.inc(record.cost_usd)
         self._log(record, duration)
         for hook in self.hooks:
             hook(record)

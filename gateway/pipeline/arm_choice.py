@@ -23,6 +23,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import Counter, Histogram
+
 from gateway.metrics import Metrics
 from policies import Classifier, PolicySet, Route
 from routes import (
@@ -76,6 +78,7 @@ class ArmChooser:
         self.scope = "process"  # "cluster" while score sharing merges other replicas' sketches
         self._sketches: dict[str, ScoreSketch] = {}
         self._rules: dict[str, tuple[Classifier, RouteRule]] = {}  # per route: for which config object
+        self._counted: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}  # decision and score metrics
 
     def rule(self, route: str, config: Classifier) -> RouteRule:
         """The route's resolved rule; cached for the config object in force, sketches kept across reloads."""
@@ -110,10 +113,14 @@ class ArmChooser:
             decision = await asyncio.to_thread(decide, *arguments)
         else:
             decision = decide(*arguments)
-        self._metrics.decisions.labels(model, decision.arm, "scored" if decision.score is not None else "unjudged").inc()
+        key = (model, decision.arm, "scored" if decision.score is not None else "unjudged")
+        counted = self._counted.get(key)
+        if counted is None:  # .labels() validates and locks on every call; the label sets are the policy's
+            counted = self._counted[key] = (self._metrics.decisions.labels(*key), self._metrics.scores.labels(model))
+        counted[0].inc()
         if decision.score is not None:
             rule.sketch.record(decision.score, decision.arm == "prompted")
-            self._metrics.scores.labels(model).observe(decision.score)
+            counted[1].observe(decision.score)
         return decision
 
     def warm(self, policy: PolicySet) -> None:
