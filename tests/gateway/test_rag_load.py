@@ -9,6 +9,7 @@ server that is gone is an outage, marked ``unavailable``, counted and logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Iterator
@@ -108,40 +109,54 @@ def test_32_concurrent_requests_all_get_their_context(embedded: ServerThread, fa
     assert rag_count(embedded, "hit") == 32 and rag_count(embedded, "unavailable") == 0
 
 
-def test_a_hung_then_lost_chroma_is_answered_by_the_deadline_marked_counted_and_logged(
-        tmp_path: Path, fake_server: tuple[FakeUpstream, ServerThread], fake: FakeUpstream,
-        caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="hybrid_gateway.knowledge")
+@contextlib.contextmanager
+def on_chroma_server(tmp_path: Path, fake_url: str, deadline_s: float) -> Iterator[tuple[ChromaServer, ServerThread]]:
+    """A ready gateway whose `kb` route (knowledge timeout 1 s) searches a Chroma server the test can freeze."""
     with ChromaServer() as chroma:
         assert chroma.process is not None
         ingest(KnowledgeStore.server(chroma.url), tmp_path)
-        # The knowledge timeout (1 s) bounds the wait; the deadline (30 s) leaves the upstream time to answer.
-        settings = Settings(policies_dir=policies(tmp_path, fake_server[1].url, deadline_s=30, timeout_ms=1000),
+        settings = Settings(policies_dir=policies(tmp_path, fake_url, deadline_s=deadline_s, timeout_ms=1000),
                             data_dir=tmp_path / "var", chroma_url=chroma.url)
         server = ServerThread(create_app(settings)).start()
         try:
             ready(server)
-            assert ask(server).headers["x-gateway-rag"] == "hit"
-
-            chroma.process.send_signal(signal.SIGSTOP)  # hung: connections are accepted, nothing answers
-            try:
-                hung = ask(server, timeout_s=8)  # far below the deadline: only the knowledge timeout ends the wait
-                assert hung.headers["x-gateway-rag"] == "timeout"
-                assert "x-gateway-sources" not in hung.headers
-                assert "<knowledge>" not in str(fake.received[-1]["messages"])
-            finally:
-                chroma.process.send_signal(signal.SIGCONT)
-            assert rag_count(server, "timeout") == 1
-            assert any("missed its deadline" in r.getMessage() for r in caplog.records)
-
-            poll(lambda: ask(server).headers["x-gateway-rag"] == "hit", "retrieval to recover", timeout_s=30)
-            chroma.stop()  # an outage: refused connections, not a slow store
-            down = ask(server)
-            assert down.headers["x-gateway-rag"] == "unavailable"
-            assert rag_count(server, "unavailable") == 1
-            assert any("failed, answering without context" in r.getMessage() for r in caplog.records)
+            yield chroma, server
         finally:
             server.stop()
+
+
+@contextlib.contextmanager
+def frozen(chroma: ChromaServer) -> Iterator[None]:
+    """Chroma hung: connections are accepted, nothing answers."""
+    assert chroma.process is not None
+    chroma.process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        chroma.process.send_signal(signal.SIGCONT)
+
+
+def test_a_hung_then_lost_chroma_is_answered_by_the_deadline_marked_counted_and_logged(
+        tmp_path: Path, fake_server: tuple[FakeUpstream, ServerThread], fake: FakeUpstream,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="hybrid_gateway.knowledge")
+    # The knowledge timeout (1 s) bounds the wait; the deadline (30 s) leaves the upstream time to answer.
+    with on_chroma_server(tmp_path, fake_server[1].url, deadline_s=30) as (chroma, server):
+        assert ask(server).headers["x-gateway-rag"] == "hit"
+        with frozen(chroma):
+            hung = ask(server, timeout_s=8)  # far below the deadline: only the knowledge timeout ends the wait
+            assert hung.headers["x-gateway-rag"] == "timeout"
+            assert "x-gateway-sources" not in hung.headers
+            assert "<knowledge>" not in str(fake.received[-1]["messages"])
+        assert rag_count(server, "timeout") == 1
+        assert any("missed its deadline" in r.getMessage() for r in caplog.records)
+
+        poll(lambda: ask(server).headers["x-gateway-rag"] == "hit", "retrieval to recover", timeout_s=30)
+        chroma.stop()  # an outage: refused connections, not a slow store
+        down = ask(server)
+        assert down.headers["x-gateway-rag"] == "unavailable"
+        assert rag_count(server, "unavailable") == 1
+        assert any("failed, answering without context" in r.getMessage() for r in caplog.records)
 
 
 def test_retrieval_spends_the_requests_deadline_not_a_fresh_one(
@@ -151,22 +166,9 @@ def test_retrieval_spends_the_requests_deadline_not_a_fresh_one(
     The upstream answers after 0.8 s, which fits a deadline restarted after retrieval but not the
     0.5 s this request really has left, so the gateway must give up with 504 (the deadline).
     """
-    with ChromaServer() as chroma:
-        assert chroma.process is not None
-        ingest(KnowledgeStore.server(chroma.url), tmp_path)
-        settings = Settings(policies_dir=policies(tmp_path, fake_server[1].url, deadline_s=1.5, timeout_ms=1000),
-                            data_dir=tmp_path / "var", chroma_url=chroma.url)
-        server = ServerThread(create_app(settings)).start()
-        try:
-            ready(server)
-            chroma.process.send_signal(signal.SIGSTOP)
-            try:
-                fake.then(Action(delay_s=0.8))
-                late = httpx.post(server.url + "/v1/chat/completions", timeout=30,
-                                  json={"model": "kb", "messages": [{"role": "user", "content": QUESTIONS[0]}]})
-            finally:
-                chroma.process.send_signal(signal.SIGCONT)
-            assert late.status_code == 504, late.text
-            assert late.json()["error"]["code"] == "upstream_timeout"
-        finally:
-            server.stop()
+    with on_chroma_server(tmp_path, fake_server[1].url, deadline_s=1.5) as (chroma, server), frozen(chroma):
+        fake.then(Action(delay_s=0.8))
+        late = httpx.post(server.url + "/v1/chat/completions", timeout=30,
+                          json={"model": "kb", "messages": [{"role": "user", "content": QUESTIONS[0]}]})
+    assert late.status_code == 504, late.text
+    assert late.json()["error"]["code"] == "upstream_timeout"
