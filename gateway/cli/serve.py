@@ -89,7 +89,7 @@ def _end_with_us(child: subprocess.Popen[bytes]) -> None:
 
         def stop(signum: int, frame: FrameType | None, previous: _SignalHandler = previous) -> None:
             child.terminate()
-            signal.signal(signum, previous)
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)  # None: set outside Python
             signal.raise_signal(signum)
 
         signal.signal(number, stop)
