@@ -24,7 +24,6 @@ enough to replace a pooled connection that a Redis restart closed.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -33,8 +32,9 @@ from typing import Any, TypeVar
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 log = logging.getLogger("hybrid_gateway.policies")
 
@@ -209,14 +209,21 @@ class SharedState:
 
 
 class Script:
-    """A Lua script run by SHA, loaded again transparently after a Redis restart flushed it."""
+    """A Lua script declared as a module constant and run through redis-py's ``register_script``.
+
+    redis-py's ``AsyncScript`` is bound to a client, but the scripts are declared at import, before
+    any client exists, and called inside ``SharedState.run`` with the client it hands out. So the
+    first call registers the source on that client (kept: a process has one) and redis-py runs it
+    by EVALSHA, loading it again when a Redis restart or ``SCRIPT FLUSH`` emptied the server's
+    script cache.
+    """
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
+        self._registered: AsyncScript | None = None
 
     async def __call__(self, client: Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return await client.eval(self.source, len(keys), *keys, *args)
+        script = self._registered
+        if script is None or script.registered_client is not client:
+            script = self._registered = client.register_script(self.source)
+        return await script(keys, args)

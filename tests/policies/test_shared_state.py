@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Iterator
 
@@ -59,12 +60,22 @@ async def test_pool_waits_for_a_connection_instead_of_raising(shared_redis: tupl
     await state.aclose()
 
 
-async def test_scripts_survive_a_flushed_script_cache(shared_redis: tuple[str, str]) -> None:
-    url, prefix = shared_redis
-    state = SharedState.connect(url, prefix=prefix)
-    script = Script(f"return '{prefix}' .. ARGV[1]")  # unique source: never cached on the shared server
-    assert await state.run(lambda r: script(r, [], ["x"])) == prefix + "x"
-    assert await state.run(lambda r: script(r, [], ["y"])) == prefix + "y"
+async def test_scripts_are_loaded_again_after_the_script_cache_is_flushed(server: RedisServer) -> None:
+    """A Redis restart or SCRIPT FLUSH empties the script cache; the next call loads the script again.
+
+    On a private server: SCRIPT FLUSH is server-wide, and the shared one is never flushed.
+    """
+    state = SharedState.connect(server.url, prefix="t:")
+    script = Script("return 'got ' .. ARGV[1]")
+    sha = hashlib.sha1(script.source.encode()).hexdigest()
+    assert await state.run(lambda r: r.script_exists(sha)) == [False]
+    assert await state.run(lambda r: script(r, [], ["x"])) == "got x"
+    assert await state.run(lambda r: r.script_exists(sha)) == [True]
+    assert await state.run(lambda r: r.script_flush()) is True
+    assert await state.run(lambda r: r.script_exists(sha)) == [False]
+    assert await state.run(lambda r: script(r, [], ["y"])) == "got y"
+    assert await state.run(lambda r: r.script_exists(sha)) == [True]
+    assert (state.available, state.failures) == (True, 0)
     await state.aclose()
 
 
