@@ -2,17 +2,27 @@
 
 - ``usage``: token usage (reported or estimated) and its cost.
 - ``pricing``: per-token prices (the target's override, else litellm's bundled map).
-- ``ledger``: the ``RequestRecord`` of one request and the ``Ledger`` that closes it once
-  (metrics and the access log).
+- ``completion``: the values a request gathers (``Arrival``, ``Routing``, ``Delivery``) and the one
+  ``Completion`` ``finish`` makes of them.
+- ``ledger``: the ``Ledger`` that records each ``Completion`` (metrics, the access log, hooks).
 - ``traffic_window``: time-bucketed counters per route and arm (the evidence of the live economics).
 - ``window_store``: those buckets persisted in SQLite for the embedded default.
 - ``cluster_ledger``: cluster-wide totals and window buckets in Redis.
 
-Nothing here knows the request path: the pipeline and the API hand finished records in.
+Nothing here knows the request path: the pipeline and the API hand finished requests in.
 """
 
 from gateway.accounting.cluster_ledger import ClusterLedger
-from gateway.accounting.ledger import Ledger, RequestRecord
+from gateway.accounting.completion import (
+    NOTHING_DELIVERED,
+    UNROUTED,
+    Arrival,
+    Completion,
+    Delivery,
+    Routing,
+    finish,
+)
+from gateway.accounting.ledger import Ledger
 from gateway.accounting.pricing import TokenPrice, price_of
 from gateway.accounting.traffic_window import Counts, Grid, MemoryBuckets, Window, WindowStore
 from gateway.accounting.usage import (
@@ -29,12 +39,17 @@ from gateway.accounting.usage import (
 from gateway.accounting.window_store import SqliteWindowStore
 
 __all__ = [
+    "NOTHING_DELIVERED",
+    "UNROUTED",
+    "Arrival",
     "ClusterLedger",
+    "Completion",
     "Counts",
+    "Delivery",
     "Grid",
     "Ledger",
     "MemoryBuckets",
-    "RequestRecord",
+    "Routing",
     "SqliteWindowStore",
     "TokenPrice",
     "Usage",
@@ -45,6 +60,7 @@ __all__ = [
     "estimate_prompt_tokens",
     "estimate_tokens",
     "estimate_tokens_upto",
+    "finish",
     "format_cost",
     "price_of",
     "reply_usage",

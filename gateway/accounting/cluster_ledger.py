@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.accounting.ledger import RequestRecord
+from gateway.accounting.completion import Completion
 from gateway.accounting.traffic_window import (
     FIELDS,
     Counts,
@@ -90,10 +90,10 @@ class ClusterLedger:
         self._own = MemoryBuckets(grid)  # this process's share of the window, read only while Redis is down
         shared.on_resync(self.replay)
 
-    def __call__(self, record: RequestRecord) -> None:
-        if record.status != 200:
+    def __call__(self, done: Completion) -> None:
+        if done.status != 200:
             return
-        entry = _Entry(record.request_id, record.labels(), self._clock(), values_of(record))
+        entry = _Entry(done.arrival.request_id, done.routing.labels(), self._clock(), values_of(done))
         self._own.add(entry.at, *entry.labels[:2], entry.values)
         self._queue.append(entry)
         if self._writer is None or self._writer.done():

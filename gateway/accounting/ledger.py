@@ -1,65 +1,23 @@
 """Account each finished request exactly once: metrics and one JSON access-log line.
 
-A ``RequestRecord`` travels with the request and is filled in as it goes;
-``Ledger.close`` is the only place that turns it into metrics and the access
-log, and it refuses to close a record twice.
+Each request ends in one ``Completion`` (``gateway.accounting.completion``), built
+once by whichever path finished it (a JSON reply, a stream, a failure);
+``Ledger.close`` is the only place that turns it into metrics, the access log
+line and the hooks' records.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO
 
 import orjson
 from prometheus_client import Counter, Histogram
 
-from gateway.accounting.usage import Usage
+from gateway.accounting.completion import Completion
 from gateway.metrics import Metrics
-
-
-@dataclass
-class RequestRecord:
-    """``request_id`` is the gateway's own (``gateway.pipeline.intake.new_request_id``), the key of every record made
-    from this one; ``client_request_id`` is the caller's ``x-request-id``, echoed and logged for correlation."""
-
-    request_id: str
-    endpoint: str
-    client_request_id: str | None = None
-    started: float = field(default_factory=time.perf_counter)
-    route: str = ""
-    arm: str = ""
-    target: str = ""
-    variant: str = "none"
-    experiment: str = ""
-    keyed: bool = False
-    status: int = 200
-    error_code: str | None = None
-    usage: Usage | None = None
-    cost_usd: float | None = None
-    upstream_s: float = 0.0
-    ttft_s: float | None = None
-    stream: bool = False
-    rag: str | None = None
-    rag_s: float = 0.0  # time retrieval added (queue wait, embedding, search)
-    score: float | None = None
-    attempts: int = 0
-    fallback: str = ""
-    sources: str = ""
-    owner: str | None = None  # the caller's key tag (gateway.pipeline.intake.authenticate); None while keys are off
-    feedback_token: str | None = None  # given to the caller of an experiment request, to send with feedback
-    closed: bool = False
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
-
-    def overhead_s(self) -> float:
-        return max(self.elapsed() - self.upstream_s, 0.0)
-
-    def labels(self) -> tuple[str, str, str, str]:
-        return (self.route or "unknown", self.arm or "none", self.target or "none", self.variant)
 
 
 @dataclass(frozen=True)
@@ -84,7 +42,7 @@ class Ledger:
     def __init__(self, metrics: Metrics, access: BinaryIO | None = None) -> None:
         self.metrics = metrics
         self._access = access
-        self.hooks: list[Callable[[RequestRecord], None]] = []
+        self.hooks: list[Callable[[Completion], None]] = []
         self._cache: dict[tuple[str, str, str, str, int], _Children] = {}
 
     def _children(self, labels: tuple[str, str, str, str], status: int) -> _Children:
@@ -103,53 +61,50 @@ class Ledger:
             self._cache[key] = children
         return children
 
-    def close(self, record: RequestRecord) -> None:
-        """Record ``record``'s outcome in metrics and the access log, once."""
-        if record.closed:
-            return
-        record.closed = True
-        duration = record.elapsed()
-        labels = record.labels()
-        children = self._children(labels, record.status)
+    def close(self, done: Completion) -> None:
+        """Record how ``done`` ended in metrics, the access log and every hook."""
+        routing, delivery, usage = done.routing, done.delivery, done.usage
+        labels = routing.labels()
+        children = self._children(labels, done.status)
         m = self.metrics
         children.requests.inc()
-        children.duration.observe(duration)
-        children.overhead.observe(record.overhead_s())
-        if record.upstream_s and record.target:
-            m.upstream_duration.labels(record.target).observe(record.upstream_s)
-        if record.ttft_s is not None:
-            m.ttft.labels(*labels).observe(record.ttft_s)
-        if record.error_code is not None:
-            m.errors.labels(labels[0], record.error_code).inc()
-        if record.usage is not None:
-            children.input_tokens.inc(record.usage.prompt_tokens)
-            children.output_tokens.inc(record.usage.completion_tokens)
-            if record.usage.estimated:
-                m.estimated_usage.labels(record.target).inc()
-            if record.cost_usd is None and record.usage.total_tokens:
-                m.unpriced.labels(record.target).inc()
-        if record.cost_usd:
-            children.cost.inc(record.cost_usd)
-        self._log(record, duration)
+        children.duration.observe(done.duration_s)
+        children.overhead.observe(done.overhead_s)
+        if delivery.upstream_s and routing.target:
+            m.upstream_duration.labels(routing.target).observe(delivery.upstream_s)
+        if done.ttft_s is not None:
+            m.ttft.labels(*labels).observe(done.ttft_s)
+        if done.error_code is not None:
+            m.errors.labels(labels[0], done.error_code).inc()
+        if usage is not None:
+            children.input_tokens.inc(usage.prompt_tokens)
+            children.output_tokens.inc(usage.completion_tokens)
+            if usage.estimated:
+                m.estimated_usage.labels(routing.target).inc()
+            if done.cost_usd is None and usage.total_tokens:
+                m.unpriced.labels(routing.target).inc()
+        if done.cost_usd:
+            children.cost.inc(done.cost_usd)
+        self._log(done)
         for hook in self.hooks:
-            hook(record)
+            hook(done)
 
-    def _log(self, record: RequestRecord, duration: float) -> None:
+    def _log(self, done: Completion) -> None:
         if self._access is None:
             return
-        usage = record.usage
+        arrival, routing, delivery, usage = done.arrival, done.routing, done.delivery, done.usage
         self._access.write(orjson.dumps({
             "ts": datetime.now(UTC),  # when the request finished; orjson writes ISO 8601 with a Z
-            "request_id": record.request_id, "client_request_id": record.client_request_id,
-            "endpoint": record.endpoint, "route": record.route,
-            "arm": record.arm, "target": record.target, "variant": record.variant, "status": record.status,
-            "error": record.error_code, "stream": record.stream, "latency_ms": round(duration * 1000, 3),
-            "overhead_ms": round(record.overhead_s() * 1000, 3),
+            "request_id": arrival.request_id, "client_request_id": arrival.client_request_id,
+            "endpoint": arrival.endpoint, "route": routing.route,
+            "arm": routing.arm, "target": routing.target, "variant": routing.variant, "status": done.status,
+            "error": done.error_code, "stream": routing.stream, "latency_ms": round(done.duration_s * 1000, 3),
+            "overhead_ms": round(done.overhead_s * 1000, 3),
             "prompt_tokens": usage.prompt_tokens if usage else None,
             "completion_tokens": usage.completion_tokens if usage else None,
             "usage_estimated": usage.estimated if usage else None,
-            "cost_usd": record.cost_usd, "rag": record.rag, "score": record.score, "attempts": record.attempts,
-            "rag_ms": round(record.rag_s * 1000, 3) if record.rag else None,
-            "fallback": record.fallback or None, "experiment": record.experiment or None,
+            "cost_usd": done.cost_usd, "rag": delivery.rag, "score": routing.score, "attempts": delivery.attempts,
+            "rag_ms": round(delivery.rag_s * 1000, 3) if delivery.rag else None,
+            "fallback": delivery.fallback or None, "experiment": routing.experiment or None,
         }, option=orjson.OPT_UTC_Z) + b"\n")
         self._access.flush()

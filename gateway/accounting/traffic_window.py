@@ -22,7 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gateway.accounting.ledger import RequestRecord
+from gateway.accounting.completion import Completion
 
 FIELDS = ("requests", "cost_usd", "input_tokens", "output_tokens")
 BUCKETS_PER_WINDOW = 168
@@ -55,9 +55,9 @@ Values = tuple[float, float, float, float]
 """One request's numbers in the order of :data:`FIELDS` (plain floats: this runs once per request)."""
 
 
-def values_of(record: RequestRecord) -> Values:
-    usage = record.usage
-    return (1.0, record.cost_usd or 0.0, float(usage.prompt_tokens if usage else 0),
+def values_of(done: Completion) -> Values:
+    usage = done.usage
+    return (1.0, done.cost_usd or 0.0, float(usage.prompt_tokens if usage else 0),
             float(usage.completion_tokens if usage else 0))
 
 
@@ -166,7 +166,7 @@ class MemoryBuckets:
 class WindowStore(Protocol):
     """A ledger hook that counts successful requests, and reads the window back."""
 
-    def __call__(self, record: RequestRecord) -> None: ...
+    def __call__(self, done: Completion) -> None: ...
 
     async def window(self) -> Window: ...
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.accounting.ledger import RequestRecord
+from gateway.accounting.completion import Completion
 from gateway.accounting.traffic_window import Counts, Grid, Key, MemoryBuckets, Window, values_of, window_of
 from gateway.errors import ServiceUnavailable
 
@@ -75,10 +75,10 @@ class SqliteWindowStore:
             self._ready = True
         return db
 
-    def __call__(self, record: RequestRecord) -> None:
-        if record.status != 200:
+    def __call__(self, done: Completion) -> None:
+        if done.status != 200:
             return
-        self._pending.add(self._clock(), *record.labels()[:2], values_of(record))
+        self._pending.add(self._clock(), *done.routing.labels()[:2], values_of(done))
         if self._task is None:  # the first request starts the background flush, on the serving loop
             self._task = asyncio.get_running_loop().create_task(self._flush_forever(), name="economics-flush")
 

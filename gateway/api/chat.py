@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -10,11 +11,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.accounting.ledger import RequestRecord
-from gateway.accounting.usage import cost_usd, format_cost, reply_usage
-from gateway.api.common import failure, gateway_headers, state_of
+from gateway.accounting.completion import NOTHING_DELIVERED, UNROUTED, Arrival, Delivery, Routing, finish
+from gateway.accounting.usage import reply_usage
+from gateway.api.common import completed_headers, failure, gateway_headers, state_of
 from gateway.errors import InvalidRequest
-from gateway.pipeline.attempts import Journey
+from gateway.pipeline.attempts import Answered, Exhausted
 from gateway.pipeline.decision import decide_arm, resolve_model
 from gateway.pipeline.experiments import assign_variant, feedback_token
 from gateway.pipeline.grounding import RagOutcome
@@ -24,7 +25,7 @@ from gateway.pipeline.streaming import SSERelay
 from gateway.protocol import ChatCompletionRequest
 from gateway.state import GatewayState
 from gateway.upstream import UpstreamReply, UpstreamStream
-from policies import ARM_NAMES, ArmName, Knowledge, PolicySet
+from policies import ARM_NAMES, ArmName, Assignment, Knowledge, PolicySet
 from policies import Route as PolicyRoute
 from routes import Decision
 
@@ -51,9 +52,8 @@ class _Grounding:
     knowledge timeout.
     """
 
-    def __init__(self, gateway: GatewayState, record: RequestRecord, body: dict[str, Any], deadline: float) -> None:
+    def __init__(self, gateway: GatewayState, body: dict[str, Any], deadline: float) -> None:
         self._gateway = gateway
-        self._record = record
         self._deadline = deadline
         metadata = body.get("metadata")
         self._metadata = metadata if isinstance(metadata, dict) else None
@@ -68,12 +68,17 @@ class _Grounding:
             outcome = await self._gateway.knowledge.augment(plan.route, plan.knowledge, plan.messages,
                                                             self._metadata, self._deadline)
             self._outcomes[plan.knowledge] = outcome
-            self._record.rag_s += outcome.seconds
-        self._record.rag, self._record.sources = outcome.result, outcome.header()
         return plan.with_messages(outcome.grounded(plan.messages))
 
     def outcome(self, plan: Plan) -> RagOutcome | None:
         return self._outcomes.get(plan.knowledge) if plan.knowledge is not None else None
+
+    def delivery(self, attempted: Answered[Any] | Exhausted) -> Delivery:
+        """What the attempts and the retrievals took; the knowledge is the one of the plan that ended them."""
+        rag, effort = self.outcome(attempted.plan), attempted.effort
+        return Delivery(effort.attempts, effort.fallback, effort.upstream_s,
+                        rag.result if rag else None, sum(o.seconds for o in self._outcomes.values()),
+                        rag.header() if rag else "")
 
 
 def _with_sources(reply: UpstreamReply, rag: RagOutcome | None, request_id: str) -> bytes:
@@ -84,78 +89,67 @@ def _with_sources(reply: UpstreamReply, rag: RagOutcome | None, request_id: str)
     return orjson.dumps({**reply.data, "gateway": {"sources": rag.body_field(), "request_id": request_id}})
 
 
-def _completed(gateway: GatewayState, plan: Plan, record: RequestRecord, reply: UpstreamReply,
-               rag: RagOutcome | None) -> Response:
-    record.usage = reply_usage(reply.data, plan.messages)
-    record.cost_usd = cost_usd(plan.target, record.usage)
-    headers = gateway_headers(record, format_cost(record.cost_usd))
-    gateway.ledger.close(record)
-    return Response(_with_sources(reply, rag, record.request_id), media_type="application/json", headers=headers)
+def _routing(plan: Plan, score: float | None, assigned: Assignment | None) -> Routing:
+    if assigned is None:
+        return Routing(plan.route, plan.arm, plan.target_name, plan.stream, score)
+    return Routing(plan.route, plan.arm, plan.target_name, plan.stream, score, assigned.experiment,
+                   assigned.variant, assigned.keyed, feedback_token())
 
 
-def _streamed(gateway: GatewayState, plan: Plan, record: RequestRecord, stream: UpstreamStream) -> Response:
-    relay = SSERelay(plan, record, gateway.ledger.close)
-    headers = {**gateway_headers(record, "pending"), **_SSE_HEADERS}
-    return StreamingResponse(relay.run(stream), media_type="text/event-stream", headers=headers)
-
-
-async def _serve(gateway: GatewayState, policy: PolicySet, record: RequestRecord, body: dict[str, Any],
-                 chat: ChatCompletionRequest, first: Plan) -> Response:
+async def _serve(gateway: GatewayState, policy: PolicySet, arrival: Arrival, routing: Routing,
+                 body: dict[str, Any], chat: ChatCompletionRequest, first: Plan) -> Response:
     """Call upstream through retries, breakers and fallbacks; answer from whichever plan succeeded."""
     deadline = time.monotonic() + first.deadline_s  # one for retrieval and every attempt (the runner's clock)
-    grounding = _Grounding(gateway, record, body, deadline)
-    journey = Journey()
+    grounding = _Grounding(gateway, body, deadline)
 
-    async def call(plan: Plan) -> tuple[Plan, UpstreamReply | UpstreamStream]:
-        plan = await grounding.ground(plan)
-        record.arm, record.target = plan.arm, plan.target_name
+    async def call(plan: Plan) -> UpstreamReply | UpstreamStream:
         client = gateway.upstreams.for_target(plan.target)
-        started = time.perf_counter()
-        try:
-            if plan.stream:
-                return plan, await client.open_stream(plan.target, plan.payload)
-            return plan, await client.complete(plan.target, plan.payload)
-        finally:
-            record.upstream_s += time.perf_counter() - started
+        if plan.stream:
+            return await client.open_stream(plan.target, plan.payload)
+        return await client.complete(plan.target, plan.payload)
 
     first = await grounding.ground(first)  # before mirroring, so a shadow sees the same prompt
     gateway.shadow.maybe_mirror(policy, first.route, first.shadow, first.payload)
-    try:
-        _, (sent, result) = await gateway.attempts.run(
-            call, first, alternates(policy, body, chat, first), journey, deadline)
-    finally:
-        record.attempts, record.fallback = journey.attempts, journey.header()
+    attempted = await gateway.attempts.run(call, first, alternates(policy, body, chat, first), deadline,
+                                           prepare=grounding.ground)
+    sent, delivery = attempted.plan, grounding.delivery(attempted)
+    routing = replace(routing, arm=sent.arm, target=sent.target_name)
+    if isinstance(attempted, Exhausted):
+        return failure(gateway, arrival, attempted.error, routing, delivery)
+    result = attempted.result
     if isinstance(result, UpstreamReply):
-        return _completed(gateway, sent, record, result, grounding.outcome(sent))
-    return _streamed(gateway, sent, record, result)
+        done = finish(arrival, routing, delivery, target=sent.target, usage=reply_usage(result.data, sent.messages))
+        response = Response(_with_sources(result, grounding.outcome(sent), arrival.request_id),
+                            media_type="application/json", headers=completed_headers(done))
+        gateway.ledger.close(done)
+        return response
+    relay = SSERelay(sent, arrival, routing, delivery, gateway.ledger.close)
+    headers = {**gateway_headers(arrival, routing, delivery, "pending"), **_SSE_HEADERS}
+    return StreamingResponse(relay.run(result), media_type="text/event-stream", headers=headers)
 
 
 async def chat_completions(request: Request) -> Response:
     gateway = state_of(request)
-    record = RequestRecord(new_request_id(), "chat", client_request_id(request))
+    arrival = Arrival(new_request_id(), "chat", client_request_id(request))
+    routing = UNROUTED
     try:
-        record.owner = authenticate(request, gateway.settings)
+        arrival = replace(arrival, owner=authenticate(request, gateway.settings))
         body = await read_json(request, gateway.settings)
         chat = validate(ChatCompletionRequest, body)
         policy = gateway.policies.current  # one snapshot for the whole request, whatever reloads meanwhile
         forced = _forced_arm(request, chat)
         resolution = resolve_model(policy, chat.model)  # the one lookup of the route for this request
         assigned = None if forced else assign_variant(policy, chat, request.headers)
-        if assigned:
-            record.experiment, record.variant, record.keyed = (assigned[0].experiment, assigned[0].variant,
-                                                               assigned[0].keyed)
-            record.feedback_token = feedback_token()
 
         async def classify(name: str, route: PolicyRoute) -> Decision | None:
             return await gateway.chooser.choose(name, route, body["messages"])
 
         decision = await decide_arm(resolution, forced, assigned[1] if assigned else None, classify)
         plan = plan_chat(policy, resolution, body, chat, decision)
-        record.route, record.arm, record.target, record.stream = plan.route, plan.arm, plan.target_name, plan.stream
-        record.score = decision.score
-        return await _serve(gateway, policy, record, body, chat, plan)
+        routing = _routing(plan, decision.score, assigned[0] if assigned else None)
+        return await _serve(gateway, policy, arrival, routing, body, chat, plan)
     except Exception as exc:  # the one boundary where every failure becomes an OpenAI error
-        return failure(gateway, record, exc)
+        return failure(gateway, arrival, exc, routing, NOTHING_DELIVERED)
 
 
 routes = [

@@ -7,7 +7,16 @@ import logging
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.accounting.ledger import RequestRecord
+from gateway.accounting.completion import (
+    NOTHING_DELIVERED,
+    UNROUTED,
+    Arrival,
+    Completion,
+    Delivery,
+    Routing,
+    finish,
+)
+from gateway.accounting.usage import Usage, format_cost
 from gateway.errors import ClientClosedRequest, GatewayError, InternalError, error_response
 from gateway.state import GatewayState
 
@@ -19,67 +28,68 @@ def state_of(request: Request) -> GatewayState:
     return gateway
 
 
-def _journey_headers(record: RequestRecord) -> dict[str, str]:
+def _delivery_headers(delivery: Delivery) -> dict[str, str]:
     """How many upstream attempts were made and which fallbacks were taken."""
-    headers = {"x-gateway-attempts": str(record.attempts)} if record.attempts else {}
-    if record.fallback:
-        headers["x-gateway-fallback"] = record.fallback
+    headers = {"x-gateway-attempts": str(delivery.attempts)} if delivery.attempts else {}
+    if delivery.fallback:
+        headers["x-gateway-fallback"] = delivery.fallback
     return headers
 
 
-def _id_headers(record: RequestRecord) -> dict[str, str]:
+def _id_headers(arrival: Arrival) -> dict[str, str]:
     """The caller's id echoed (the gateway's when it sent none) and the gateway's, which feedback names."""
-    return {"x-request-id": record.client_request_id or record.request_id,
-            "x-gateway-request-id": record.request_id}
+    return {"x-request-id": arrival.client_request_id or arrival.request_id,
+            "x-gateway-request-id": arrival.request_id}
 
 
-def _named(record: RequestRecord) -> str:
-    """How logs name a request: the gateway's id, and the caller's for correlation."""
-    given = record.client_request_id
-    return f"{record.request_id} (x-request-id {given})" if given else record.request_id
+def _routing_headers(routing: Routing) -> dict[str, str]:
+    return {"x-gateway-route": routing.route, "x-gateway-arm": routing.arm, "x-gateway-target": routing.target}
 
 
-def gateway_headers(record: RequestRecord, cost: str) -> dict[str, str]:
+def gateway_headers(arrival: Arrival, routing: Routing, delivery: Delivery, cost: str,
+                    usage: Usage | None = None) -> dict[str, str]:
+    """Every ``x-gateway-*`` header of an answer; ``cost`` is final, or ``pending`` for a stream."""
     headers = {
-        **_id_headers(record),
-        "x-gateway-route": record.route,
-        "x-gateway-arm": record.arm,
-        "x-gateway-target": record.target,
+        **_id_headers(arrival),
+        **_routing_headers(routing),
         "x-gateway-cost-usd": cost,
-        "x-gateway-overhead-ms": f"{record.overhead_s() * 1000:.3f}",
+        "x-gateway-overhead-ms": f"{delivery.overhead_s(arrival.elapsed()) * 1000:.3f}",
     }
-    headers.update(_journey_headers(record))
-    if record.score is not None:
-        headers["x-gateway-score"] = f"{record.score:.4f}"
-    if record.rag is not None:
-        headers["x-gateway-rag"] = record.rag
-        headers["x-gateway-rag-ms"] = f"{record.rag_s * 1000:.3f}"
-        if record.sources:
-            headers["x-gateway-sources"] = record.sources
-    if record.experiment:
-        if record.feedback_token:
-            headers["x-gateway-feedback-token"] = record.feedback_token
-        headers["x-gateway-experiment"] = record.experiment
-        headers["x-gateway-variant"] = record.variant
-        headers["x-gateway-assignment"] = "keyed" if record.keyed else "unkeyed"
-    if record.usage is not None and record.usage.estimated:
+    headers.update(_delivery_headers(delivery))
+    if routing.score is not None:
+        headers["x-gateway-score"] = f"{routing.score:.4f}"
+    if delivery.rag is not None:
+        headers["x-gateway-rag"] = delivery.rag
+        headers["x-gateway-rag-ms"] = f"{delivery.rag_s * 1000:.3f}"
+        if delivery.sources:
+            headers["x-gateway-sources"] = delivery.sources
+    if routing.experiment:
+        if routing.feedback_token:
+            headers["x-gateway-feedback-token"] = routing.feedback_token
+        headers["x-gateway-experiment"] = routing.experiment
+        headers["x-gateway-variant"] = routing.variant
+        headers["x-gateway-assignment"] = "keyed" if routing.keyed else "unkeyed"
+    if usage is not None and usage.estimated:
         headers["x-gateway-usage"] = "estimated"
     return headers
 
 
-def failure(gateway: GatewayState, record: RequestRecord, exc: Exception) -> Response:
+def completed_headers(done: Completion) -> dict[str, str]:
+    """The headers of a finished answer, from its ``Completion``."""
+    return gateway_headers(done.arrival, done.routing, done.delivery, format_cost(done.cost_usd), done.usage)
+
+
+def failure(gateway: GatewayState, arrival: Arrival, exc: Exception, routing: Routing = UNROUTED,
+            delivery: Delivery = NOTHING_DELIVERED) -> Response:
     """Account a failed request and render its error; unexpected exceptions become a bare 500."""
     if not isinstance(exc, GatewayError):
-        log.exception("unhandled error in request %s", _named(record))
+        log.exception("unhandled error in request %s", arrival.named())
         exc = InternalError("The gateway failed to handle the request.")
     elif isinstance(exc, ClientClosedRequest):  # routine on any public endpoint: not an error of ours
-        log.info("request %s: %s", _named(record), exc.message)
-    record.status, record.error_code = exc.status, exc.code
-    gateway.ledger.close(record)
-    headers = _id_headers(record)
-    if record.route:
-        headers.update({"x-gateway-route": record.route, "x-gateway-arm": record.arm,
-                        "x-gateway-target": record.target})
-    headers.update(_journey_headers(record))
+        log.info("request %s: %s", arrival.named(), exc.message)
+    gateway.ledger.close(finish(arrival, routing, delivery, status=exc.status, error_code=exc.code))
+    headers = _id_headers(arrival)
+    if routing.route:
+        headers.update(_routing_headers(routing))
+    headers.update(_delivery_headers(delivery))
     return error_response(exc, headers)
-

@@ -9,15 +9,16 @@ hostile body whole.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import cast
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.accounting.ledger import RequestRecord
-from gateway.accounting.usage import Usage, cost_usd, estimate_tokens, estimate_tokens_upto, format_cost
-from gateway.api.common import failure, gateway_headers, state_of
+from gateway.accounting.completion import NOTHING_DELIVERED, UNROUTED, Arrival, Delivery, Routing, finish
+from gateway.accounting.usage import Usage, estimate_tokens, estimate_tokens_upto
+from gateway.api.common import completed_headers, failure, state_of
 from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.limits import Limits
 from gateway.pipeline.intake import authenticate, client_request_id, new_request_id, read_json, validate
@@ -70,9 +71,10 @@ def check_inputs(request: EmbeddingRequest, limits: Limits) -> None:
 
 async def embeddings(request: Request) -> Response:
     gateway = state_of(request)
-    record = RequestRecord(new_request_id(), "embeddings", client_request_id(request))
+    arrival = Arrival(new_request_id(), "embeddings", client_request_id(request))
+    routing, delivery = UNROUTED, NOTHING_DELIVERED
     try:
-        authenticate(request, gateway.settings)
+        arrival = replace(arrival, owner=authenticate(request, gateway.settings))
         body = await read_json(request, gateway.settings)
         embedding = validate(EmbeddingRequest, body)
         check_inputs(embedding, gateway.settings.limits)
@@ -81,21 +83,21 @@ async def embeddings(request: Request) -> Response:
         if target is None or not target.expose:
             exposed = ", ".join(name for name, t in sorted(policy.targets.items()) if t.expose)
             raise ModelNotFound(f"The model '{embedding.model}' does not exist. Available: {exposed}.", param="model")
-        record.route, record.arm, record.target = embedding.model, DIRECT_ARM, embedding.model
+        routing = Routing(embedding.model, DIRECT_ARM, embedding.model)
         payload = {key: value for key, value in body.items() if key != GATEWAY_FIELD} | {"model": target.model}
         started = time.perf_counter()
         try:
             reply = await gateway.upstreams.for_target(target).embed(target, payload)
         finally:
-            record.upstream_s = time.perf_counter() - started
+            delivery = Delivery(upstream_s=time.perf_counter() - started)
         reported = (reply.data.get("usage") or {}).get("prompt_tokens")
-        record.usage = Usage(reported, 0) if isinstance(reported, int) else Usage(_input_tokens(embedding), 0, True)
-        record.cost_usd = cost_usd(target, record.usage)
-        headers = gateway_headers(record, format_cost(record.cost_usd))
-        gateway.ledger.close(record)
-        return Response(reply.body, media_type="application/json", headers=headers)
+        usage = Usage(reported, 0) if isinstance(reported, int) else Usage(_input_tokens(embedding), 0, True)
+        done = finish(arrival, routing, delivery, target=target, usage=usage)
+        response = Response(reply.body, media_type="application/json", headers=completed_headers(done))
+        gateway.ledger.close(done)
+        return response
     except Exception as exc:  # the one boundary where every failure becomes an OpenAI error
-        return failure(gateway, record, exc)
+        return failure(gateway, arrival, exc, routing, delivery)
 
 
 routes = [

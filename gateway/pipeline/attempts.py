@@ -6,8 +6,10 @@ to a cap); an open breaker skips the target at once; a failure whose trigger the
 arm's fallback lists moves to the next plan. Everything stays inside the
 route's deadline: a retry whose wait would not leave time for an attempt is
 not taken (counted in ``gateway_retries_skipped``), so the chain moves to its
-fallback at once instead of sleeping into a 504. Only the final outcome is
-returned, so the request is accounted once, whatever happened on the way.
+fallback at once instead of sleeping into a 504. ``run`` returns one
+value, ``Answered`` or ``Exhausted``, with the ``Effort`` it took (attempts,
+fallbacks, upstream time), so the request is accounted once, whatever happened
+on the way.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from dataclasses import dataclass, replace
+from typing import Generic, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from tenacity.wait import wait_random_exponential
@@ -32,15 +34,57 @@ _BREAKER_FAILURES = frozenset({"timeout", "connection", "server_error"})
 _MIN_ATTEMPT_S = 0.05
 
 
-@dataclass
-class Journey:
-    """What the attempts did: shown in headers, metrics and the access log."""
+Prepare = Callable[[Plan], Awaitable[Plan]]
 
-    attempts: int = 0
-    fallbacks: list[str] = field(default_factory=list)
 
-    def header(self) -> str:
+async def _as_is(plan: Plan) -> Plan:
+    return plan
+
+
+@dataclass(frozen=True, slots=True)
+class Effort:
+    """What a request's attempts took, whether they ended in an answer or not."""
+
+    attempts: int
+    fallbacks: tuple[str, ...]  # "from>to:trigger", in the order taken
+    upstream_s: float  # time spent in calls, every attempt included
+
+    @property
+    def fallback(self) -> str:
+        """As ``x-gateway-fallback`` and the access log show it."""
         return ",".join(self.fallbacks)
+
+
+@dataclass(frozen=True, slots=True)
+class Answered(Generic[Result]):
+    """``plan`` (the one that answered; after a fallback, not the first) gave ``result``."""
+
+    plan: Plan
+    result: Result
+    effort: Effort
+
+
+@dataclass(frozen=True, slots=True)
+class Exhausted:
+    """Nothing answered: ``error`` ended the chain at ``plan``, the last plan tried."""
+
+    plan: Plan
+    error: GatewayError
+    effort: Effort
+
+
+class _Tally:
+    """What one ``run`` counts as it goes; only ``run`` sees it, and returns it as an ``Effort``."""
+
+    __slots__ = ("attempts", "fallbacks", "upstream_s")
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.fallbacks: list[str] = []
+        self.upstream_s = 0.0
+
+    def effort(self) -> Effort:
+        return Effort(self.attempts, tuple(self.fallbacks), self.upstream_s)
 
 
 class _Waiter:
@@ -99,23 +143,26 @@ class AttemptRunner:
             return
         await self._breakers.record(plan.target_name, config, error is None)
 
-    async def _attempt(self, call: Call[Result], plan: Plan, deadline: float, journey: Journey) -> Result:
+    async def _attempt(self, call: Call[Result], plan: Plan, deadline: float, tally: _Tally) -> Result:
         remaining = deadline - self._clock()
         if remaining <= 0:
             raise UpstreamTimeout(f"the route's deadline passed before upstream {plan.target_name} answered")
-        journey.attempts += 1
+        tally.attempts += 1
+        started = time.perf_counter()
         try:
             result = await call(_bounded(plan, remaining))
         except GatewayError as error:
             await self._note(plan, error)
             raise
+        finally:
+            tally.upstream_s += time.perf_counter() - started
         await self._note(plan, None)
         return result
 
-    async def _with_retries(self, call: Call[Result], plan: Plan, deadline: float, journey: Journey) -> Result:
+    async def _with_retries(self, call: Call[Result], plan: Plan, deadline: float, tally: _Tally) -> Result:
         retry = plan.target.retry
         if retry.attempts == 1:  # the common case skips tenacity's per-call machinery (~10% of a request's CPU)
-            return await self._attempt(call, plan, deadline, journey)
+            return await self._attempt(call, plan, deadline, tally)
 
         def retryable(error: BaseException) -> bool:
             return isinstance(error, GatewayError) and error.trigger in retry.triggers
@@ -135,31 +182,32 @@ class AttemptRunner:
         async for attempt in AsyncRetrying(stop=stop, wait=_Waiter(retry), retry=retry_if_exception(retryable),
                                            before_sleep=count_retry, sleep=self._sleep, reraise=True):
             with attempt:
-                return await self._attempt(call, plan, deadline, journey)
+                return await self._attempt(call, plan, deadline, tally)
         raise AssertionError("tenacity reraises the last error")  # pragma: no cover
 
-    async def run(self, call: Call[Result], first: Plan, rest: Iterator[Plan], journey: Journey,
-                  deadline: float | None = None) -> tuple[Plan, Result]:
-        """The plan that succeeded and its result; the last error when every plan failed.
+    async def run(self, call: Call[Result], first: Plan, rest: Iterator[Plan], deadline: float | None = None,
+                  prepare: Prepare = _as_is) -> Answered[Result] | Exhausted:
+        """Try ``first``, then each plan of ``rest`` its fallback allows, until one answers or the chain ends.
 
         ``deadline`` (on this runner's clock) is the request's own when work before the first
         attempt, such as retrieval, already spent part of it; by default the route's starts now.
+        ``prepare`` readies each plan of ``rest`` before its first attempt (grounding), outside
+        the upstream time.
         """
         deadline = self._clock() + first.deadline_s if deadline is None else deadline
-        plan: Plan | None = first
-        last_error: GatewayError | None = None
-        while plan is not None:
+        tally = _Tally()
+        plan = first
+        while True:
             try:
                 if not await self._breaker_allows(plan):
                     raise CircuitOpen(f"the circuit breaker of upstream {plan.target_name} is open")
-                return plan, await self._with_retries(call, plan, deadline, journey)
+                result = await self._with_retries(call, plan, deadline, tally)
+                return Answered(plan, result, tally.effort())
             except GatewayError as error:
-                last_error = error
                 following = next(rest, None) if error.trigger in first.fallback_on else None
                 if following is None:
-                    raise
-                journey.fallbacks.append(f"{plan.target_name}>{following.target_name}:{error.trigger}")
+                    return Exhausted(plan, error, tally.effort())
+                tally.fallbacks.append(f"{plan.target_name}>{following.target_name}:{error.trigger}")
                 self._metrics.fallbacks.labels(first.route, plan.target_name, following.target_name,
                                                str(error.trigger)).inc()
-                plan = following
-        raise last_error or CircuitOpen("no upstream left to try")  # pragma: no cover
+                plan = await prepare(following)

@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Mapping
 
-from gateway.accounting.ledger import RequestRecord
+from gateway.accounting.completion import Completion
 from gateway.errors import InvalidRequest
 from gateway.protocol import ChatCompletionRequest
 from policies import (
@@ -65,14 +65,16 @@ class OutcomeRecorder:
         self.store = store
         self._pending: set[asyncio.Task[None]] = set()
 
-    def __call__(self, record: RequestRecord) -> None:
-        if not record.experiment:
+    def __call__(self, done: Completion) -> None:
+        routing = done.routing
+        if not routing.experiment:
             return
-        outcome = Outcome(request_id=record.request_id, experiment=record.experiment, variant=record.variant,
-                          route=record.route, arm=record.arm, target=record.target, status=record.status,
-                          latency_ms=record.elapsed() * 1000, cost_usd=record.cost_usd,
-                          crossed=bool(record.fallback), keyed=record.keyed, at=time.time(), owner=record.owner,
-                          token=token_digest(record.feedback_token) if record.feedback_token else None)
+        token = routing.feedback_token
+        outcome = Outcome(request_id=done.arrival.request_id, experiment=routing.experiment,
+                          variant=routing.variant, route=routing.route, arm=routing.arm, target=routing.target,
+                          status=done.status, latency_ms=done.duration_s * 1000, cost_usd=done.cost_usd,
+                          crossed=bool(done.delivery.fallback), keyed=routing.keyed, at=time.time(),
+                          owner=done.arrival.owner, token=token_digest(token) if token else None)
         task = asyncio.get_running_loop().create_task(self._write(outcome))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

@@ -5,8 +5,10 @@ carries a usage object is parsed (the generated text is parsed only when the
 upstream never reports usage and the gateway must estimate it). The usage chunk the gateway asked
 for on the client's behalf is hidden unless the client asked for it too. A
 failure after the first byte ends the stream with an OpenAI error event, never
-a silent truncation; the final cost goes out as an SSE comment line (ignored by
-SDKs) just before ``data: [DONE]``.
+a silent truncation. The request's ``Completion`` is built when ``data: [DONE]``
+arrives (or when the stream fails or the client leaves): its cost goes out as an
+SSE comment line (ignored by SDKs) just before ``data: [DONE]``, and the same value
+goes to the ledger when the stream closes.
 """
 
 from __future__ import annotations
@@ -15,20 +17,14 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
-from gateway.accounting.ledger import RequestRecord
-from gateway.accounting.usage import (
-    Usage,
-    cost_usd,
-    estimate_prompt_tokens,
-    estimate_tokens,
-    format_cost,
-    usage_from,
-)
-from gateway.errors import GatewayError, UpstreamFailed, sse_error_event
+from gateway.accounting.completion import Arrival, Completion, Delivery, Routing, finish
+from gateway.accounting.usage import Usage, estimate_prompt_tokens, estimate_tokens, format_cost, usage_from
+from gateway.errors import GatewayError, InternalError, UpstreamFailed, sse_error_event
 from gateway.pipeline.plan import Plan
 from gateway.upstream import UpstreamStream
 
@@ -60,23 +56,29 @@ def _loads(payload: bytes) -> dict[str, Any]:
 class SSERelay:
     """Forwards each network read as one write; only lines that carry usage are parsed on the way."""
 
-    def __init__(self, plan: Plan, record: RequestRecord, on_close: Callable[[RequestRecord], None]) -> None:
+    def __init__(self, plan: Plan, arrival: Arrival, routing: Routing, delivery: Delivery,
+                 on_close: Callable[[Completion], None]) -> None:
         self._plan = plan
-        self._record = record
+        self._arrival = arrival
+        self._routing = routing
+        self._delivery = delivery
         self._on_close = on_close
         self._usage: Usage | None = None
         self._payloads: list[bytes] = []
         self._skip_blank = False
-        self.finished = False
+        self._read_s = 0.0  # waiting on the upstream's stream, after the attempt that opened it
+        self._ttft_s: float | None = None
+        self._done: Completion | None = None
 
-    def _finish_usage(self) -> None:
-        """Usage as reported, else estimated from the text relayed (parsed only on this rare path)."""
-        record, plan = self._record, self._plan
-        if self._usage is None:
+    def _finish(self, status: int = 200, error_code: str | None = None) -> Completion:
+        """The stream's ``Completion``: usage as reported, else estimated from the text relayed."""
+        usage = self._usage
+        if usage is None:
             text = "".join(_delta_text(_loads(payload)) for payload in self._payloads)
-            self._usage = Usage(estimate_prompt_tokens(plan.messages), estimate_tokens(text), True)
-        record.usage = self._usage
-        record.cost_usd = cost_usd(plan.target, record.usage)
+            usage = Usage(estimate_prompt_tokens(self._plan.messages), estimate_tokens(text), True)
+        delivery = replace(self._delivery, upstream_s=self._delivery.upstream_s + self._read_s)
+        return finish(self._arrival, self._routing, delivery, target=self._plan.target, usage=usage,
+                      status=status, error_code=error_code, ttft_s=self._ttft_s)
 
     def _keep(self, payload: bytes) -> bool:
         """Note a data payload; False for the usage chunk the client did not ask for."""
@@ -101,9 +103,9 @@ class SSERelay:
             if line.startswith(_DATA):
                 payload = line[len(_DATA):].strip()
                 if payload == _DONE:
-                    self.finished = changed = True
-                    self._finish_usage()
-                    kept += [f": x-gateway-cost-usd={format_cost(self._record.cost_usd)}".encode(), b"", line]
+                    changed = True
+                    self._done = self._finish()
+                    kept += [f": x-gateway-cost-usd={format_cost(self._done.cost_usd)}".encode(), b"", line]
                     continue
                 if not self._keep(payload):
                     self._skip_blank = changed = True
@@ -112,10 +114,10 @@ class SSERelay:
         return b"\n".join(kept) + b"\n" if changed else block
 
     async def run(self, stream: UpstreamStream) -> AsyncIterator[bytes]:
-        record = self._record
         chunks = stream.chunks()
         pending = b""
         tail = b""
+        ended: tuple[int, str | None] | None = None  # the status and code of a stream that did not finish
         try:
             while True:
                 waited = time.perf_counter()
@@ -124,30 +126,31 @@ class SSERelay:
                 except StopAsyncIteration:
                     break
                 finally:
-                    record.upstream_s += time.perf_counter() - waited
+                    self._read_s += time.perf_counter() - waited
                 pending += data
                 cut = pending.rfind(b"\n") + 1
                 if not cut:
                     continue
                 block, pending = pending[:cut], pending[cut:]
+                if self._ttft_s is None and block.strip():
+                    self._ttft_s = self._arrival.elapsed()
                 out = self._pass(block)
                 if out.strip():
-                    if record.ttft_s is None:
-                        record.ttft_s = record.elapsed()
                     tail = out[-2:]
                     yield out
-            if not self.finished:
+            if self._done is None:
                 raise UpstreamFailed("The upstream ended the stream before it was complete.")
             if tail != b"\n\n":
                 yield b"\n"
         except GatewayError as exc:
-            record.status, record.error_code = exc.status, exc.code
+            ended = exc.status, exc.code
             yield sse_error_event(exc)
         except (GeneratorExit, asyncio.CancelledError):
-            record.status, record.error_code = 499, "client_closed"
+            ended = 499, "client_closed"
             raise
         finally:
             await stream.aclose()
-            if record.usage is None:
-                self._finish_usage()
-            self._on_close(record)
+            if ended is not None or self._done is None:  # None: an error the relay does not know ended it
+                status, code = ended or (InternalError.status, InternalError.code)
+                self._done = self._finish(status, code)
+            self._on_close(self._done)

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from gateway.accounting.ledger import Ledger, RequestRecord
+from gateway.accounting.completion import Arrival, Routing, finish
+from gateway.accounting.ledger import Ledger
 from gateway.accounting.pricing import price_of
 from gateway.accounting.usage import estimate_tokens
 from gateway.metrics import Metrics
@@ -91,7 +92,7 @@ def test_access_log_lines_carry_an_iso_utc_timestamp() -> None:
     stream = io.BytesIO()
     ledger = Ledger(Metrics(), stream)
     before = datetime.now(UTC)
-    ledger.close(RequestRecord("req-1", "chat", route="chat", status=200))
+    ledger.close(finish(Arrival("req-1", "chat"), Routing(route="chat")))
     after = datetime.now(UTC)
     line = json.loads(stream.getvalue())
     assert line["request_id"] == "req-1" and line["ts"].endswith("Z")  # ISO 8601, UTC

@@ -15,7 +15,7 @@ import pytest
 
 from gateway.limits import Limits
 from gateway.metrics import Metrics
-from gateway.pipeline.attempts import AttemptRunner, Journey
+from gateway.pipeline.attempts import Answered, AttemptRunner
 from gateway.pipeline.plan import Plan
 from gateway.upstream import UpstreamReply
 from gateway.upstream.openai_compat import OpenAICompatibleClient
@@ -53,17 +53,16 @@ async def client() -> AsyncIterator[OpenAICompatibleClient]:
 
 
 async def run(client: OpenAICompatibleClient, url: str, deadline_s: float, sleep: SleepRecorder,
-              metrics: Metrics) -> tuple[Plan, Journey]:
+              metrics: Metrics) -> Answered[UpstreamReply]:
     retry = Retry(attempts=3, backoff_initial_ms=int(BACKOFF_S * 1000), backoff_max_ms=int(BACKOFF_S * 1000))
     runner = AttemptRunner(metrics, LocalBreakers(sleep.clock), clock=sleep.clock, sleep=sleep)
 
     async def call(chosen: Plan) -> UpstreamReply:
         return await client.complete(chosen.target, chosen.payload)
 
-    journey = Journey()
-    final, _ = await runner.run(call, plan(url, "tuned", deadline_s, retry), iter([plan(url, "big", deadline_s)]),
-                                journey)
-    return final, journey
+    answered = await runner.run(call, plan(url, "tuned", deadline_s, retry), iter([plan(url, "big", deadline_s)]))
+    assert isinstance(answered, Answered), answered
+    return answered
 
 
 @pytest.mark.parametrize(("deadline_s", "slept", "served_by", "called", "skipped"), [
@@ -78,11 +77,12 @@ async def test_backoff_longer_than_the_deadline_is_not_slept(
     fake.then(Action(status=500))
     sleep = SleepRecorder(FakeClock())
     metrics = Metrics()
-    final, journey = await run(client, fake_server[1].url, deadline_s, sleep, metrics)
-    assert final.target_name == served_by
+    answered = await run(client, fake_server[1].url, deadline_s, sleep, metrics)
+    assert answered.plan.target_name == served_by
     assert sleep.slept == slept
     assert [body["model"] for body in fake.received] == called
-    assert journey.attempts == 2
+    assert answered.effort.attempts == 2
+    assert answered.effort.fallbacks == (("tuned>big:server_error",) if served_by == "big" else ())
     text = metrics.exposition().decode()
     assert metric_sum(text, "gateway_retries_skipped_total", target="tuned", reason="server_error") == skipped
     assert metric_sum(text, "gateway_retries_total", target="tuned") == 1 - skipped

@@ -1,0 +1,105 @@
+"""What a request was and how it ended, as values each stage returns and the ledger records once.
+
+A request gathers three facts on its way, each an immutable value made by the stage that knows it:
+``Arrival`` (intake: ids, caller, clock start), ``Routing`` (the decision: route, arm, target, the
+experiment's variant, the classifier's score) and ``Delivery`` (the attempts: how many, which
+fallbacks, upstream and retrieval time). ``finish`` turns them into the one ``Completion`` of the
+request, with its status, usage and cost, for JSON replies, streams and failures alike; only that
+value reaches the ledger and its hooks, so nothing is counted from a half-filled record.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from gateway.accounting.usage import Usage, cost_usd
+from policies import Target
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """``request_id`` is the gateway's own (``gateway.pipeline.intake.new_request_id``), the key of every record
+    made from this request; ``client_request_id`` is the caller's ``x-request-id``, echoed and logged only."""
+
+    request_id: str
+    endpoint: str
+    client_request_id: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+    owner: str | None = None  # the caller's key tag (gateway.pipeline.intake.authenticate); None while keys are off
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def named(self) -> str:
+        """How logs name a request: the gateway's id, and the caller's for correlation."""
+        given = self.client_request_id
+        return f"{self.request_id} (x-request-id {given})" if given else self.request_id
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """Where the request was sent; after a fallback, ``arm`` and ``target`` are the ones that answered."""
+
+    route: str = ""
+    arm: str = ""
+    target: str = ""
+    stream: bool = False
+    score: float | None = None
+    experiment: str = ""
+    variant: str = "none"
+    keyed: bool = False
+    feedback_token: str | None = None  # given to the caller of an experiment request, to send with feedback
+
+    def labels(self) -> tuple[str, str, str, str]:
+        return (self.route or "unknown", self.arm or "none", self.target or "none", self.variant)
+
+
+UNROUTED = Routing()
+"""A request that failed before its route was known (authentication, a malformed body)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What getting the answer took: upstream attempts and fallbacks, retrieval, upstream time."""
+
+    attempts: int = 0
+    fallback: str = ""  # "from>to:trigger", comma-separated, as ``x-gateway-fallback`` shows it
+    upstream_s: float = 0.0
+    rag: str | None = None  # the retrieval's result (hit, miss, timeout, unavailable); None without knowledge
+    rag_s: float = 0.0  # time retrieval added (queue wait, embedding, search)
+    sources: str = ""
+
+    def overhead_s(self, elapsed_s: float) -> float:
+        """The gateway's own share of ``elapsed_s``: all of it but the time spent waiting on upstreams."""
+        return max(elapsed_s - self.upstream_s, 0.0)
+
+
+NOTHING_DELIVERED = Delivery()
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One finished request: what the ledger turns into metrics, the access log line and its hooks' records."""
+
+    arrival: Arrival
+    routing: Routing
+    delivery: Delivery
+    status: int
+    error_code: str | None
+    usage: Usage | None
+    cost_usd: float | None
+    duration_s: float
+    ttft_s: float | None
+
+    @property
+    def overhead_s(self) -> float:
+        return self.delivery.overhead_s(self.duration_s)
+
+
+def finish(arrival: Arrival, routing: Routing = UNROUTED, delivery: Delivery = NOTHING_DELIVERED, *,
+           target: Target | None = None, usage: Usage | None = None, status: int = 200,
+           error_code: str | None = None, ttft_s: float | None = None) -> Completion:
+    """The request's ``Completion``, now: its duration ends here and its cost is ``usage`` at ``target``'s price."""
+    cost = cost_usd(target, usage) if usage is not None else None
+    return Completion(arrival, routing, delivery, status, error_code, usage, cost, arrival.elapsed(), ttft_s)
