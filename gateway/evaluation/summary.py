@@ -18,8 +18,8 @@ from gateway.economics.breakeven import Investment
 from gateway.evaluation.bootstrap import DEFAULT_SAMPLES, Interval, paired_difference
 from gateway.evaluation.curve import Scores, cost_quality_curve
 from gateway.evaluation.dataset import Example, key
-from gateway.evaluation.metrics import arm_summary, score
 from gateway.evaluation.recommendation import recommend
+from gateway.evaluation.scoring import arm_summary, score
 from gateway.evaluation.vocabulary import DEFAULT_TOLERANCE, QUALITY
 from policies import ARM_NAMES
 

@@ -1,6 +1,6 @@
 """The names every part of the evaluation shares; a leaf module, so the option parser stays light."""
 
 QUALITY = ("exact_match", "f1", "similarity", "json_valid")
-"""The quality metrics of :mod:`gateway.evaluation.metrics`; any of them can be the primary one."""
+"""The quality metrics of :mod:`gateway.evaluation.scoring`; any of them can be the primary one."""
 DEFAULT_TOLERANCE = 0.02
 """Accuracy a cheaper option may lose and still count as "as good as prompting"."""

@@ -12,8 +12,8 @@ from gateway.economics.breakeven import Investment
 from gateway.evaluation.bootstrap import Interval, paired_difference
 from gateway.evaluation.curve import CurvePoint, Scores, cost_quality_curve
 from gateway.evaluation.dataset import DatasetError, ResponseLog, load_examples
-from gateway.evaluation.metrics import exact_match, json_conformance, normalise, token_f1
 from gateway.evaluation.recommendation import recommend
+from gateway.evaluation.scoring import exact_match, json_conformance, normalise, token_f1
 
 
 def test_exact_match_and_f1_follow_squad_normalisation() -> None:
