@@ -28,14 +28,14 @@ from ._messages import prompt_messages
 from ._models import SHIPPED as SHIPPED_MODELS
 from ._models import RoutingModel, load_classifier, resolve_model
 from ._static import StaticClassifier
-from ._types import Classifier, Score
+from ._types import ChatScorer, Score
 
 __all__ = [
     "CALIBRATION_BINS",
     "DEFAULT_THRESHOLD",
     "SHIPPED_MODELS",
     "CalibrationWindow",
-    "Classifier",
+    "ChatScorer",
     "Cut",
     "Decision",
     "EmbeddingClassifier",

@@ -10,7 +10,7 @@ from typing import Any
 from policies.schema import ARM_NAMES, ArmName
 
 from ._calibration import Cut
-from ._types import Classifier
+from ._types import ChatScorer
 
 DEFAULT_THRESHOLD = 0.5
 """The cut for a route whose classifier sets neither ``threshold`` nor ``strong_share``."""
@@ -27,7 +27,7 @@ class Decision:
 
 
 def decide(
-    classifier: Classifier,
+    classifier: ChatScorer,
     messages: Sequence[Mapping[str, Any]],
     threshold: float | Cut,
     low_confidence_arm: str = "prompted",

@@ -1,4 +1,5 @@
-"""What every classifier returns, and the one method the gateway relies on."""
+"""What every classifier returns, and the one method the gateway relies on (``ChatScorer``: ``policies.Classifier`` is
+the YAML `classifier:` block that picks one)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ class Score:
 
 
 @runtime_checkable
-class Classifier(Protocol):
+class ChatScorer(Protocol):
     """Anything that can score an OpenAI-format chat."""
 
     def score(self, messages: Sequence[Mapping[str, Any]]) -> Score: ...

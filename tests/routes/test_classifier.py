@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from routes import Classifier, Decision, EmbeddingClassifier, LinearClassifier, Score, decide, load_classifier
+from routes import ChatScorer, Decision, EmbeddingClassifier, LinearClassifier, Score, decide, load_classifier
 from routes._embedding import Embedder
 from routes._features import DENSE_NAMES
 from routes._linear import ModelFileError
@@ -37,7 +37,7 @@ def _user(content: object) -> list[dict[str, object]]:
 
 
 def test_is_a_classifier() -> None:
-    assert isinstance(_model(), Classifier)
+    assert isinstance(_model(), ChatScorer)
 
 
 def test_longer_prompt_scores_higher_with_reasons() -> None:
@@ -151,7 +151,7 @@ def _embedding_model(embedder: Embedder, dims: int = 2) -> EmbeddingClassifier:
 
 def test_embedding_model_adds_the_topic_prior_to_the_linear_logit() -> None:
     clf = _embedding_model(_FakeEmbedder())
-    assert isinstance(clf, Classifier)
+    assert isinstance(clf, ChatScorer)
     maths, chat = clf.score(_user("Add 3 and 4 apples.")), clf.score(_user("Add some and more apples."))
     assert maths.value > chat.value  # same length, different topic
     linear_logit = clf.linear.logit(conversation(_user("Add 3 and 4 apples.")))[0]
