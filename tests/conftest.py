@@ -12,7 +12,15 @@ from gateway.app import create_app
 from gateway.settings import Settings, digest_key
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.redis_server import delete_prefix, require_shared_redis, unique_prefix
+from tests.support.scripts import played_out
 from tests.support.servers import ServerThread
+
+# The models POLICY's targets name: what the gateway puts in the body it sends the fake upstream,
+# and so what a test scripts with ``fake.script_for``.
+BIG_MODEL = "big-model"
+SMALL_MODEL = "ft:gpt-4o-mini-2024-07-18:acme::abc123"
+MYSTERY_MODEL = "mystery-model"
+SLOW_MODEL = "slow-model"
 
 POLICY = """
 version: 1
@@ -82,12 +90,10 @@ def fake_server() -> Iterator[tuple[FakeUpstream, ServerThread]]:
 
 
 @pytest.fixture
-def fake(fake_server: tuple[FakeUpstream, ServerThread]) -> FakeUpstream:
-    upstream, _ = fake_server
-    upstream.script.clear()
-    upstream.received.clear()
-    upstream.headers.clear()
-    return upstream
+def fake(fake_server: tuple[FakeUpstream, ServerThread]) -> Iterator[FakeUpstream]:
+    """The session's fake upstream, emptied, whose script must be played out by the end of the test."""
+    with played_out(fake_server[0]) as upstream:
+        yield upstream
 
 
 @pytest.fixture

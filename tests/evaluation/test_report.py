@@ -11,6 +11,7 @@ import pytest
 
 from gateway.cli.main import main
 from gateway.evaluation.presentation import ROWS, number
+from tests.conftest import BIG_MODEL, SMALL_MODEL
 from tests.support.browser import DevTools, chromium
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.polling import poll
@@ -49,9 +50,9 @@ def test_html_report_matches_the_json(fake: FakeUpstream, policy_dir: Path, tmp_
     data = tmp_path / "set.jsonl"
     data.write_bytes(b"".join(orjson.dumps({"messages": [{"role": "user", "content": q}], "expected": "four"})
                               + b"\n" for q in questions))
-    # One call at a time, prompted then fine-tuned per example: the fine-tune misses the two hard ones.
-    answers = ["four", "four", "four", "five", "four", "four", "four", "three", "four", "four"]
-    fake.then(*(Action(text=a) for a in answers))
+    # The prompted arm gets every answer right; the fine-tune misses the two hard ones.
+    fake.script_for(BIG_MODEL, *[Action(text="four")] * len(questions))
+    fake.script_for(SMALL_MODEL, *(Action(text=a) for a in ["four", "five", "four", "three", "four"]))
     out = tmp_path / "out"
     assert main(["eval", "--data", str(data), "--route", "chat", "--policies", str(policy_dir), "--out", str(out),
                  "--concurrency", "1", "--no-progress", "--monthly-volume", "2000000", "--upfront", "500",

@@ -20,12 +20,12 @@ import orjson
 import pytest
 
 from gateway.cli.main import main
-from tests.conftest import GatewayFactory
+from tests.conftest import BIG_MODEL, SMALL_MODEL, GatewayFactory
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.metrics import metric_sum
 from tests.support.polling import poll
 
-MODELS = {"big-model": "prompted", "ft:gpt-4o-mini-2024-07-18:acme::abc123": "fine_tuned"}
+MODELS = {BIG_MODEL: "prompted", SMALL_MODEL: "fine_tuned"}
 
 
 @pytest.fixture
@@ -82,7 +82,9 @@ def test_a_killed_run_resumes_and_only_the_call_in_flight_is_made_again(
         fake: FakeUpstream, policy_dir: Path, workdir: Path) -> None:
     data, out = dataset(workdir / "set.jsonl", 4), workdir / "out"
     (workdir / "var").mkdir()
-    fake.then(Action(), Action(), Action(), Action(delay_s=5))  # the 4th call is in flight when the run dies
+    # One call at a time, prompted then fine-tuned per example: the 4th call, question 1's fine-tuned
+    # answer, is in flight when the run dies.
+    fake.script_for(SMALL_MODEL, Action(), Action(delay_s=5))
     child = subprocess.Popen([sys.executable, "-m", "gateway.cli", *arguments(policy_dir, data, out,
                                                                               "--concurrency", "1")],
                              cwd=workdir / "var", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -94,7 +96,6 @@ def test_a_killed_run_resumes_and_only_the_call_in_flight_is_made_again(
         os.killpg(child.pid, signal.SIGKILL)
         child.wait()
     assert len(journal(out)) == 3
-    fake.script.clear()
 
     assert main(arguments(policy_dir, data, out, "--concurrency", "1")) == 0
     expected = Counter({(arm, f"question {i}"): 1 for arm in MODELS.values() for i in range(4)})
@@ -106,9 +107,9 @@ def test_a_killed_run_resumes_and_only_the_call_in_flight_is_made_again(
 
 def test_retries_and_errors(fake: FakeUpstream, policy_dir: Path, workdir: Path) -> None:
     data, out = dataset(workdir / "set.jsonl", 3), workdir / "out"
-    # In call order (one at a time): 0/prompted fails once then passes; 0/fine_tuned passes;
-    # 1/prompted fails three times (1 try + 2 retries): an error; the rest pass.
-    fake.then(Action(status=503), Action(), Action(), *[Action(status=500)] * 3)
+    # 0/prompted fails once then passes; 1/prompted fails three times (1 try + 2 retries): an error;
+    # the rest pass.
+    fake.script_for(BIG_MODEL, Action(status=503), Action(), *[Action(status=500)] * 3)
     assert main(arguments(policy_dir, data, out, "--concurrency", "1", "--retries", "2",
                           "--backoff", "0.01")) == 0
     lines = {line["key"]: line for line in journal(out)}
@@ -143,8 +144,8 @@ def test_json_schema_conformance(fake: FakeUpstream, policy_dir: Path, workdir: 
     schema = workdir / "schema.json"
     schema.write_text(json.dumps({"type": "object", "required": ["plan"]}))
     # prompted: valid, valid; fine_tuned: not JSON, JSON without the required key.
-    fake.then(Action(text='{"plan": "Growth"}'), Action(text="Growth"), Action(text='{"plan": 1}'),
-              Action(text='{"tier": "Growth"}'))
+    fake.script_for(BIG_MODEL, Action(text='{"plan": "Growth"}'), Action(text='{"plan": 1}'))
+    fake.script_for(SMALL_MODEL, Action(text="Growth"), Action(text='{"tier": "Growth"}'))
     assert main(arguments(policy_dir, data, out, "--concurrency", "1", "--json-schema", str(schema),
                           "--metric", "json_valid")) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -168,7 +169,7 @@ def test_url_mode_drives_a_running_gateway_and_retries_a_429(fake: FakeUpstream,
                                                              start_gateway: GatewayFactory) -> None:
     gateway = start_gateway()
     data, out = dataset(workdir / "set.jsonl", 3), workdir / "out"
-    fake.then(Action(status=429, retry_after="0"))  # the gateway passes it on; eval waits and retries
+    fake.script_for(BIG_MODEL, Action(status=429, retry_after="0"))  # the gateway passes it on; eval waits and retries
     assert main(arguments(policy_dir, data, out, "--url", gateway.url, "--concurrency", "1",
                           "--backoff", "0.01")) == 0
     lines = {line["key"]: line for line in journal(out)}

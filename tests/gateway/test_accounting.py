@@ -15,6 +15,7 @@ from gateway.accounting.pricing import price_of
 from gateway.accounting.usage import estimate_tokens
 from gateway.metrics import Metrics
 from policies import Price, Target
+from tests.conftest import BIG_MODEL, SMALL_MODEL
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.ledger import cost_of
 from tests.support.metrics import metric_sum
@@ -54,7 +55,7 @@ def test_estimate_tracks_text_length() -> None:
 
 
 def test_upstream_without_usage_is_estimated_and_flagged(gateway: ServerThread, fake: FakeUpstream) -> None:
-    fake.then(Action(usage=False))
+    fake.script_for(BIG_MODEL, Action(usage=False))
     response = httpx.post(gateway.url + "/v1/chat/completions", json={"model": "chat", "messages": MESSAGES})
     assert response.headers["x-gateway-usage"] == "estimated"
     assert float(response.headers["x-gateway-cost-usd"]) > 0
@@ -73,7 +74,7 @@ def test_unpriced_target_is_counted_not_guessed(gateway: ServerThread, fake: Fak
 
 def test_metrics_cost_equals_the_sum_of_headers(gateway: ServerThread, fake: FakeUpstream) -> None:
     longer = "a longer answer with more words in it"
-    fake.then(Action(), Action(status=500), Action(text=longer), Action())
+    fake.script_for(BIG_MODEL, Action(), Action(text=longer)).script_for(SMALL_MODEL, Action(status=500))
     header_total = 0.0
     for index in range(4):
         body = {"model": "chat" if index % 2 == 0 else "chat-small", "messages": MESSAGES}

@@ -74,7 +74,7 @@ async def test_backoff_longer_than_the_deadline_is_not_slept(
         monkeypatch: pytest.MonkeyPatch, deadline_s: float, slept: list[float], served_by: str,
         called: list[str], skipped: int) -> None:
     monkeypatch.setattr(random, "uniform", lambda low, high: high)
-    fake.then(Action(status=500))
+    fake.script_for("tuned-model", Action(status=500))
     sleep = SleepRecorder(FakeClock())
     metrics = Metrics()
     answered = await run(client, fake_server[1].url, deadline_s, sleep, metrics)

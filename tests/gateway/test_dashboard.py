@@ -22,7 +22,7 @@ import pytest
 
 from gateway.economics.observed import SECONDS_PER_MONTH
 from gateway.settings import EconomicsSettings, digest_key
-from tests.conftest import GatewayFactory
+from tests.conftest import SMALL_MODEL, GatewayFactory
 from tests.support.browser import DevTools, chromium
 from tests.support.clock import FakeClock
 from tests.support.fake_upstream import Action, FakeUpstream
@@ -94,8 +94,8 @@ def send_traffic(server: ServerThread, fake: FakeUpstream) -> None:
         assert response.status_code == 200
         if response.headers["x-gateway-variant"] == "treatment":
             treated.append(f"user-{index}")
+    fake.script_for(SMALL_MODEL, *[Action(status=500)] * 2)
     for user in treated[:2]:  # the fine-tuned arm fails once and falls back to the prompted one
-        fake.then(Action(status=500))
         assert chat(server, "ab", user=user).headers["x-gateway-fallback"] == "small>big:server_error"
     for _ in range(3):
         chat(server, "chat", messages=[{"role": "user", "content": "Explain, step by step, why the sky is blue."}])

@@ -21,12 +21,13 @@ from tests.support.servers import ServerThread
 
 KEY_ENV = "HYBRID_GATEWAY_TEST_DIRECT_KEY"
 KEY = "sk-direct-test-0123456789"
+KEYED_MODEL = "keyed-model"
 KEYED = """
 version: 1
 targets:
   keyed:
     provider: vllm
-    model: keyed-model
+    model: {model}
     api_base: {url}/v1
     api_key_env: {key_env}
     retry: {{attempts: 2, backoff_initial_ms: 0, backoff_max_ms: 0}}
@@ -48,14 +49,14 @@ def canary() -> Iterator[tuple[Canary, str]]:
 def keyed_gateway(start_gateway: GatewayFactory, policy_dir: Path, fake_server: tuple[FakeUpstream, ServerThread],
                   fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> ServerThread:
     monkeypatch.setenv(KEY_ENV, KEY)
-    (policy_dir / "keyed.yaml").write_text(KEYED.format(url=fake_server[1].url, key_env=KEY_ENV))
+    (policy_dir / "keyed.yaml").write_text(KEYED.format(url=fake_server[1].url, key_env=KEY_ENV, model=KEYED_MODEL))
     return start_gateway()
 
 
 def test_urls_inside_the_body_are_data_not_destinations(keyed_gateway: ServerThread, fake: FakeUpstream,
                                                         canary: tuple[Canary, str]) -> None:
     recorder, url = canary
-    fake.then(Action(status=500))  # a retry too: the second attempt is built the same way
+    fake.script_for(KEYED_MODEL, Action(status=500))  # a retry too: the second attempt is built the same way
     body = {"model": "keyed", "messages": [{"role": "user", "content": f"see {url}/v1"}],
             "metadata": {"api_base": url}, "guided_json": {"base_url": url}}
     response = httpx.post(keyed_gateway.url + "/v1/chat/completions", json=body, timeout=30)
@@ -94,7 +95,7 @@ def test_connection_fields_are_refused_before_any_call(keyed_gateway: ServerThre
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_rate_limit_answer_keeps_retry_after_not_the_providers_message(
         keyed_gateway: ServerThread, fake: FakeUpstream, stream: bool) -> None:
-    fake.then(*[Action(status=429, retry_after="0" if attempt == 0 else "9",
+    fake.script_for(KEYED_MODEL, *[Action(status=429, retry_after="0" if attempt == 0 else "9",
                        error_message="Rate limit reached for gpt-4o in organization org-SeCrEt123 on tokens "
                                      "per min (TPM): Limit 30000, Used 29000.") for attempt in range(2)])
     response = httpx.post(keyed_gateway.url + "/v1/chat/completions", timeout=30,

@@ -19,7 +19,7 @@ import pytest
 from gateway.economics.breakeven import NOT_ENOUGH_TRAFFIC
 from gateway.economics.observed import SECONDS_PER_MONTH
 from gateway.settings import EconomicsSettings
-from tests.conftest import GatewayFactory
+from tests.conftest import BIG_MODEL, SMALL_MODEL, GatewayFactory
 from tests.support.clock import FakeClock
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.ledger import cost_of
@@ -45,6 +45,7 @@ routes:
 """
 MINIMUMS = EconomicsSettings(window_s=86_400, min_observed_s=3_600, min_requests=12, min_prompted_requests=4)
 T0 = 1_800_000_000.0
+ARM_MODELS = {"prompted": BIG_MODEL, "fine_tuned": SMALL_MODEL}  # the models LIVE's arms call
 
 
 
@@ -59,7 +60,7 @@ def send(gateway: ServerThread, fake: FakeUpstream, arm: str, n: int) -> list[fl
     """``n`` requests to ``arm``; the fake reports no usage, so the gateway counts the prompt it really sent."""
     costs = []
     for index in range(n):
-        fake.then(Action(usage=False, text=f"answer number {index} " * (index + 1)))
+        fake.script_for(ARM_MODELS[arm], Action(usage=False, text=f"answer number {index} " * (index + 1)))
         response = httpx.post(gateway.url + "/v1/chat/completions", headers={"x-gateway-arm": arm}, timeout=30,
                               json={"model": "live", "messages": [{"role": "user", "content": f"question {index}"}]})
         assert response.status_code == 200, response.text

@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import BIG_MODEL, SLOW_MODEL
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.servers import ServerThread
 
@@ -98,7 +99,7 @@ def test_body_over_the_limit_is_413(start_gateway: Any, fake: FakeUpstream) -> N
 
 
 def test_upstream_429_passes_retry_after(gateway: ServerThread, fake: FakeUpstream) -> None:
-    fake.then(Action(status=429, retry_after="7"))
+    fake.script_for(BIG_MODEL, Action(status=429, retry_after="7"))
     response = post(gateway, {"model": "chat", "messages": MESSAGES})
     assert_envelope(response, 429, "rate_limit_exceeded")
     assert response.headers["retry-after"] == "7"
@@ -106,25 +107,25 @@ def test_upstream_429_passes_retry_after(gateway: ServerThread, fake: FakeUpstre
 
 @pytest.mark.parametrize("status", [500, 502, 503])
 def test_upstream_5xx_is_502(gateway: ServerThread, fake: FakeUpstream, status: int) -> None:
-    fake.then(Action(status=status))
+    fake.script_for(BIG_MODEL, Action(status=status))
     response = post(gateway, {"model": "chat", "messages": MESSAGES})
     assert_envelope(response, 502, "upstream_error")
     assert response.headers["x-gateway-target"] == "big"
 
 
 def test_upstream_400_is_passed_on_with_its_message(gateway: ServerThread, fake: FakeUpstream) -> None:
-    fake.then(Action(status=400))
+    fake.script_for(BIG_MODEL, Action(status=400))
     error = assert_envelope(post(gateway, {"model": "chat", "messages": MESSAGES}), 400, "upstream_rejected")
     assert "scripted failure 400" in error["message"]
 
 
 def test_upstream_401_is_our_problem_not_the_clients(gateway: ServerThread, fake: FakeUpstream) -> None:
-    fake.then(Action(status=401))
+    fake.script_for(BIG_MODEL, Action(status=401))
     assert_envelope(post(gateway, {"model": "chat", "messages": MESSAGES}), 502, "upstream_error")
 
 
 def test_upstream_timeout_is_504(gateway: ServerThread, fake: FakeUpstream) -> None:
-    fake.then(Action(delay_s=1.0))
+    fake.script_for(SLOW_MODEL, Action(delay_s=1.0))
     assert_envelope(post(gateway, {"model": "slow", "messages": MESSAGES}), 504, "upstream_timeout")
 
 
@@ -133,9 +134,8 @@ def test_unreachable_upstream_is_502(gateway: ServerThread) -> None:
 
 
 def test_streaming_errors_before_the_first_byte_keep_their_status(gateway: ServerThread, fake: FakeUpstream) -> None:
-    fake.then(Action(status=503))
+    fake.script_for(BIG_MODEL, Action(status=503), Action(status=429, retry_after="2"))
     assert_envelope(post(gateway, {"model": "chat", "messages": MESSAGES, "stream": True}), 502)
-    fake.then(Action(status=429, retry_after="2"))
     response = post(gateway, {"model": "chat", "messages": MESSAGES, "stream": True})
     assert_envelope(response, 429)
     assert response.headers["retry-after"] == "2"

@@ -25,6 +25,7 @@ from gateway.upstream import litellm_client
 from policies import Target
 from tests.support.canary import Canary
 from tests.support.fake_anthropic import AnthropicAction, FakeAnthropic
+from tests.support.scripts import played_out
 from tests.support.servers import ServerThread
 
 KEY_ENV = "HYBRID_GATEWAY_TEST_ANTHROPIC_KEY"
@@ -103,10 +104,9 @@ def canary(canary_server: tuple[Canary, ServerThread]) -> tuple[Canary, str]:
 
 
 @pytest.fixture
-def fake(anthropic_server: tuple[FakeAnthropic, ServerThread]) -> FakeAnthropic:
-    upstream = anthropic_server[0]
-    upstream.reset()
-    return upstream
+def fake(anthropic_server: tuple[FakeAnthropic, ServerThread]) -> Iterator[FakeAnthropic]:
+    with played_out(anthropic_server[0]) as upstream:
+        yield upstream
 
 
 @pytest.fixture
@@ -190,7 +190,7 @@ def test_raw_sse_ends_with_cost_and_done(litellm_gateway: ServerThread, fake: Fa
 
 
 def test_rate_limit_passes_retry_after(client: openai.OpenAI, fake: FakeAnthropic) -> None:
-    fake.then(AnthropicAction(status=429, retry_after="7"))
+    fake.script_for(MODEL, AnthropicAction(status=429, retry_after="7"))
     with pytest.raises(openai.RateLimitError) as limited:
         client.chat.completions.create(model="assistant", messages=HI)
     assert limited.value.response.headers["retry-after"] == "7"
@@ -198,7 +198,7 @@ def test_rate_limit_passes_retry_after(client: openai.OpenAI, fake: FakeAnthropi
 
 
 def test_rate_limit_message_is_the_gateways_not_the_providers(client: openai.OpenAI, fake: FakeAnthropic) -> None:
-    fake.then(AnthropicAction(status=429, message="Number of request tokens has exceeded your per-minute rate "
+    fake.script_for(MODEL, AnthropicAction(status=429, message="Number of request tokens has exceeded your per-minute rate "
                                                   "limit (org 5f3c-SeCrEt, 40,000 input tokens per minute)"))
     with pytest.raises(openai.RateLimitError) as limited:
         client.chat.completions.create(model="assistant", messages=HI)
@@ -207,7 +207,7 @@ def test_rate_limit_message_is_the_gateways_not_the_providers(client: openai.Ope
 
 
 def test_rate_limit_before_the_stream_keeps_its_status(client: openai.OpenAI, fake: FakeAnthropic) -> None:
-    fake.then(AnthropicAction(status=429, retry_after="2"))
+    fake.script_for(MODEL, AnthropicAction(status=429, retry_after="2"))
     with pytest.raises(openai.RateLimitError) as limited:
         client.chat.completions.create(model="assistant", messages=HI, stream=True)
     assert limited.value.response.headers["retry-after"] == "2"
@@ -215,7 +215,7 @@ def test_rate_limit_before_the_stream_keeps_its_status(client: openai.OpenAI, fa
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_upstream_500_is_502(client: openai.OpenAI, fake: FakeAnthropic, stream: bool) -> None:
-    fake.then(AnthropicAction(status=500))
+    fake.script_for(MODEL, AnthropicAction(status=500))
     with pytest.raises(openai.APIStatusError) as failed:
         client.chat.completions.create(model="assistant", messages=HI, stream=stream)
     assert failed.value.status_code == 502
@@ -227,7 +227,7 @@ def test_upstream_500_is_502(client: openai.OpenAI, fake: FakeAnthropic, stream:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_upstream_400_is_passed_on_with_its_message(client: openai.OpenAI, fake: FakeAnthropic, stream: bool) -> None:
-    fake.then(AnthropicAction(status=400, message="messages: text content blocks must be non-empty"))
+    fake.script_for(MODEL, AnthropicAction(status=400, message="messages: text content blocks must be non-empty"))
     with pytest.raises(openai.BadRequestError) as rejected:
         client.chat.completions.create(model="assistant", messages=HI, stream=stream)
     assert rejected.value.code == "upstream_rejected"
@@ -260,7 +260,7 @@ def test_litellm_text_without_a_provider_answer_is_not_passed_on(litellm_gateway
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_delay_beyond_timeout_is_504(client: openai.OpenAI, fake: FakeAnthropic, stream: bool) -> None:
-    fake.then(AnthropicAction(delay_s=1.0))
+    fake.script_for(MODEL, AnthropicAction(delay_s=1.0))
     with pytest.raises(openai.APIStatusError) as timed_out:
         client.chat.completions.create(model="slow", messages=HI, stream=stream)
     assert timed_out.value.status_code == 504
@@ -268,7 +268,7 @@ def test_delay_beyond_timeout_is_504(client: openai.OpenAI, fake: FakeAnthropic,
 
 
 def test_error_event_mid_stream_ends_with_an_error_event(litellm_gateway: ServerThread, fake: FakeAnthropic) -> None:
-    fake.then(AnthropicAction(error_mid_stream=True))
+    fake.script_for(MODEL, AnthropicAction(error_mid_stream=True))
     response = httpx.post(litellm_gateway.url + "/v1/chat/completions", timeout=30,
                           json={"model": "assistant", "messages": HI, "stream": True})
     events = sse_events(response.content)
@@ -305,7 +305,7 @@ def test_litellm_switches_in_the_body_are_refused_and_nothing_leaves(
     """The finding: a failing primary plus ``fallbacks`` made litellm send the Anthropic key to the client's URL."""
     recorder, url = canary
     field, value = litellm_switches(url)[index]
-    fake.then(AnthropicAction(status=500))
+    fake.script_for(MODEL, AnthropicAction(status=500))
     response = httpx.post(litellm_gateway.url + "/v1/chat/completions", timeout=30,
                           json={"model": "assistant", "messages": HI, field: value})
     assert response.status_code == 400, response.text
@@ -315,6 +315,7 @@ def test_litellm_switches_in_the_body_are_refused_and_nothing_leaves(
     assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", code, field)
     assert recorder.received == []
     assert fake.received == [], "refused before any upstream call"
+    fake.reset()  # the failure scripted for a call that must not happen stays unplayed
 
 
 def test_openai_parameters_still_reach_anthropic(client: openai.OpenAI, fake: FakeAnthropic) -> None:

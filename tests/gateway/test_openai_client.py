@@ -5,6 +5,7 @@ from __future__ import annotations
 import openai
 import pytest
 
+from tests.conftest import BIG_MODEL
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.servers import ServerThread
 
@@ -40,7 +41,7 @@ def test_arm_prompt_and_parameters_reach_upstream_untouched(gateway: ServerThrea
     sent = fake.received[-1]
     for key, value in {**params, "custom_flag": 1}.items():
         assert sent[key] == value, key
-    assert sent["model"] == "big-model"
+    assert sent["model"] == BIG_MODEL
     assert "gateway" not in sent
     assert sent["messages"] == [
         {"role": "system", "content": "You are precise."},
@@ -78,7 +79,7 @@ async def test_async_errors_are_typed(gateway: ServerThread, fake: FakeUpstream)
         with pytest.raises(openai.NotFoundError) as not_found:
             await aclient.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
         assert not_found.value.code == "model_not_found"
-        fake.then(Action(status=429, retry_after="3"))
+        fake.script_for(BIG_MODEL, Action(status=429, retry_after="3"))
         with pytest.raises(openai.RateLimitError) as limited:
             await aclient.chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}])
         assert limited.value.response.headers["retry-after"] == "3"
@@ -103,7 +104,7 @@ def test_models_and_embeddings(gateway: ServerThread, fake: FakeUpstream) -> Non
 
 
 def test_mid_stream_failure_raises_in_the_sdk(gateway: ServerThread, fake: FakeUpstream) -> None:
-    fake.then(Action(break_after_chunks=2))
+    fake.script_for(BIG_MODEL, Action(break_after_chunks=2))
     stream = client(gateway).chat.completions.create(
         model="chat", messages=[{"role": "user", "content": "hi"}], stream=True)
     with pytest.raises(openai.APIError):

@@ -13,7 +13,7 @@ import pytest
 from gateway.app import create_app
 from gateway.settings import Settings, digest_key
 from retrieval import DEMO_COLLECTION, KnowledgeStore, ingest_paths
-from tests.conftest import POLICY
+from tests.conftest import POLICY, SMALL_MODEL
 from tests.retrieval.test_cli import run_cli
 from tests.support.chroma_server import ChromaServer
 from tests.support.fake_upstream import Action, FakeUpstream
@@ -245,7 +245,7 @@ def test_a_fallback_to_the_prompted_arm_gets_its_own_prompt_with_the_same_contex
     The bug: the fine-tuned arm's grounded messages were reused for the fallback, so the prompted
     arm was sent the fine-tune's system prompt and lost its own and its few-shot examples.
     """
-    fake.then(Action(status=500))
+    fake.script_for(SMALL_MODEL, Action(status=500))
     response = httpx.post(kb.url + "/v1/chat/completions", timeout=30, json={
         "model": "kb-both", "messages": [{"role": "user", "content": "When does Orbital Tea ship to Mars?"}]})
     assert response.status_code == 200, response.text

@@ -21,7 +21,7 @@ import pytest
 from gateway.app import create_app
 from gateway.settings import Settings
 from retrieval import KnowledgeStore, chroma_dir, ingest_paths
-from tests.conftest import POLICY
+from tests.conftest import BIG_MODEL, POLICY
 from tests.support.chroma_server import ChromaServer
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.metrics import scrape
@@ -167,7 +167,7 @@ def test_retrieval_spends_the_requests_deadline_not_a_fresh_one(
     0.5 s this request really has left, so the gateway must give up with 504 (the deadline).
     """
     with on_chroma_server(tmp_path, fake_server[1].url, deadline_s=1.5) as (chroma, server), frozen(chroma):
-        fake.then(Action(delay_s=0.8))
+        fake.script_for(BIG_MODEL, Action(delay_s=0.8))
         late = httpx.post(server.url + "/v1/chat/completions", timeout=30,
                           json={"model": "kb", "messages": [{"role": "user", "content": QUESTIONS[0]}]})
     assert late.status_code == 504, late.text

@@ -6,13 +6,12 @@ that succeeded is accounted exactly once, whatever happened on the way.
 
 from __future__ import annotations
 
-from collections import deque
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import GatewayFactory
+from tests.conftest import BIG_MODEL, GatewayFactory
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.ledger import cost_of
 from tests.support.metrics import scrape
@@ -78,6 +77,7 @@ routes:
     arms:
       prompted: {{target: snail}}
 """
+FLAKY, FRAGILE, LIMITED_FT, SNAIL = "flaky-model", "fragile-model", "ft:limited-model", "snail-model"
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
@@ -97,17 +97,16 @@ def models_called(fake: FakeUpstream) -> list[str]:
     return [body["model"] for body in fake.received]
 
 
-
 def metric(server: ServerThread, name: str, **labels: str) -> float:
     return scrape(server.url, name, **labels)
 
 
 def test_retries_a_5xx_and_bills_only_the_success(gateway: ServerThread, fake: FakeUpstream) -> None:
-    fake.then(Action(status=500), Action(status=503))
+    fake.script_for(FLAKY, Action(status=500), Action(status=503))
     response = chat(gateway, "retrying")
     assert response.status_code == 200
     assert response.headers["x-gateway-attempts"] == "3"
-    assert models_called(fake) == ["flaky-model"] * 3
+    assert models_called(fake) == [FLAKY] * 3
     assert float(response.headers["x-gateway-cost-usd"]) == pytest.approx((11 * 1 + 5 * 2) / 1e6)
     assert metric(gateway, "gateway_requests_total") == 1
     assert metric(gateway, "gateway_cost_usd_total") == pytest.approx(float(response.headers["x-gateway-cost-usd"]))
@@ -115,33 +114,33 @@ def test_retries_a_5xx_and_bills_only_the_success(gateway: ServerThread, fake: F
 
 
 def test_retry_after_is_honoured_and_429_retried(gateway: ServerThread, fake: FakeUpstream) -> None:
-    fake.then(Action(status=429, retry_after="0"))
+    fake.script_for(FLAKY, Action(status=429, retry_after="0"))
     response = chat(gateway, "retrying")
     assert response.status_code == 200 and response.headers["x-gateway-attempts"] == "2"
 
 
 def test_client_errors_are_not_retried(gateway: ServerThread, fake: FakeUpstream) -> None:
-    fake.then(Action(status=400))
+    fake.script_for(FLAKY, Action(status=400))
     response = chat(gateway, "retrying")
     assert response.status_code == 400
-    assert models_called(fake) == ["flaky-model"]
+    assert models_called(fake) == [FLAKY]
 
 
 def test_retries_give_up_with_the_last_error(gateway: ServerThread, fake: FakeUpstream) -> None:
-    fake.then(Action(status=500), Action(status=500), Action(status=502))
+    fake.script_for(FLAKY, Action(status=500), Action(status=500), Action(status=502))
     response = chat(gateway, "retrying")
     assert response.status_code == 502 and response.headers["x-gateway-attempts"] == "3"
     assert metric(gateway, "gateway_cost_usd_total") == 0
 
 
 def test_fine_tuned_arm_falls_back_to_the_prompted_arm(gateway: ServerThread, fake: FakeUpstream) -> None:
-    fake.then(Action(status=500))
+    fake.script_for(FRAGILE, Action(status=500))
     response = chat(gateway, "falling")
     assert response.status_code == 200
     assert response.headers["x-gateway-fallback"] == "fragile>big:server_error"
     assert response.headers["x-gateway-arm"] == "prompted"
     assert response.headers["x-gateway-target"] == "big"
-    assert models_called(fake) == ["fragile-model", "big-model"]
+    assert models_called(fake) == [FRAGILE, BIG_MODEL]
     # The prompted arm's own set-up replaces the fine-tuned arm's.
     assert fake.received[0]["messages"] == MESSAGES
     assert fake.received[1]["messages"] == [{"role": "system", "content": "Be thorough."}, *MESSAGES]
@@ -151,7 +150,7 @@ def test_fine_tuned_arm_falls_back_to_the_prompted_arm(gateway: ServerThread, fa
 
 
 def test_streams_fall_back_before_the_first_byte(gateway: ServerThread, fake: FakeUpstream) -> None:
-    fake.then(Action(status=503))
+    fake.script_for(FRAGILE, Action(status=503))
     response = chat(gateway, "falling", stream=True)
     assert response.status_code == 200
     assert response.headers["x-gateway-fallback"] == "fragile>big:server_error"
@@ -160,15 +159,15 @@ def test_streams_fall_back_before_the_first_byte(gateway: ServerThread, fake: Fa
 
 def test_a_stream_broken_after_its_first_byte_ends_with_an_error_not_a_fallback(gateway: ServerThread,
                                                                                fake: FakeUpstream) -> None:
-    fake.then(Action(break_after_chunks=2))
+    fake.script_for(FRAGILE, Action(break_after_chunks=2))
     response = chat(gateway, "falling", stream=True)
     assert b'"error"' in response.content and b"[DONE]" not in response.content
-    assert models_called(fake) == ["fragile-model"]
+    assert models_called(fake) == [FRAGILE]
     assert "x-gateway-fallback" not in response.headers
 
 
 def test_open_breaker_skips_straight_to_the_fallback(gateway: ServerThread, fake: FakeUpstream) -> None:
-    fake.then(Action(status=500), Action(), Action(status=500), Action())
+    fake.script_for(FRAGILE, Action(status=500), Action(status=500))
     assert chat(gateway, "falling").headers["x-gateway-fallback"] == "fragile>big:server_error"
     assert metric(gateway, "gateway_circuit_open", target="fragile") == 0  # one failure: still closed
     assert chat(gateway, "falling").headers["x-gateway-fallback"] == "fragile>big:server_error"
@@ -176,49 +175,53 @@ def test_open_breaker_skips_straight_to_the_fallback(gateway: ServerThread, fake
     fake.received.clear()
     response = chat(gateway, "falling")
     assert response.headers["x-gateway-fallback"] == "fragile>big:circuit_open"
-    assert models_called(fake) == ["big-model"]
+    assert models_called(fake) == [BIG_MODEL]
     assert metric(gateway, "gateway_requests_total") == 3
 
 
 def test_fallback_only_on_the_listed_triggers(gateway: ServerThread, fake: FakeUpstream) -> None:
-    fake.then(Action(status=500))
+    fake.script_for(FRAGILE, Action(status=500), Action(status=400))
     assert chat(gateway, "narrow").status_code == 502
-    fake.then(Action(status=400))
     assert chat(gateway, "narrow").status_code == 400  # a plain 400 is the client's problem: no fallback
-    assert models_called(fake) == ["fragile-model", "fragile-model"]
+    assert models_called(fake) == [FRAGILE, FRAGILE]
 
 
 def test_context_window_refusal_moves_to_the_larger_model(gateway: ServerThread, fake: FakeUpstream) -> None:
-    fake.then(Action(status=400, error_message="This model's maximum context length is 8192 tokens."))
+    fake.script_for(FRAGILE, Action(status=400, error_message="This model's maximum context length is 8192 tokens."))
     response = chat(gateway, "narrow")
     assert response.status_code == 200
     assert response.headers["x-gateway-fallback"] == "fragile>big:context_window"
 
 
 def test_deadline_bounds_retries(gateway: ServerThread, fake: FakeUpstream) -> None:
-    fake.then(*[Action(delay_s=1.0)] * 5)
+    fake.script_for(SNAIL, *[Action(delay_s=1.0)] * 5)
     response = chat(gateway, "hurried")
     assert response.status_code == 504
     attempts = int(response.headers["x-gateway-attempts"])
     assert 2 <= attempts < 5, "the 0.8 s deadline allows two or three 0.3 s attempts, never all five"
+    fake.reset()  # the slow answers the deadline cut short are left unplayed on purpose
 
 
 def test_a_retry_after_beyond_the_deadline_falls_back_at_once(gateway: ServerThread, fake: FakeUpstream) -> None:
     """Sleeping the 4 s Retry-After would outlast the 3 s deadline (and answer 504): the fallback is taken instead."""
-    fake.then(Action(status=429, retry_after="4"))
+    fake.script_for(LIMITED_FT, Action(status=429, retry_after="4"))
     response = chat(gateway, "pressed")
     assert response.status_code == 200, response.text
     assert response.headers["x-gateway-target"] == "big"
     assert response.headers["x-gateway-fallback"] == "limited-ft>big:rate_limit"
     assert response.headers["x-gateway-attempts"] == "2", "the 429, then the fallback: no retry of the fine-tune"
-    assert models_called(fake) == ["ft:limited-model", "big-model"]
+    assert models_called(fake) == [LIMITED_FT, BIG_MODEL]
     assert metric(gateway, "gateway_retries_skipped_total", target="limited-ft", reason="rate_limit") == 1
     assert metric(gateway, "gateway_retries_total", target="limited-ft") == 0
 
 
 def send_mixed_traffic(gateway: ServerThread | GatewayProcess, fake: FakeUpstream) -> float:
-    """Five requests through two retries, a 429 that falls back, and streams, all succeeding; their summed cost."""
-    fake.then(Action(status=500), Action(), Action(status=429, retry_after="0"), Action(), Action(status=500))
+    """Five requests through a retried 5xx, a retried 429, a 5xx that falls back, and streams, all succeeding.
+
+    Returns their summed cost.
+    """
+    fake.script_for(FLAKY, Action(status=500), Action(), Action(status=429, retry_after="0"))
+    fake.script_for(FRAGILE, Action(status=500))
     costs = 0.0
     outcomes = []
     for model, extra in [("retrying", {}), ("retrying", {}), ("falling", {}), ("falling", {"stream": True}),
@@ -228,7 +231,7 @@ def send_mixed_traffic(gateway: ServerThread | GatewayProcess, fake: FakeUpstrea
         if response.status_code == 200:
             costs += cost_of(response)
     assert outcomes == [200] * 5
-    assert fake.script == deque(), "every scripted failure was met"
+    assert fake.unmet() == {}, "every scripted failure was met"
     return costs
 
 
@@ -249,7 +252,7 @@ def test_two_workers_account_mixed_traffic_once(policy_dir: Path, fake_server: t
         assert costs > 0
         assert scrape(gateway.url, "gateway_requests_total") == 5
         assert scrape(gateway.url, "gateway_cost_usd_total") == pytest.approx(costs, abs=1e-12)
-        assert scrape(gateway.url, "gateway_retries_total") == 2  # the two 5xx on the retrying target
-        assert scrape(gateway.url, "gateway_fallbacks_total") == 1  # the 429 on the falling route's fine-tune
+        assert scrape(gateway.url, "gateway_retries_total") == 2  # the 5xx and the 429 on the retrying target
+        assert scrape(gateway.url, "gateway_fallbacks_total") == 1  # the 5xx on the falling route's fine-tune
     finally:
         gateway.stop()

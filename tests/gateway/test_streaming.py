@@ -8,6 +8,7 @@ import re
 import httpx
 import pytest
 
+from tests.conftest import BIG_MODEL
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.servers import ServerThread
 
@@ -50,7 +51,7 @@ def test_include_usage_gives_a_usage_chunk(gateway: ServerThread, fake: FakeUpst
 
 
 def test_break_mid_stream_ends_with_an_error_event(gateway: ServerThread, fake: FakeUpstream) -> None:
-    fake.then(Action(break_after_chunks=2))
+    fake.script_for(BIG_MODEL, Action(break_after_chunks=2))
     parts = events(stream(gateway, BODY).content)
     assert len(parts) == 3
     error = json.loads(parts[-1][len(b"data: "):])["error"]
@@ -59,7 +60,7 @@ def test_break_mid_stream_ends_with_an_error_event(gateway: ServerThread, fake: 
 
 
 def test_stream_without_upstream_usage_is_estimated(gateway: ServerThread, fake: FakeUpstream) -> None:
-    fake.then(Action(usage=False, text="one two three four five six"))
+    fake.script_for(BIG_MODEL, Action(usage=False, text="one two three four five six"))
     parts = events(stream(gateway, BODY).content)
     cost = _COST.match(parts[-2])
     assert cost is not None and float(cost.group(1)) > 0

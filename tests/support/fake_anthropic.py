@@ -6,13 +6,13 @@ or with ``"stream": true`` the SSE sequence ``message_start``,
 ``content_block_stop``, ``message_delta`` (stop reason and cumulative output
 usage), ``message_stop``, each as an ``event:`` line plus a ``data:`` line.
 Failures use Anthropic's error body ``{"type": "error", "error": {"type", "message"}}``.
-Each request takes the next ``AnthropicAction`` from ``script`` (or a normal answer).
+A test queues ``AnthropicAction``s per model with ``script_for(model, ...)``; each
+request takes the next one queued for its ``model`` (or a normal answer).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +22,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.support.scripts import ModelScripts
 
 # Anthropic's error ``type`` for each HTTP status it uses.
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -54,16 +56,21 @@ def _event(kind: str, data: dict[str, Any]) -> bytes:
 
 @dataclass
 class FakeAnthropic:
-    script: collections.deque[AnthropicAction] = field(default_factory=collections.deque)
     received: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    _scripts: ModelScripts[AnthropicAction] = field(default_factory=lambda: ModelScripts(AnthropicAction))
 
-    def then(self, *actions: AnthropicAction) -> FakeAnthropic:
-        self.script.extend(actions)
+    def script_for(self, model: str, *actions: AnthropicAction) -> FakeAnthropic:
+        """Queue ``actions`` for the next requests whose body names ``model``, in order."""
+        self._scripts.add(model, actions)
         return self
 
+    def unmet(self) -> dict[str, list[AnthropicAction]]:
+        """The scripted actions no request has taken yet, by model."""
+        return self._scripts.unmet()
+
     def reset(self) -> None:
-        self.script.clear()
+        self._scripts.clear()
         self.received.clear()
         self.headers.clear()
 
@@ -71,7 +78,7 @@ class FakeAnthropic:
         body = orjson.loads(await request.body())
         self.received.append(body)
         self.headers.append(dict(request.headers))
-        action = self.script.popleft() if self.script else AnthropicAction()
+        action = self._scripts.next(body.get("model", ""))
         if action.delay_s:
             await asyncio.sleep(action.delay_s)
         if action.status != 200:

@@ -1,14 +1,15 @@
 """An OpenAI-compatible upstream for tests that records what it received and fails on command.
 
-Each request takes the next ``Action`` from ``script`` (or the default: a
-normal answer), so a test states exactly which attempt times out, is rate
-limited, fails or breaks its stream.
+A test queues ``Action``s per model with ``script_for(model, ...)``; each chat
+request takes the next one queued for the ``model`` in its body (or the default:
+a normal answer), so a test states exactly which attempt of which model times
+out, is rate limited, fails or breaks its stream, whatever else (a shadow, a
+fallback) calls the upstream meanwhile. ``unmet()`` tells what no request took.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.support.scripts import ModelScripts
 
 
 @dataclass(frozen=True)
@@ -33,22 +36,29 @@ class Action:
 
 @dataclass
 class FakeUpstream:
-    script: collections.deque[Action] = field(default_factory=collections.deque)
     received: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    _scripts: ModelScripts[Action] = field(default_factory=lambda: ModelScripts(Action))
 
-    def then(self, *actions: Action) -> FakeUpstream:
-        self.script.extend(actions)
+    def script_for(self, model: str, *actions: Action) -> FakeUpstream:
+        """Queue ``actions`` for the next chat requests whose body names ``model``, in order."""
+        self._scripts.add(model, actions)
         return self
 
-    def _next(self) -> Action:
-        return self.script.popleft() if self.script else Action()
+    def unmet(self) -> dict[str, list[Action]]:
+        """The scripted actions no request has taken yet, by model."""
+        return self._scripts.unmet()
+
+    def reset(self) -> None:
+        self._scripts.clear()
+        self.received.clear()
+        self.headers.clear()
 
     async def chat(self, request: Request) -> Response:
         body = orjson.loads(await request.body())
         self.received.append(body)
         self.headers.append(dict(request.headers))
-        action = self._next()
+        action = self._scripts.next(body["model"])
         if action.delay_s:
             await asyncio.sleep(action.delay_s)
         if action.status != 200:

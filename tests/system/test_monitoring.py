@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from gateway.settings import EconomicsSettings
-from tests.conftest import GatewayFactory
+from tests.conftest import SMALL_MODEL, GatewayFactory
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.metrics import scrape
 from tests.support.polling import poll
@@ -167,11 +167,10 @@ def chat(gateway: ServerThread, model: str, content: str = "hi", **extra: Any) -
 
 def drive(gateway: ServerThread, fake: FakeUpstream, round_: int) -> None:
     """One round of traffic touching every metric the rules and the dashboard read."""
+    fake.script_for(SMALL_MODEL, *[Action(status=500)] * 2)
     for _ in range(2):  # fine-tuned arm fails: falls back to the prompted arm
-        fake.then(Action(status=500))
         response = chat(gateway, "mon", headers={"x-gateway-arm": "fine_tuned"})
         assert response.headers["x-gateway-fallback"] == "small>big:server_error"
-    fake.script.clear()
     for prompt in PROMPTS * 2:  # the classifier picks the arm
         chat(gateway, "mon", prompt)
     for arm in ("fine_tuned", "prompted"):

@@ -176,7 +176,7 @@ def test_every_replica_gives_a_user_the_same_variant(cluster: Cluster) -> None:
 @pytest.mark.multiprocess
 def test_a_breaker_opened_through_one_replica_is_open_on_all(cluster: Cluster, fake: FakeUpstream) -> None:
     failures = 3  # mr-flaky's breaker.failures
-    fake.then(*[Action(status=500), Action()] * failures)  # each failure, then its fallback's answer
+    fake.script_for("mr-flaky-model", *[Action(status=500)] * failures)
     for _ in range(failures):
         response = cluster.chat(0, "mr-breaker")
         assert response.status_code == 200
@@ -194,7 +194,7 @@ def test_a_breaker_opened_through_one_replica_is_open_on_all(cluster: Cluster, f
 
 @pytest.mark.multiprocess
 def test_every_replica_reports_the_shared_open_breaker(cluster: Cluster, fake: FakeUpstream) -> None:
-    fake.then(Action(status=500))
+    fake.script_for("mr-watched-model", Action(status=500))
     assert cluster.chat(0, "mr-watched").headers["x-gateway-fallback"] == "mr-watched>mr-small:server_error"
     for replica in range(1, REPLICAS):
         assert cluster.chat(replica, "mr-watched").headers["x-gateway-fallback"] == (
