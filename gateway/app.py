@@ -79,35 +79,28 @@ def _shared_state(settings: Settings, metrics: Metrics) -> SharedState:
 
 
 def _runtime(settings: Settings, clock: Callable[[], float]) -> GatewayState:
-    """Every long-lived object of one app instance, wired together."""
+    """Every long-lived object of one app instance, wired together before the state is made."""
     metrics = Metrics()
     policies = PolicyHolder(settings.policies_dir, on_reload=lambda result: metrics.policy_reloads.labels(result).inc(),
                             check_model=model_problem)
     shared = _shared_state(settings, metrics)
-    ledger = Ledger(metrics, sys.stdout.buffer if settings.access_log else None)
     outcomes = OutcomeRecorder(outcome_store(shared, settings.data_dir / "experiments"))
-    ledger.hooks.append(outcomes)
+    cluster = ClusterLedger(shared, Grid(settings.economics.window_s), clock) if shared.enabled else None
+    window = cluster or SqliteWindowStore(settings.data_dir, settings.economics.window_s, clock)
+    ledger = Ledger(metrics, sys.stdout.buffer if settings.access_log else None, hooks=(outcomes, window))
     chooser = ArmChooser(settings.policies_dir, metrics)
     chooser.warm(policies.current)
     upstreams = Upstreams(settings.limits.max_upstream_reply_bytes)
-    gateway = GatewayState(settings, policies, upstreams, metrics, ledger,
-                           KnowledgeService(settings.data_dir, settings.chroma_url, metrics),
-                           AttemptRunner(metrics, breaker_board(shared)), chooser, outcomes, shared,
-                           ShadowRunner(metrics, upstreams))
-    gateway.readiness["knowledge"] = Dependency(gateway.knowledge.readiness, lambda: gateway.knowledge.reached)
+    knowledge = KnowledgeService(settings.data_dir, settings.chroma_url, metrics)
+    readiness = {"knowledge": Dependency(knowledge.readiness, lambda: knowledge.reached)}
     demo = _demo_check(policies.current)
     if demo is not None:
-        gateway.readiness["demo_upstream"] = Dependency(_readiness_of_demo(demo))
+        readiness["demo_upstream"] = Dependency(_readiness_of_demo(demo))
     if shared.enabled:
-        gateway.readiness["redis"] = Dependency(_readiness_of_redis(shared), lambda: shared.reached)
-        gateway.cluster = ClusterLedger(shared, Grid(settings.economics.window_s), clock)
-        ledger.hooks.append(gateway.cluster)
-        gateway.window = gateway.cluster
-    else:
-        local = SqliteWindowStore(settings.data_dir, settings.economics.window_s, clock)
-        ledger.hooks.append(local)
-        gateway.window = local
-    return gateway
+        readiness["redis"] = Dependency(_readiness_of_redis(shared), lambda: shared.reached)
+    return GatewayState(settings, policies, upstreams, metrics, ledger, knowledge,
+                        AttemptRunner(metrics, breaker_board(shared)), chooser, outcomes, shared,
+                        ShadowRunner(metrics, upstreams), window, readiness, cluster)
 
 
 def _readiness_of_redis(shared: SharedState) -> ReadinessCheck:

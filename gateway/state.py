@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 from gateway.accounting.cluster_ledger import ClusterLedger
 from gateway.accounting.ledger import Ledger
@@ -34,8 +34,10 @@ class Dependency:
     reached: Callable[[], bool] = _never
 
 
-@dataclass
+@dataclass(frozen=True)
 class GatewayState:
+    """Built whole by ``gateway.app``'s lifespan, then only read: no handler swaps a service."""
+
     settings: Settings
     policies: PolicyHolder
     upstreams: Upstreams
@@ -47,7 +49,7 @@ class GatewayState:
     outcomes: OutcomeRecorder
     shared: SharedState
     shadow: ShadowRunner
-    cluster: ClusterLedger | None = None
-    window: WindowStore | None = None
+    window: WindowStore
     """The economics window's counters: the cluster ledger with Redis, else SQLite under the data dir."""
-    readiness: dict[str, Dependency] = field(default_factory=dict)
+    readiness: Mapping[str, Dependency]
+    cluster: ClusterLedger | None = None

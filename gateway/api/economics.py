@@ -33,7 +33,6 @@ _GAUGED = ("observed_monthly_queries", "projected_monthly_queries", "volume_shar
 
 
 async def _report(gateway: GatewayState) -> tuple[str, list[dict[str, Any]]]:
-    assert gateway.window is not None  # built with the runtime
     window = await gateway.window.window()
     return window.scope, economics_report(gateway.policies.current, window, gateway.settings.economics)
 
