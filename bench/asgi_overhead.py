@@ -23,7 +23,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message
 
-from gateway.api import routes
+from gateway.api import endpoints
 from gateway.app import create_app
 from gateway.settings import Settings
 
@@ -53,7 +53,7 @@ async def _cpu_us(app: ASGIApp, path: str, requests: int) -> float:
 
 async def run(requests: int, rounds: int) -> dict[str, dict[str, float]]:
     fast = create_app(Settings())
-    bare = Starlette(routes=routes, middleware=fast.user_middleware, exception_handlers=fast.exception_handlers)
+    bare = Starlette(routes=endpoints, middleware=fast.user_middleware, exception_handlers=fast.exception_handlers)
     apps = {"fastapi": fast, "starlette": bare}
     samples: dict[str, dict[str, list[float]]] = {name: {"/healthz": [], "/no-such-path": []} for name in apps}
     for app in apps.values():  # warm both

@@ -23,7 +23,7 @@ from gateway.accounting.cluster_ledger import ClusterLedger
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.traffic_window import Grid
 from gateway.accounting.window_store import SqliteWindowStore
-from gateway.api import docs_page, routes
+from gateway.api import docs_page, endpoints
 from gateway.api.openapi import document
 from gateway.edge.guard import EdgeGuard
 from gateway.errors import (
@@ -175,18 +175,18 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     ``clock`` (epoch seconds) times the economics window; tests pass a fake one to move through it.
     """
     settings = settings or Settings.from_env()
-    app = FastAPI(routes=[*routes], lifespan=_lifespan, middleware=[Middleware(EdgeGuard, edge=settings.edge)],
+    app = FastAPI(routes=[*endpoints], lifespan=_lifespan, middleware=[Middleware(EdgeGuard, edge=settings.edge)],
                   exception_handlers={HTTPException: _http_error, RequestValidationError: _invalid,
                                       GatewayError: _gateway_error, Exception: _unhandled},
                   docs_url=None, redoc_url=None, telemetry={"tracing": False, "metrics": False, "logs": False})
 
     def openapi() -> dict[str, Any]:
         if not app.openapi_schema:
-            app.openapi_schema = document(routes)
+            app.openapi_schema = document(endpoints)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to supply the document
-    app.router.routes.extend(docs_page.routes)  # served, not described: the page of the document itself
+    app.router.routes.extend(docs_page.endpoints)  # served, not described: the page of the document itself
     app.state.settings = settings
     app.state.clock = clock
     return app

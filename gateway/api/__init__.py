@@ -21,7 +21,9 @@ from gateway.api import (
     routing,
 )
 
-routes: list[Route] = [*chat.routes, *embeddings.routes, *models.routes, *experiments.routes, *economics.routes,
-                       *health.routes, *knowledge.routes, *dashboard.routes, *routing.routes]
+endpoints: list[Route] = [*chat.endpoints, *embeddings.endpoints, *models.endpoints, *experiments.endpoints,
+                          *economics.endpoints, *health.endpoints, *knowledge.endpoints, *dashboard.endpoints,
+                          *routing.endpoints]
+"""Every served path (Starlette ``Route``s: "route" alone means a policy route in this project)."""
 
-__all__ = ["routes"]
+__all__ = ["endpoints"]

@@ -152,6 +152,6 @@ async def chat_completions(request: Request) -> Response:
         return failure(gateway, arrival, exc, routing, NOTHING_DELIVERED)
 
 
-routes = [
+endpoints = [
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
 ]

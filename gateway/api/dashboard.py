@@ -39,4 +39,4 @@ async def static(request: Request) -> Response:
     return Response(asset(name), media_type=ASSETS[name], headers=_HEADERS)
 
 
-routes = [Route("/dashboard", page, methods=["GET"]), Route("/dashboard/{asset}", static, methods=["GET"])]
+endpoints = [Route("/dashboard", page, methods=["GET"]), Route("/dashboard/{asset}", static, methods=["GET"])]

@@ -42,4 +42,4 @@ async def asset(request: Request) -> Response:
     return Response(_asset(name), media_type=media_type, headers={"cache-control": "public, max-age=86400"})
 
 
-routes = [Route("/docs", page, methods=["GET"]), Route(f"{_PREFIX}/{{name}}", asset, methods=["GET"])]
+endpoints = [Route("/docs", page, methods=["GET"]), Route(f"{_PREFIX}/{{name}}", asset, methods=["GET"])]

@@ -103,4 +103,4 @@ async def ledger(request: Request) -> Response:
     return json_response({"scope": scope, "since": since, "rows": rows})
 
 
-routes = [Route("/v1/economics", economics, methods=["GET"]), Route("/v1/ledger", ledger, methods=["GET"])]
+endpoints = [Route("/v1/economics", economics, methods=["GET"]), Route("/v1/ledger", ledger, methods=["GET"])]

@@ -100,6 +100,6 @@ async def embeddings(request: Request) -> Response:
         return failure(gateway, arrival, exc, routing, delivery)
 
 
-routes = [
+endpoints = [
     Route("/v1/embeddings", embeddings, methods=["POST"]),
 ]

@@ -113,7 +113,7 @@ async def experiment(request: Request) -> Response:
     return json_response(await experiment_report(gateway.outcomes.store, name, found))
 
 
-routes = [
+endpoints = [
     Route("/v1/feedback", feedback, methods=["POST"]),
     Route("/v1/experiments/{name}", experiment, methods=["GET"]),
 ]

@@ -150,7 +150,7 @@ async def query(request: Request) -> Response:
 
 
 _BASE = "/admin/knowledge/{collection}"
-routes = [
+endpoints = [
     Route(f"{_BASE}/documents", upsert, methods=["POST"]),
     Route(f"{_BASE}/sources", sources, methods=["GET"]),
     Route(_BASE + "/sources/{source:path}", remove, methods=["DELETE"]),

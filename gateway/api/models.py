@@ -36,7 +36,7 @@ async def get_model(request: Request) -> Response:
     return json_response(entry)
 
 
-routes = [
+endpoints = [
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/v1/models/{model:path}", get_model, methods=["GET"]),
 ]

@@ -26,4 +26,4 @@ async def route_views(request: Request) -> Response:
     return json_response(body)
 
 
-routes = [Route("/v1/routes", route_views, methods=["GET"])]
+endpoints = [Route("/v1/routes", route_views, methods=["GET"])]

@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from gateway.api import routes
+from gateway.api import endpoints
 from gateway.app import create_app
 from gateway.settings import Settings, digest_key
 from tests.conftest import GatewayFactory
@@ -99,7 +99,7 @@ def test_every_operation_keeps_the_published_contract(start_gateway: GatewayFact
     poll(lambda: httpx.get(f"{server.url}/readyz").status_code == 200, "the gateway to be ready", timeout_s=60)
     contract = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
     operations = [result.ok() for result in contract.get_all_operations()]
-    served = {(method, route.path_format) for route in routes for method in route.methods or () if method != "HEAD"}
+    served = {(method, route.path_format) for route in endpoints for method in route.methods or () if method != "HEAD"}
     assert {(operation.method.upper(), operation.path) for operation in operations} == served
     failures = [failure for operation in operations for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
                 if (failure := _violations(operation, mode)) is not None]
