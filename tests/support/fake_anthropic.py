@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.support.scripts import ModelScripts
+from tests.support.scripts import ScriptedUpstream
 
 # Anthropic's error ``type`` for each HTTP status it uses.
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -54,31 +54,12 @@ def _event(kind: str, data: dict[str, Any]) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
 
 
-@dataclass
-class FakeAnthropic:
-    received: list[dict[str, Any]] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-    _scripts: ModelScripts[AnthropicAction] = field(default_factory=lambda: ModelScripts(AnthropicAction))
-
-    def script_for(self, model: str, *actions: AnthropicAction) -> FakeAnthropic:
-        """Queue ``actions`` for the next requests whose body names ``model``, in order."""
-        self._scripts.add(model, actions)
-        return self
-
-    def unmet(self) -> dict[str, list[AnthropicAction]]:
-        """The scripted actions no request has taken yet, by model."""
-        return self._scripts.unmet()
-
-    def reset(self) -> None:
-        self._scripts.clear()
-        self.received.clear()
-        self.headers.clear()
+class FakeAnthropic(ScriptedUpstream[AnthropicAction]):
+    def __init__(self) -> None:
+        super().__init__(AnthropicAction)
 
     async def messages(self, request: Request) -> Response:
-        body = orjson.loads(await request.body())
-        self.received.append(body)
-        self.headers.append(dict(request.headers))
-        action = self._scripts.next(body.get("model", ""))
+        body, action = await self.take(request)
         if action.delay_s:
             await asyncio.sleep(action.delay_s)
         if action.status != 200:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.support.scripts import ModelScripts
+from tests.support.scripts import ScriptedUpstream
 
 
 @dataclass(frozen=True)
@@ -34,31 +34,12 @@ class Action:
     error_message: str | None = None
 
 
-@dataclass
-class FakeUpstream:
-    received: list[dict[str, Any]] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-    _scripts: ModelScripts[Action] = field(default_factory=lambda: ModelScripts(Action))
-
-    def script_for(self, model: str, *actions: Action) -> FakeUpstream:
-        """Queue ``actions`` for the next chat requests whose body names ``model``, in order."""
-        self._scripts.add(model, actions)
-        return self
-
-    def unmet(self) -> dict[str, list[Action]]:
-        """The scripted actions no request has taken yet, by model."""
-        return self._scripts.unmet()
-
-    def reset(self) -> None:
-        self._scripts.clear()
-        self.received.clear()
-        self.headers.clear()
+class FakeUpstream(ScriptedUpstream[Action]):
+    def __init__(self) -> None:
+        super().__init__(Action)
 
     async def chat(self, request: Request) -> Response:
-        body = orjson.loads(await request.body())
-        self.received.append(body)
-        self.headers.append(dict(request.headers))
-        action = self._scripts.next(body["model"])
+        body, action = await self.take(request)
         if action.delay_s:
             await asyncio.sleep(action.delay_s)
         if action.status != 200:

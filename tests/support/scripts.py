@@ -1,4 +1,4 @@
-"""What a fake upstream does next, queued per model.
+"""What the fake upstreams share: the requests they received, and what they do next, scripted per model.
 
 A fake upstream serves every call a test causes at once: the client's request,
 its retries, a fallback to another model, a shadow mirror running in the
@@ -15,40 +15,55 @@ from __future__ import annotations
 import collections
 import contextlib
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Generic, Protocol, Self, TypeVar
+
+import orjson
+from starlette.requests import Request
 
 A = TypeVar("A")
 
 
-class ModelScripts(Generic[A]):
-    """Queues of actions keyed by model; filled by the test's thread, emptied by the fake server's."""
+class ScriptedUpstream(Generic[A]):
+    """Records every request; hands each the next action queued for its model, or the default one.
+
+    Tests queue from their own thread while the fake's server takes from another: the queues are locked.
+    """
 
     def __init__(self, default: Callable[[], A]) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
         self._default = default
         self._queues: dict[str, collections.deque[A]] = {}
         self._lock = threading.Lock()
 
-    def add(self, model: str, actions: Iterable[A]) -> None:
+    def script_for(self, model: str, *actions: A) -> Self:
+        """Queue ``actions`` for the next requests whose body names ``model``, in order."""
         with self._lock:
             self._queues.setdefault(model, collections.deque()).extend(actions)
-
-    def next(self, model: str) -> A:
-        """The next action queued for ``model``, or the default answer when none is."""
-        with self._lock:
-            queue = self._queues.get(model)
-            if queue:
-                return queue.popleft()
-        return self._default()
+        return self
 
     def unmet(self) -> dict[str, list[A]]:
-        """The actions no request has taken yet, by model: empty when the script was played out."""
+        """The scripted actions no request has taken yet, by model: empty when the script was played out."""
         with self._lock:
             return {model: list(queue) for model, queue in self._queues.items() if queue}
 
-    def clear(self) -> None:
+    def reset(self) -> None:
         with self._lock:
             self._queues.clear()
+        self.received.clear()
+        self.headers.clear()
+
+    async def take(self, request: Request) -> tuple[dict[str, Any], A]:
+        """Record ``request``; its JSON body and the action it is to get."""
+        body: dict[str, Any] = orjson.loads(await request.body())
+        self.received.append(body)
+        self.headers.append(dict(request.headers))
+        with self._lock:
+            queue = self._queues.get(str(body.get("model", "")))
+            if queue:
+                return body, queue.popleft()
+        return body, self._default()
 
 
 class Scripted(Protocol):
