@@ -7,42 +7,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from routes import ChatScorer, Decision, EmbeddingClassifier, LinearClassifier, Score, decide, load_classifier
-from routes._embedding import Embedder
-from routes._features import DENSE_NAMES
+from routes import ChatScorer, Decision, EmbeddingClassifier, Score, decide, load_classifier
 from routes._linear import ModelFileError
 from routes._messages import conversation
 from routes._models import read_model
 from routes._static import StaticClassifier
-
-BITS = 10
-
-
-def _model() -> LinearClassifier:
-    """A hand-made model: longer prompts score higher, calibration spread evenly over [0.2, 0.8]."""
-    weights = np.zeros(len(DENSE_NAMES))
-    weights[DENSE_NAMES.index("length_chars")] = 1.0
-    return LinearClassifier(
-        bits=BITS,
-        dense_weights=weights,
-        dense_means=np.full(len(DENSE_NAMES), 0.0),
-        hashed_weights=np.zeros(1 << BITS, dtype=np.float32),
-        bias=-4.0,
-        calibration=np.linspace(0.2, 0.8, 101),
-    )
-
-
-def _user(content: object) -> list[dict[str, object]]:
-    return [{"role": "user", "content": content}]
+from tests.support.classifiers import toy_embedding_model, toy_linear_model, user_messages
 
 
 def test_is_a_classifier() -> None:
-    assert isinstance(_model(), ChatScorer)
+    assert isinstance(toy_linear_model(), ChatScorer)
 
 
 def test_longer_prompt_scores_higher_with_reasons() -> None:
-    short = _model().score(_user("hi there"))
-    long = _model().score(_user("explain " * 200))
+    short = toy_linear_model().score(user_messages("hi there"))
+    long = toy_linear_model().score(user_messages("explain " * 200))
     assert 0.0 <= short.value < long.value <= 1.0
     assert long.judgeable and long.reasons[0].startswith("length_chars+")
 
@@ -51,16 +30,16 @@ def test_longer_prompt_scores_higher_with_reasons() -> None:
     "messages",
     [
         [],
-        _user(""),
-        _user("   \n"),
-        _user(None),
-        _user([{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]),
+        user_messages(""),
+        user_messages("   \n"),
+        user_messages(None),
+        user_messages([{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]),
         [{"role": "assistant", "content": "only an assistant turn"}],
         ["not a mapping"],
     ],
 )
 def test_unjudgeable_inputs(messages: list[object]) -> None:
-    result = _model().score(messages)  # type: ignore[arg-type]
+    result = toy_linear_model().score(messages)  # type: ignore[arg-type]
     assert result == Score(0.5, ("no text to judge",), judgeable=False)
 
 
@@ -69,14 +48,14 @@ def test_list_content_with_text_is_judged() -> None:
         {"type": "text", "text": "What is in this picture?"},
         {"type": "image_url", "image_url": {"url": "x"}},
     ]
-    assert _model().score(_user(parts)).judgeable
+    assert toy_linear_model().score(user_messages(parts)).judgeable
 
 
 def test_decide_uses_threshold_and_low_confidence_arm() -> None:
-    clf = _model()
-    value = clf.score(_user("hello world")).value
-    assert decide(clf, _user("hello world"), value).arm == "prompted"
-    assert decide(clf, _user("hello world"), value + 1e-9).arm == "fine_tuned"
+    clf = toy_linear_model()
+    value = clf.score(user_messages("hello world")).value
+    assert decide(clf, user_messages("hello world"), value).arm == "prompted"
+    assert decide(clf, user_messages("hello world"), value + 1e-9).arm == "fine_tuned"
     assert decide(clf, [], 0.5) == Decision("prompted", None, 0.5, ("no text to judge",))
     assert decide(clf, [], 0.5, low_confidence_arm="fine_tuned").arm == "fine_tuned"
     with pytest.raises(ValueError):
@@ -84,7 +63,7 @@ def test_decide_uses_threshold_and_low_confidence_arm() -> None:
 
 
 def test_threshold_for_share_reads_calibration_quantiles() -> None:
-    clf = _model()
+    clf = toy_linear_model()
     assert clf.threshold_for_share(0.3) == pytest.approx(0.2 + 0.6 * 0.7)
     assert clf.threshold_for_share(1.0) == 0.0
     assert clf.threshold_for_share(0.0) > 1.0
@@ -97,10 +76,10 @@ def test_threshold_for_share_reads_calibration_quantiles() -> None:
 
 def test_save_load_round_trip_and_cache(tmp_path: Path) -> None:
     path = tmp_path / "m.npz"
-    _model().save(path)
+    toy_linear_model().save(path)
     loaded = read_model(path)
-    assert loaded.score(_user("some prompt")).value == pytest.approx(
-        _model().score(_user("some prompt")).value
+    assert loaded.score(user_messages("some prompt")).value == pytest.approx(
+        toy_linear_model().score(user_messages("some prompt")).value
     )
     assert load_classifier(path) is load_classifier(str(path))
 
@@ -116,7 +95,7 @@ def test_bad_model_files_are_refused(tmp_path: Path) -> None:
 def test_shipped_default_model_loads_and_scores() -> None:
     clf = load_classifier()
     assert clf is load_classifier(None)
-    hard = clf.score(_user("Prove that there are infinitely many primes p such that p + 2 is also prime."))
+    hard = clf.score(user_messages("Prove that there are infinitely many primes p such that p + 2 is also prime."))
     assert hard.judgeable and 0.0 <= hard.value <= 1.0 and hard.reasons
     assert 0.0 < clf.threshold_for_share(0.3) < 1.0
 
@@ -133,28 +112,12 @@ class _FakeEmbedder:
         return np.asarray(rows, dtype=np.float32)
 
 
-def _embedding_model(embedder: Embedder, dims: int = 2) -> EmbeddingClassifier:
-    """A toy stack: two topic centroids (digits vs words for the fake embedder) over the toy linear model."""
-    return EmbeddingClassifier(
-        linear=_model(),
-        centroids=np.eye(2, dims, dtype=np.float32),
-        centroid_values=np.array([0.9, 0.2]),
-        top=1,
-        temperature=20.0,
-        weights=np.array([1.0, 1.0]),
-        bias=0.0,
-        topic_mean=0.0,
-        calibration=np.linspace(0.1, 0.9, 101),
-        embedder=embedder,
-    )
-
-
 def test_embedding_model_adds_the_topic_prior_to_the_linear_logit() -> None:
-    clf = _embedding_model(_FakeEmbedder())
+    clf = toy_embedding_model(_FakeEmbedder())
     assert isinstance(clf, ChatScorer)
-    maths, chat = clf.score(_user("Add 3 and 4 apples.")), clf.score(_user("Add some and more apples."))
+    maths, chat = clf.score(user_messages("Add 3 and 4 apples.")), clf.score(user_messages("Add some and more apples."))
     assert maths.value > chat.value  # same length, different topic
-    linear_logit = clf.linear.logit(conversation(_user("Add 3 and 4 apples.")))[0]
+    linear_logit = clf.linear.logit(conversation(user_messages("Add 3 and 4 apples.")))[0]
     expected = 1.0 / (1.0 + np.exp(-(np.log(0.9 / 0.1) + linear_logit)))
     assert maths.value == pytest.approx(expected)
     assert any(reason.startswith("topic+") for reason in maths.reasons)
@@ -163,8 +126,8 @@ def test_embedding_model_adds_the_topic_prior_to_the_linear_logit() -> None:
 
 def test_embedding_model_batch_scores_equal_single_scores() -> None:
     embedder = _FakeEmbedder()
-    clf = _embedding_model(embedder)
-    chats = [_user("Add 3 and 4."), [], _user("Tell me a story about a cat."), _user("x " * 300)]
+    clf = toy_embedding_model(embedder)
+    chats = [user_messages("Add 3 and 4."), [], user_messages("Tell me a story about a cat."), user_messages("x " * 300)]
     batch = clf.score_batch(chats)
     assert embedder.calls == 1
     assert batch.tolist() == pytest.approx([clf.score(c).value for c in chats])
@@ -174,11 +137,11 @@ def test_embedding_model_batch_scores_equal_single_scores() -> None:
 def test_embedding_model_round_trip(tmp_path: Path) -> None:
     embedder = _FakeEmbedder()
     path = tmp_path / "e.npz"
-    _embedding_model(embedder).save(path)
+    toy_embedding_model(embedder).save(path)
     loaded = read_model(path, embedder=embedder)
     assert isinstance(loaded, EmbeddingClassifier)
     for text in ("Add 3 and 4.", "Write a poem."):
-        assert loaded.score(_user(text)).value == pytest.approx(_embedding_model(embedder).score(_user(text)).value)
+        assert loaded.score(user_messages(text)).value == pytest.approx(toy_embedding_model(embedder).score(user_messages(text)).value)
 
 
 def test_unknown_model_kind_is_refused(tmp_path: Path) -> None:
@@ -191,7 +154,7 @@ def test_shipped_models_by_name() -> None:
     default, fast = load_classifier("default"), load_classifier("fast")
     assert default is load_classifier() and isinstance(default, EmbeddingClassifier)
     assert isinstance(fast, StaticClassifier)
-    prompt = _user("A train leaves at 3:15 pm and travels 2.5 hours at 60 miles per hour. When does it arrive?")
+    prompt = user_messages("A train leaves at 3:15 pm and travels 2.5 hours at 60 miles per hour. When does it arrive?")
     # both stack the same linear model, each with its own topic prior (static vs MiniLM)
     assert fast.linear.score(prompt) == default.linear.score(prompt)
     fast_score = fast.score(prompt)

@@ -9,7 +9,7 @@ import zlib
 import numpy as np
 import pytest
 
-from routes._features import _ENTRY_BYTES, _WORD_HASHES, DENSE_NAMES, WINDOW, WordHashes, extract
+from routes._features import DENSE_NAMES, WINDOW, WordHashes, extract
 from routes._messages import content_text, conversation, prompt_messages
 
 BITS = 12
@@ -109,10 +109,13 @@ def test_long_text_is_scanned_only_within_the_window() -> None:
 
 def test_word_hash_cache_is_bounded_by_bytes_and_starts_over_when_full() -> None:
     cache = WordHashes(max_bytes=4096, max_word_chars=8)
+    assert cache["w0"] == zlib.crc32(b"w0")
+    overhead = cache.bytes - sys.getsizeof("w0")  # what an entry costs beyond its word: the same for every entry
+    assert overhead > 0
     words = [f"w{i}" for i in range(500)] + ["\U0001f600" * 8]  # 4-byte characters cost the most
     for word in words:
         assert cache[word] == zlib.crc32(word.encode("utf-8"))
-        assert cache.bytes == sum(sys.getsizeof(w) + _ENTRY_BYTES for w in cache) <= cache.max_bytes
+        assert cache.bytes == sum(sys.getsizeof(w) + overhead for w in cache) <= cache.max_bytes
     assert 0 < len(cache) < len(words)  # it filled, emptied and refilled
     assert cache["w499"] == zlib.crc32(b"w499")
 
@@ -122,8 +125,10 @@ def test_long_words_are_hashed_each_time_not_cached() -> None:
     word = "q" * (WINDOW - 10)
     feats = extract(conversation(prompt_messages(f"define {word} please")), BITS)
     assert feats.indices[1] == zlib.crc32(word.encode()) & ((1 << BITS) - 1)
-    assert word not in _WORD_HASHES and "define" in _WORD_HASHES
-    assert _WORD_HASHES.bytes <= _WORD_HASHES.max_bytes
+    cache = WordHashes(max_bytes=16 << 20, max_word_chars=32)
+    assert (cache[word], cache["define"]) == (zlib.crc32(word.encode()), zlib.crc32(b"define"))
+    assert word not in cache and "define" in cache
+    assert cache.bytes <= cache.max_bytes
 
 
 def test_content_parts_keep_only_text() -> None:

@@ -12,7 +12,7 @@ from routes._linear import LinearClassifier, ModelFileError
 from routes._models import read_model
 from routes._static import STATIC_PIECES, StaticClassifier, StaticEncoder, build_encoder, load_tokenizer
 from routes.training.onnx import WORD_EMBEDDINGS, initializers, word_embeddings
-from tests.routes.test_classifier import _embedding_model, _user
+from tests.support.classifiers import toy_embedding_model, user_messages
 
 
 def _varint(value: int) -> bytes:
@@ -96,7 +96,7 @@ def test_built_table_is_centred_projected_and_int8() -> None:
 
 
 def _static_model(encoder: StaticEncoder) -> StaticClassifier:
-    return StaticClassifier(_embedding_model(encoder, dims=encoder.table.shape[1]))
+    return StaticClassifier(toy_embedding_model(encoder, dims=encoder.table.shape[1]))
 
 
 def test_static_model_round_trip_needs_no_embedder(tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ def test_static_model_round_trip_needs_no_embedder(tmp_path: Path) -> None:
     assert isinstance(loaded, StaticClassifier) and isinstance(loaded.linear, LinearClassifier)
     assert not isinstance(loaded, EmbeddingClassifier)  # the gateway scores it inline, not in a thread
     for text in ("Add 3 and 4 apples.", "Write a poem about the sea."):
-        assert loaded.score(_user(text)).value == pytest.approx(model.score(_user(text)).value)
+        assert loaded.score(user_messages(text)).value == pytest.approx(model.score(user_messages(text)).value)
     fields = dict(np.load(tmp_path / "s.npz"))
     fields["static_scales"] = fields["static_scales"][:-1]
     np.savez(tmp_path / "bad.npz", **fields)
