@@ -25,6 +25,7 @@ from gateway.accounting.traffic_window import Grid
 from gateway.accounting.window_store import SqliteWindowStore
 from gateway.api import docs_page, endpoints
 from gateway.api.openapi import document
+from gateway.capture import CapturePolicy, CaptureStore, CaptureWriter
 from gateway.edge.guard import EdgeGuard
 from gateway.errors import (
     GatewayError,
@@ -87,7 +88,11 @@ def _runtime(settings: Settings, clock: Callable[[], float]) -> GatewayState:
     outcomes = OutcomeRecorder(outcome_store(shared, settings.data_dir / "experiments"))
     cluster = ClusterLedger(shared, Grid(settings.economics.window_s), clock) if shared.enabled else None
     window = cluster or SqliteWindowStore(settings.data_dir, settings.economics.window_s, clock)
-    ledger = Ledger(metrics, sys.stdout.buffer if settings.access_log else None, hooks=(outcomes, window))
+    capture = CapturePolicy(policies)
+    captures = CaptureWriter(lambda: CaptureStore.open(settings.database_url, settings.data_dir), capture.redactor,
+                             capture.retention_days, capture.wanted, metrics)
+    ledger = Ledger(metrics, sys.stdout.buffer if settings.access_log else None,
+                    hooks=(outcomes, window, captures))
     chooser = ArmChooser(settings.policies_dir, metrics)
     chooser.warm(policies.current)
     upstreams = Upstreams(settings.limits.max_upstream_reply_bytes)
@@ -100,7 +105,7 @@ def _runtime(settings: Settings, clock: Callable[[], float]) -> GatewayState:
         readiness["redis"] = Dependency(_readiness_of_redis(shared), lambda: shared.reached)
     return GatewayState(settings, policies, upstreams, metrics, ledger, knowledge,
                         AttemptRunner(metrics, breaker_board(shared)), chooser, outcomes, shared,
-                        ShadowRunner(metrics, upstreams), window, readiness, cluster)
+                        ShadowRunner(metrics, upstreams), window, readiness, capture, captures, cluster)
 
 
 def _readiness_of_redis(shared: SharedState) -> ReadinessCheck:
@@ -118,6 +123,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     policies = gateway.policies
     if gateway.shared.enabled:
         await gateway.shared.probe()
+    gateway.captures.start()
     tasks = [asyncio.create_task(policies.watch(settings.reload_interval_s), name="policy-watch"),
              asyncio.create_task(gateway.knowledge.start(policies.current), name="knowledge-start")]
     if any(not t.openai_compatible for t in policies.current.targets.values()):
@@ -132,8 +138,8 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         await asyncio.gather(*tasks, return_exceptions=True)
         await gateway.outcomes.drain()
         await gateway.shadow.drain()
-        if gateway.window is not None:
-            await gateway.window.aclose()
+        await gateway.window.aclose()
+        await asyncio.to_thread(gateway.captures.close)
         await gateway.upstreams.aclose()
         await gateway.shared.aclose()
 

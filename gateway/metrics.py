@@ -102,6 +102,13 @@ class Metrics:
         self.refused = Counter("gateway_refused_requests", "Requests refused before any endpoint ran, by reason "
                                "('host': Host header not allowed, 'overloaded': concurrency limit).", ("reason",),
                                registry=r)
+        self.captures = Counter("gateway_captures", "Captured requests by result ('stored'; dropped: 'queue_full', "
+                                "'too_large', 'unreadable', 'lost_at_stop'; 'store_error': a batch the store refused, tried again).",
+                                ("result",), registry=r)
+        self.capture_queue = Gauge("gateway_capture_queue_depth", "Captured requests waiting for the writer.",
+                                   registry=r, multiprocess_mode="livesum")
+        self.captures_deleted = Counter("gateway_captures_deleted", "Captures deleted by retention.", ("route",),
+                                        registry=r)
 
     def exposition(self) -> bytes:
         """The text format of every metric; merged across workers in multiprocess mode."""

@@ -97,6 +97,7 @@ class Settings:
     chroma_url: str | None = None
     redis_url: str | None = None
     redis_prefix: str = "hg:"
+    database_url: str | None = field(default=None, repr=False)  # PostgreSQL for captures; None: SQLite under data_dir
     economics: EconomicsSettings = field(default_factory=EconomicsSettings)
     edge: EdgeSettings = field(default_factory=EdgeSettings)
     limits: Limits = field(default_factory=Limits)
@@ -114,6 +115,7 @@ class Settings:
             chroma_url=_env("CHROMA_URL") or None,
             redis_url=_env("REDIS_URL") or None,
             redis_prefix=_env("REDIS_PREFIX", "hg:"),
+            database_url=_env("DATABASE_URL") or None,
             economics=EconomicsSettings(
                 window_s=float(_env("ECONOMICS_WINDOW_S", str(EconomicsSettings.window_s))),
                 min_observed_s=float(_env("ECONOMICS_MIN_OBSERVED_S", str(EconomicsSettings.min_observed_s))),

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from gateway.accounting.cluster_ledger import ClusterLedger
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.traffic_window import WindowStore
+from gateway.capture import CapturePolicy, CaptureWriter
 from gateway.metrics import Metrics
 from gateway.pipeline.arm_choice import ArmChooser
 from gateway.pipeline.attempts import AttemptRunner
@@ -52,4 +53,6 @@ class GatewayState:
     window: WindowStore
     """The economics window's counters: the cluster ledger with Redis, else SQLite under the data dir."""
     readiness: Mapping[str, Dependency]
+    capture: CapturePolicy
+    captures: CaptureWriter
     cluster: ClusterLedger | None = None

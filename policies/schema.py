@@ -9,6 +9,7 @@ silently disables a setting.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Literal
 
@@ -207,6 +208,31 @@ class Economics(_Strict):
         return self.maintenance_monthly_usd + retraining
 
 
+class Redaction(_Strict):
+    """A pattern of the operator's own to remove before a capture is stored, besides the built-in ones."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$", description="Shown as [REDACTED:name] in its place.")
+    pattern: str = Field(min_length=1, max_length=1000, description="A Python regular expression.")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return pattern
+
+
+class Capture(_Strict):
+    """Keep a share of a route's traffic, redacted, as the examples of its fine-tuning dataset."""
+
+    share: float = Field(gt=0, le=1, description="Fraction of the route's successful requests kept.")
+    retention_days: float = Field(default=90.0, gt=0, le=3650, description="Captures older than this are deleted.")
+    redact: tuple[Redaction, ...] = Field(default=(), description="Patterns removed besides the built-in ones "
+                                          "(e-mail addresses, phone numbers, card numbers, API keys).")
+
+
 class Route(_Strict):
     """A public model name that clients call; the gateway picks an arm per request."""
 
@@ -221,6 +247,7 @@ class Route(_Strict):
     shadow: Shadow | None = None
     classifier: Classifier | None = None
     economics: Economics | None = None
+    capture: Capture | None = None
 
     @model_validator(mode="after")
     def _retrieval_leaves_time_to_answer(self) -> Route:

@@ -19,6 +19,7 @@ from gateway.accounting.completion import (
     Arrival,
     Completion,
     Delivery,
+    Exchange,
     Routing,
     finish,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "Completion",
     "Counts",
     "Delivery",
+    "Exchange",
     "Grid",
     "Ledger",
     "MemoryBuckets",

@@ -11,7 +11,9 @@ value reaches the ledger and its hooks, so nothing is counted from a half-filled
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.accounting.usage import Usage, cost_usd
 from policies import Target
@@ -79,6 +81,16 @@ NOTHING_DELIVERED = Delivery()
 
 
 @dataclass(frozen=True, slots=True)
+class Exchange:
+    """What a captured request said and got back, kept as it came: parsing and redaction happen in the
+    capture writer (``gateway.capture``), off the request path. The gateway never edits these after sending."""
+
+    client_messages: Sequence[Mapping[str, Any]]
+    sent_messages: Sequence[Mapping[str, Any]]  # as sent upstream: the arm's prompt, context, then the client's
+    answer: bytes | tuple[bytes, ...]  # a JSON reply's body, or a stream's data payloads
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     """One finished request: what the ledger turns into metrics, the access log line and its hooks' records."""
 
@@ -91,6 +103,7 @@ class Completion:
     cost_usd: float | None
     duration_s: float
     ttft_s: float | None
+    exchange: Exchange | None = None  # only for a request its route captures
 
     @property
     def overhead_s(self) -> float:
@@ -99,7 +112,8 @@ class Completion:
 
 def finish(arrival: Arrival, routing: Routing = UNROUTED, delivery: Delivery = NOTHING_DELIVERED, *,
            target: Target | None = None, usage: Usage | None = None, status: int = 200,
-           error_code: str | None = None, ttft_s: float | None = None) -> Completion:
+           error_code: str | None = None, ttft_s: float | None = None, exchange: Exchange | None = None) -> Completion:
     """The request's ``Completion``, now: its duration ends here and its cost is ``usage`` at ``target``'s price."""
     cost = cost_usd(target, usage) if usage is not None else None
-    return Completion(arrival, routing, delivery, status, error_code, usage, cost, arrival.elapsed(), ttft_s)
+    return Completion(arrival, routing, delivery, status, error_code, usage, cost, arrival.elapsed(), ttft_s,
+                      exchange)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
+import orjson
+
 from gateway.accounting.pricing import price_of
 from policies import Target
 
@@ -75,6 +77,31 @@ def completion_text(data: Mapping[str, Any]) -> str:
         for call in message.get("tool_calls") or ():
             parts.append(str((call.get("function") or {}).get("arguments", "")))
     return " ".join(parts)
+
+
+def _delta_text(chunk: Mapping[str, Any]) -> str:
+    parts: list[str] = []
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        content = delta.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        for call in delta.get("tool_calls") or ():
+            parts.append(str((call.get("function") or {}).get("arguments") or ""))
+    return "".join(parts)
+
+
+def stream_text(payloads: Iterable[bytes]) -> str:
+    """All generated text of a stream, from its ``data:`` payloads (content and tool-call arguments)."""
+    parts: list[str] = []
+    for payload in payloads:
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(chunk, dict):
+            parts.append(_delta_text(chunk))
+    return "".join(parts)
 
 
 def reply_usage(data: Mapping[str, Any], messages: Iterable[Mapping[str, Any]]) -> Usage:

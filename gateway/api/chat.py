@@ -11,7 +11,15 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.accounting.completion import NOTHING_DELIVERED, UNROUTED, Arrival, Delivery, Routing, finish
+from gateway.accounting.completion import (
+    NOTHING_DELIVERED,
+    UNROUTED,
+    Arrival,
+    Delivery,
+    Exchange,
+    Routing,
+    finish,
+)
 from gateway.accounting.usage import reply_usage
 from gateway.api.common import completed_headers, failure, gateway_headers, state_of
 from gateway.errors import InvalidRequest
@@ -97,8 +105,11 @@ def _routing(plan: Plan, score: float | None, assigned: Assignment | None) -> Ro
 
 
 async def _serve(gateway: GatewayState, policy: PolicySet, arrival: Arrival, routing: Routing,
-                 body: dict[str, Any], chat: ChatCompletionRequest, first: Plan) -> Response:
-    """Call upstream through retries, breakers and fallbacks; answer from whichever plan succeeded."""
+                 body: dict[str, Any], chat: ChatCompletionRequest, first: Plan, capturing: bool) -> Response:
+    """Call upstream through retries, breakers and fallbacks; answer from whichever plan succeeded.
+
+    ``capturing``: the route keeps this request (``gateway.capture``); its ``Completion`` then carries
+    the ``Exchange``, raw, for the capture writer to parse off the request path."""
     deadline = time.monotonic() + first.deadline_s  # one for retrieval and every attempt (the runner's clock)
     grounding = _Grounding(gateway, body, deadline)
 
@@ -117,13 +128,16 @@ async def _serve(gateway: GatewayState, policy: PolicySet, arrival: Arrival, rou
     if isinstance(attempted, Exhausted):
         return failure(gateway, arrival, attempted.error, routing, delivery)
     result = attempted.result
+    client_messages = body["messages"] if capturing else None
     if isinstance(result, UpstreamReply):
-        done = finish(arrival, routing, delivery, target=sent.target, usage=reply_usage(result.data, sent.messages))
+        exchange = Exchange(client_messages, sent.messages, result.body) if client_messages is not None else None
+        done = finish(arrival, routing, delivery, target=sent.target, usage=reply_usage(result.data, sent.messages),
+                      exchange=exchange)
         response = Response(_with_sources(result, grounding.outcome(sent), arrival.request_id),
                             media_type="application/json", headers=completed_headers(done))
         gateway.ledger.close(done)
         return response
-    relay = SSERelay(sent, arrival, routing, delivery, gateway.ledger.close)
+    relay = SSERelay(sent, arrival, routing, delivery, gateway.ledger.close, client_messages)
     headers = {**gateway_headers(arrival, routing, delivery, "pending"), **_SSE_HEADERS}
     return StreamingResponse(relay.run(result), media_type="text/event-stream", headers=headers)
 
@@ -147,7 +161,8 @@ async def chat_completions(request: Request) -> Response:
         decision = await decide_arm(resolution, forced, assigned[1] if assigned else None, classify)
         plan = plan_chat(policy, resolution, body, chat, decision)
         routing = _routing(plan, decision.score, assigned[0] if assigned else None)
-        return await _serve(gateway, policy, arrival, routing, body, chat, plan)
+        capturing = gateway.capture.sampled(resolution.route)
+        return await _serve(gateway, policy, arrival, routing, body, chat, plan, capturing)
     except Exception as exc:  # the one boundary where every failure becomes an OpenAI error
         return failure(gateway, arrival, exc, routing, NOTHING_DELIVERED)
 

@@ -16,14 +16,21 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 import orjson
 
-from gateway.accounting.completion import Arrival, Completion, Delivery, Routing, finish
-from gateway.accounting.usage import Usage, estimate_prompt_tokens, estimate_tokens, format_cost, usage_from
+from gateway.accounting.completion import Arrival, Completion, Delivery, Exchange, Routing, finish
+from gateway.accounting.usage import (
+    Usage,
+    estimate_prompt_tokens,
+    estimate_tokens,
+    format_cost,
+    stream_text,
+    usage_from,
+)
 from gateway.errors import GatewayError, InternalError, UpstreamFailed, sse_error_event
 from gateway.pipeline.plan import Plan
 from gateway.upstream import UpstreamStream
@@ -31,18 +38,6 @@ from gateway.upstream import UpstreamStream
 _DATA = b"data:"
 _DONE = b"[DONE]"
 _NULL_USAGE = re.compile(rb'"usage"\s*:\s*null')
-
-
-def _delta_text(chunk: dict[str, Any]) -> str:
-    parts: list[str] = []
-    for choice in chunk.get("choices") or ():
-        delta = choice.get("delta") or {}
-        content = delta.get("content")
-        if isinstance(content, str):
-            parts.append(content)
-        for call in delta.get("tool_calls") or ():
-            parts.append(str((call.get("function") or {}).get("arguments") or ""))
-    return "".join(parts)
 
 
 def _loads(payload: bytes) -> dict[str, Any]:
@@ -57,12 +52,15 @@ class SSERelay:
     """Forwards each network read as one write; only lines that carry usage are parsed on the way."""
 
     def __init__(self, plan: Plan, arrival: Arrival, routing: Routing, delivery: Delivery,
-                 on_close: Callable[[Completion], None]) -> None:
+                 on_close: Callable[[Completion], None],
+                 captured_messages: Sequence[Mapping[str, Any]] | None = None) -> None:
+        """``captured_messages``: the client's, when the route captures this request (its ``Exchange``)."""
         self._plan = plan
         self._arrival = arrival
         self._routing = routing
         self._delivery = delivery
         self._on_close = on_close
+        self._captured_messages = captured_messages
         self._usage: Usage | None = None
         self._payloads: list[bytes] = []
         self._skip_blank = False
@@ -74,11 +72,13 @@ class SSERelay:
         """The stream's ``Completion``: usage as reported, else estimated from the text relayed."""
         usage = self._usage
         if usage is None:
-            text = "".join(_delta_text(_loads(payload)) for payload in self._payloads)
-            usage = Usage(estimate_prompt_tokens(self._plan.messages), estimate_tokens(text), True)
+            usage = Usage(estimate_prompt_tokens(self._plan.messages), estimate_tokens(stream_text(self._payloads)),
+                          True)
         delivery = replace(self._delivery, upstream_s=self._delivery.upstream_s + self._read_s)
+        own = self._captured_messages
+        exchange = Exchange(own, self._plan.messages, tuple(self._payloads)) if own is not None else None
         return finish(self._arrival, self._routing, delivery, target=self._plan.target, usage=usage,
-                      status=status, error_code=error_code, ttft_s=self._ttft_s)
+                      status=status, error_code=error_code, ttft_s=self._ttft_s, exchange=exchange)
 
     def _keep(self, payload: bytes) -> bool:
         """Note a data payload; False for the usage chunk the client did not ask for."""

@@ -32,13 +32,15 @@ ALLOWED: dict[str, frozenset[str]] = {
     "economics": frozenset({"accounting"}),
     "edge": frozenset(),
     "pipeline": frozenset({"upstream", "accounting"}),
+    "capture": frozenset({"accounting"}),
     "demo_upstream": frozenset({"accounting"}),
-    "state": frozenset({"pipeline", "upstream", "accounting"}),
+    "state": frozenset({"pipeline", "upstream", "accounting", "capture"}),
     "api": frozenset({"pipeline", "upstream", "accounting", "economics", "dashboard", "state"}),
-    "app": frozenset({"api", "pipeline", "upstream", "accounting", "economics", "dashboard", "state", "edge"}),
+    "app": frozenset({"api", "pipeline", "upstream", "accounting", "capture", "economics", "dashboard", "state",
+                      "edge"}),
     "evaluation": frozenset({"app", "demo_upstream", "edge", "pipeline", "economics"}),
-    "cli": frozenset({"app", "api", "pipeline", "upstream", "accounting", "economics", "dashboard", "state", "edge",
-                      "demo_upstream", "evaluation"}),
+    "cli": frozenset({"app", "api", "pipeline", "upstream", "accounting", "capture", "economics", "dashboard",
+                      "state", "edge", "demo_upstream", "evaluation"}),
 }
 
 

@@ -1,0 +1,17 @@
+"""Capture: a route's production traffic kept, redacted, as the examples of its fine-tuning dataset.
+
+- ``service``: ``CapturePolicy``, what each route's ``capture:`` block says (share, redaction, retention);
+- ``redaction``: secrets and personal data removed before anything is stored;
+- ``rows``: one captured request as stored (``CaptureRow``), made from its ``Completion``;
+- ``store``: SQLite under the data directory, or PostgreSQL for every replica; ``migrations``: its schema;
+- ``writer``: the bounded queue and thread that store captures off the request path, and retention.
+"""
+
+from gateway.capture.redaction import Redactor
+from gateway.capture.rows import CaptureRow, capture_row
+from gateway.capture.service import CapturePolicy
+from gateway.capture.store import CaptureStore, CaptureStoreError
+from gateway.capture.writer import CaptureWriter
+
+__all__ = ["CapturePolicy", "CaptureRow", "CaptureStore", "CaptureStoreError", "CaptureWriter", "Redactor",
+           "capture_row"]

@@ -1,0 +1,87 @@
+"""One captured request as stored: redacted text and the request's accounting, keyed by the gateway's id."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gateway.accounting.completion import Completion, Exchange
+from gateway.accounting.usage import completion_text, stream_text
+
+Redact = Callable[[str], str]
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureRow:
+    """``client_messages`` are the caller's own; ``added_messages`` what the arm put before them (system
+    prompt, few-shot examples, retrieved context), kept apart so a dataset can swap in another arm's prompt."""
+
+    request_id: str
+    captured_at: float
+    route: str
+    arm: str
+    target: str
+    experiment: str
+    variant: str
+    score: float | None
+    stream: bool
+    client_messages: str  # JSON
+    added_messages: str  # JSON
+    answer: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    usage_estimated: bool | None
+    cost_usd: float | None
+    latency_ms: float
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        loaded: list[dict[str, Any]] = orjson.loads(self.client_messages)
+        return loaded
+
+
+def _redacted(content: Any, redact: Redact) -> Any:
+    """A message's content with every text redacted: a string, or the text parts of a list."""
+    if isinstance(content, str):
+        return redact(content)
+    if isinstance(content, list):
+        return [{**part, "text": redact(part["text"])} if isinstance(part, Mapping) and isinstance(part.get("text"), str)
+                else part for part in content]
+    return content
+
+
+def _messages(messages: Sequence[Mapping[str, Any]], redact: Redact) -> list[dict[str, Any]]:
+    return [{**message, "content": _redacted(message.get("content"), redact)} for message in messages]
+
+
+def _added(exchange: Exchange) -> Sequence[Mapping[str, Any]]:
+    """What went upstream before the client's messages; everything sent when the tail is not theirs."""
+    sent, own = list(exchange.sent_messages), list(exchange.client_messages)
+    if own and sent[-len(own):] == own:
+        return sent[:-len(own)]
+    return sent
+
+
+def _answer(exchange: Exchange) -> str:
+    if isinstance(exchange.answer, bytes):
+        data = orjson.loads(exchange.answer)
+        return completion_text(data) if isinstance(data, dict) else ""
+    return stream_text(exchange.answer)
+
+
+def capture_row(done: Completion, redact: Redact, now: Callable[[], float] = time.time) -> CaptureRow:
+    """``done`` as stored: parsed and redacted here, in the capture writer's thread."""
+    exchange, routing, usage = done.exchange, done.routing, done.usage
+    if exchange is None:
+        raise ValueError(f"request {done.arrival.request_id} was not captured")
+    return CaptureRow(
+        done.arrival.request_id, now(), routing.route, routing.arm, routing.target, routing.experiment,
+        routing.variant, routing.score, routing.stream,
+        orjson.dumps(_messages(exchange.client_messages, redact)).decode(),
+        orjson.dumps(_messages(_added(exchange), redact)).decode(), redact(_answer(exchange)),
+        usage.prompt_tokens if usage else None, usage.completion_tokens if usage else None,
+        usage.estimated if usage else None, done.cost_usd, round(done.duration_s * 1000, 3))

@@ -1,0 +1,166 @@
+"""Captured requests in SQLite (the embedded default) or PostgreSQL (one database for every replica).
+
+The same SQL runs on both through their DB-API drivers (the standard library's
+``sqlite3``; ``psycopg`` 3, imported only when a ``postgresql://`` URL is set);
+``_Dialect`` holds what differs: placeholders, how to open, how to lock for a
+migration. Inserts are idempotent on the gateway's request id, so a batch
+written again after an error that hid its commit is still stored once. A store
+is used from one thread at a time (the capture writer's, or a CLI's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
+from typing import Any, Protocol
+
+from gateway.capture.migrations import MIGRATIONS
+from gateway.capture.rows import CaptureRow
+
+_COLUMNS = tuple(field.name for field in fields(CaptureRow))
+_SQLITE_BUSY_TIMEOUT_S = 5.0
+_MIGRATION_LOCK = 0x6867_6361_7074  # "hgcapt": the advisory lock replicas take to migrate one at a time
+
+
+class _Cursor(Protocol):
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any: ...
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]], /) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    @property
+    def rowcount(self) -> int: ...
+
+
+class _Connection(Protocol):
+    def cursor(self) -> Any: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class CaptureStoreError(RuntimeError):
+    """The database refused or could not be reached: the writer counts it and tries the batch again."""
+
+
+@dataclass(frozen=True)
+class _Dialect:
+    name: str
+    placeholder: str
+
+    def sql(self, statement: str) -> str:
+        return statement.replace("?", self.placeholder)
+
+
+_SQLITE = _Dialect("sqlite", "?")
+_POSTGRES = _Dialect("postgres", "%s")
+
+
+class CaptureStore:
+    """Open with ``CaptureStore.open(url, data_dir)``; ``migrate()`` once before use."""
+
+    def __init__(self, connection: _Connection, dialect: _Dialect, where: str) -> None:
+        self._db = connection
+        self._dialect = dialect
+        self.where = where  # for messages: the SQLite file, or the PostgreSQL URL without its password
+
+    @classmethod
+    def open(cls, url: str | None, data_dir: Path) -> CaptureStore:
+        """PostgreSQL at ``url`` when given, else ``captures.sqlite3`` under ``data_dir``."""
+        try:
+            if url:
+                import psycopg  # only a PostgreSQL deployment pays for the driver
+
+                parts = psycopg.conninfo.conninfo_to_dict(url)
+                user = f"{parts['user']}@" if parts.get("user") else ""
+                where = (f"postgresql://{user}{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/"
+                         f"{parts.get('dbname', '')}")
+                return cls(psycopg.connect(url, connect_timeout=5), _POSTGRES, where)
+            data_dir.mkdir(parents=True, exist_ok=True)
+            path = data_dir / "captures.sqlite3"
+            db = sqlite3.connect(path, timeout=_SQLITE_BUSY_TIMEOUT_S, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            return cls(db, _SQLITE, str(path))
+        except Exception as exc:  # each driver has its own error tree; both become the store's
+            raise CaptureStoreError(f"cannot open the capture store: {type(exc).__name__}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[_Cursor]:
+        cursor = self._db.cursor()
+        try:
+            yield cursor
+            self._db.commit()
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                self._db.rollback()
+            raise CaptureStoreError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            cursor.close()
+
+    def _execute(self, cursor: _Cursor, statement: str, params: Sequence[Any] = ()) -> Any:
+        return cursor.execute(self._dialect.sql(statement), params)
+
+    def migrate(self) -> list[int]:
+        """Apply the migrations this database lacks, in order; the versions applied now."""
+        applied_now: list[int] = []
+        with self._transaction() as cursor:
+            if self._dialect is _POSTGRES:
+                self._execute(cursor, f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+            else:
+                self._execute(cursor, "BEGIN IMMEDIATE")  # sqlite3 opens transactions lazily; take the lock now
+            self._execute(cursor, "CREATE TABLE IF NOT EXISTS capture_schema (version INTEGER PRIMARY KEY, "
+                                  "description TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
+            self._execute(cursor, "SELECT version FROM capture_schema")
+            done = {row[0] for row in cursor.fetchall()}
+            for migration in MIGRATIONS:
+                if migration.version in done:
+                    continue
+                for statement in migration.postgres if self._dialect is _POSTGRES else migration.sqlite:
+                    self._execute(cursor, statement)
+                self._execute(cursor, "INSERT INTO capture_schema VALUES (?, ?, ?)",
+                              (migration.version, migration.description, time.time()))
+                applied_now.append(migration.version)
+        return applied_now
+
+    def insert(self, rows: Sequence[CaptureRow]) -> None:
+        """Store ``rows`` in one transaction; a request id already stored is kept as it is."""
+        marks = ", ".join("?" * len(_COLUMNS))
+        statement = self._dialect.sql(f"INSERT INTO captures ({', '.join(_COLUMNS)}) VALUES ({marks}) "
+                                      "ON CONFLICT (request_id) DO NOTHING")
+        with self._transaction() as cursor:
+            cursor.executemany(statement, [astuple(row) for row in rows])
+
+    def delete_before(self, route: str, before: float) -> int:
+        """Delete ``route``'s captures taken before ``before`` (epoch seconds); how many went."""
+        with self._transaction() as cursor:
+            self._execute(cursor, "DELETE FROM captures WHERE route = ? AND captured_at < ?", (route, before))
+            return int(cursor.rowcount)
+
+    def routes(self) -> list[str]:
+        with self._transaction() as cursor:
+            self._execute(cursor, "SELECT DISTINCT route FROM captures ORDER BY route")
+            return [row[0] for row in cursor.fetchall()]
+
+    def read(self, route: str, since: float | None = None, until: float | None = None) -> list[CaptureRow]:
+        """``route``'s captures taken in [since, until), oldest first."""
+        with self._transaction() as cursor:
+            self._execute(cursor, f"SELECT {', '.join(_COLUMNS)} FROM captures WHERE route = ? AND captured_at >= ? "
+                                  "AND captured_at < ? ORDER BY captured_at, request_id",
+                          (route, since if since is not None else float("-inf"),
+                           until if until is not None else float("inf")))
+            return [CaptureRow(*_typed(row)) for row in cursor.fetchall()]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._db.close()
+
+
+def _typed(row: Sequence[Any]) -> tuple[Any, ...]:
+    """SQLite hands booleans back as 0/1: the row as ``CaptureRow`` types it."""
+    values = list(row)
+    for index in (_COLUMNS.index("stream"), _COLUMNS.index("usage_estimated")):
+        if values[index] is not None:
+            values[index] = bool(values[index])
+    return tuple(values)

@@ -1,0 +1,183 @@
+"""Store captured requests off the request path: a bounded queue in front of one writer thread.
+
+``offer`` runs on the event loop for each captured request and never waits: it
+puts the finished ``Completion`` in the queue, or, when the queue is full,
+drops it and counts ``gateway_captures_total{result="queue_full"}``. The thread
+takes batches, parses and redacts them (``capture_row``), and writes each batch in
+one transaction. A batch the store refuses (the database down, a lock) is kept
+and tried again with backoff while new captures queue up behind it, so nothing
+accepted is lost while the queue has room. Every ``sweep_every_s`` the thread
+deletes what each route's retention says is due.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+from gateway.accounting.completion import Completion
+from gateway.capture.rows import CaptureRow, Redact, capture_row
+from gateway.capture.store import CaptureStore, CaptureStoreError
+from gateway.metrics import Metrics
+
+log = logging.getLogger("hybrid_gateway.capture")
+MAX_ROW_CHARS = 2 * 1024 * 1024  # a capture's text beyond this is not stored: no dataset example is this long
+_DAY_S = 86_400.0
+
+
+class CaptureWriter:
+    """``open_store`` opens the store (in the thread, so a slow database never delays start); ``redactor``
+    and ``retention_days`` read a route's current policy; ``wanted`` says whether any route captures now
+    (a gateway that captures nothing opens no store, unless captures arrive); ``clock`` is epoch seconds."""
+
+    def __init__(self, open_store: Callable[[], CaptureStore], redactor: Callable[[str], Redact],
+                 retention_days: Callable[[str], float], wanted: Callable[[], bool], metrics: Metrics, *,
+                 capacity: int = 10_000,
+                 batch: int = 256, sweep_every_s: float = 600.0, clock: Callable[[], float] = time.time) -> None:
+        self._open_store = open_store
+        self._redactor = redactor
+        self._retention_days = retention_days
+        self._wanted = wanted
+        self._metrics = metrics
+        self._queue: queue.Queue[Completion] = queue.Queue(capacity)
+        self._batch = batch
+        self._sweep_every_s = sweep_every_s
+        self._clock = clock
+        self._stop = threading.Event()
+        self._settled = threading.Condition()
+        self._accepted = 0
+        self._finished = 0  # stored or dropped by the thread: what ``flush`` waits for
+        self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
+        self._next_sweep = 0.0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def __call__(self, done: Completion) -> None:
+        """The ledger hook: a captured request that succeeded goes to the queue."""
+        if done.exchange is not None and done.status == 200:
+            self.offer(done)
+
+    def offer(self, done: Completion) -> bool:
+        """Queue ``done`` for storage; False (and counted) when the queue is full. Never blocks."""
+        try:
+            self._queue.put_nowait(done)
+        except queue.Full:
+            self._metrics.captures.labels("queue_full").inc()
+            return False
+        with self._settled:
+            self._accepted += 1
+        self._metrics.capture_queue.inc()
+        return True
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until everything accepted so far is stored or dropped; False when ``timeout_s`` ran out first."""
+        with self._settled:
+            target = self._accepted
+            return self._settled.wait_for(lambda: self._finished >= target, timeout_s)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Store what is queued (for up to ``timeout_s``), then stop the thread."""
+        if self._thread.is_alive():
+            self.flush(timeout_s)
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    def _settle(self, count: int) -> None:
+        self._metrics.capture_queue.dec(count)
+        with self._settled:
+            self._finished += count
+            self._settled.notify_all()
+
+    def _take(self) -> list[Completion]:
+        """The next batch: waits for a first item (or the next sweep, or stop), then takes what is there."""
+        timeout = max(self._next_sweep - self._clock(), 0.0) if self._next_sweep else self._sweep_every_s
+        try:
+            taken = [self._queue.get(timeout=min(timeout, 0.5))]  # wakes twice a second to notice a stop
+        except queue.Empty:
+            return []
+        while len(taken) < self._batch:
+            try:
+                taken.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return taken
+
+    def _rows(self, batch: list[Completion]) -> list[CaptureRow]:
+        rows: list[CaptureRow] = []
+        for done in batch:
+            try:
+                row = capture_row(done, self._redactor(done.routing.route), self._clock)
+            except Exception:  # an answer the parser cannot read must not stop the others
+                log.exception("capture of request %s is unreadable; dropped", done.arrival.request_id)
+                self._metrics.captures.labels("unreadable").inc()
+                continue
+            if len(row.client_messages) + len(row.added_messages) + len(row.answer) > MAX_ROW_CHARS:
+                self._metrics.captures.labels("too_large").inc()
+                continue
+            rows.append(row)
+        return rows
+
+    def _run(self) -> None:
+        store: CaptureStore | None = None
+        rows: list[CaptureRow] = []
+        pending = 0  # completions behind ``rows`` (some may have been dropped while making them)
+        backoff_s = 0.5
+        while not (self._stop.is_set() and not pending and self._queue.empty()):
+            if not pending:
+                batch = self._take()
+                rows, pending = self._rows(batch), len(batch)
+            try:
+                if store is None and (rows or (self._sweep_due() and self._wanted())):
+                    store = self._opened()
+                if rows and store is not None:
+                    store.insert(rows)
+                    self._metrics.captures.labels("stored").inc(len(rows))
+                if pending:
+                    self._settle(pending)
+                rows, pending, backoff_s = [], 0, 0.5
+                if store is not None and self._sweep_due():
+                    self._sweep(store)
+            except CaptureStoreError as exc:
+                log.warning("capture store %s: %s; trying again in %.1f s", "refused a batch" if store else
+                            "unavailable", exc, backoff_s)
+                self._metrics.captures.labels("store_error").inc()
+                if store is not None:
+                    store.close()
+                store = None
+                if self._stop.wait(backoff_s):
+                    break
+                backoff_s = min(backoff_s * 2, 30.0)
+        while True:  # stopped with the store down: what could not be written is gone, and said so
+            try:
+                self._queue.get_nowait()
+                pending += 1
+            except queue.Empty:
+                break
+        if pending:
+            log.error("capture writer stopped with %d captures unstored", pending)
+            self._metrics.captures.labels("lost_at_stop").inc(pending)
+            self._settle(pending)
+        if store is not None:
+            store.close()
+
+    def _opened(self) -> CaptureStore:
+        store = self._open_store()
+        store.migrate()
+        return store
+
+    def _sweep_due(self) -> bool:
+        return self._clock() >= self._next_sweep
+
+    def _sweep(self, store: CaptureStore) -> None:
+        """Delete each stored route's captures older than its retention."""
+        now = self._clock()
+        self._next_sweep = now + self._sweep_every_s
+        for route in store.routes():
+            deleted = store.delete_before(route, now - self._retention_days(route) * _DAY_S)
+            if deleted:
+                self._metrics.captures_deleted.labels(route).inc(deleted)
