@@ -16,9 +16,10 @@ from starlette.requests import Request
 from gateway.app import create_app
 from gateway.pipeline.intake import client_request_id
 from gateway.settings import Settings, digest_key
-from tests.gateway.test_errors import assert_envelope
-from tests.gateway.test_rag_gateway import wait_ready
+from tests.support.chat import chat
+from tests.support.envelope import assert_envelope
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.knowledge import wait_knowledge_loaded
 from tests.support.metrics import scrape
 from tests.support.polling import poll
 from tests.support.servers import ServerThread
@@ -35,19 +36,14 @@ def nested(depth: int) -> Any:
     return value
 
 
-def chat(gateway: ServerThread, **body: Any) -> httpx.Response:
-    return httpx.post(gateway.url + "/v1/chat/completions", json={"model": "chat", "messages": MESSAGES, **body},
-                      timeout=30)
-
-
 def test_json_nested_past_the_limit_is_400_not_a_failed_serialisation(gateway: ServerThread,
                                                                        fake: FakeUpstream) -> None:
     # 300 levels parse (orjson reads 1024) but cannot be serialised upstream (orjson writes 255).
-    error = assert_envelope(chat(gateway, metadata={"deep": nested(300)}), 400, "invalid_json")
+    error = assert_envelope(chat(gateway, "chat", metadata={"deep": nested(300)}), 400, "invalid_json")
     assert "64 levels" in error["message"]
-    assert_envelope(chat(gateway, metadata={"deep": nested(65)}), 400, "invalid_json")
+    assert_envelope(chat(gateway, "chat", metadata={"deep": nested(65)}), 400, "invalid_json")
     assert fake.received == []
-    assert chat(gateway, metadata={"deep": nested(64)}).status_code == 200  # the documented limit itself passes
+    assert chat(gateway, "chat", metadata={"deep": nested(64)}).status_code == 200  # the documented limit itself passes
     assert scrape(gateway.url, "gateway_requests_total", status="500") == 0
     assert scrape(gateway.url, "gateway_requests_total", status="400") == 2
 
@@ -74,7 +70,7 @@ def admin(tmp_path_factory: pytest.TempPathFactory,
     settings = Settings(policies_dir=Path(__file__).resolve().parents[2] / "policies" / "default",
                         data_dir=root / "var", admin_key_digests=frozenset({digest_key("admin-secret")}))
     server = ServerThread(create_app(settings)).start()
-    wait_ready(server.url)
+    wait_knowledge_loaded(server.url)
     yield server
     server.stop()
 

@@ -24,6 +24,7 @@ from gateway.economics.observed import SECONDS_PER_MONTH
 from gateway.settings import EconomicsSettings, digest_key
 from tests.conftest import SMALL_MODEL, GatewayFactory
 from tests.support.browser import DevTools, chromium
+from tests.support.chat import chat
 from tests.support.clock import FakeClock
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.metrics import metric_sum
@@ -79,12 +80,6 @@ def gateway(start_gateway: GatewayFactory, policy_dir: Path, fake: FakeUpstream,
     return start_gateway(clock=clock, economics=MINIMUMS)
 
 
-def chat(server: ServerThread, route: str, **extra: Any) -> httpx.Response:
-    headers = extra.pop("headers", {})
-    body = {"model": route, "messages": [{"role": "user", "content": "hi"}], **extra}
-    return httpx.post(server.url + "/v1/chat/completions", json=body, headers=headers, timeout=30)
-
-
 def send_traffic(server: ServerThread, fake: FakeUpstream) -> None:
     for arm in ["fine_tuned"] * 6 + ["prompted"] * 2:
         assert chat(server, "econ", headers={"x-gateway-arm": arm}).status_code == 200
@@ -98,9 +93,9 @@ def send_traffic(server: ServerThread, fake: FakeUpstream) -> None:
     for user in treated[:2]:  # the fine-tuned arm fails once and falls back to the prompted one
         assert chat(server, "ab", user=user).headers["x-gateway-fallback"] == "small>big:server_error"
     for _ in range(3):
-        chat(server, "chat", messages=[{"role": "user", "content": "Explain, step by step, why the sky is blue."}])
+        chat(server, "chat", "Explain, step by step, why the sky is blue.")
     for prompt in ["hi", "Prove that the square root of 2 is irrational, step by step, then generalise it."]:
-        assert chat(server, "routed", messages=[{"role": "user", "content": prompt}], stream=True).status_code == 200
+        assert chat(server, "routed", prompt, stream=True).status_code == 200
     # A forced arm bypasses the experiment (variant "none"); then two requests refused before any route is known.
     assert chat(server, "ab", user="user-0", headers={"x-gateway-arm": "prompted"}).status_code == 200
     assert chat(server, "no-such-route").status_code == 404

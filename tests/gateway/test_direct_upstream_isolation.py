@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import GatewayFactory
 from tests.support.canary import Canary
+from tests.support.chat import chat
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.servers import ServerThread
 
@@ -98,8 +99,7 @@ def test_a_rate_limit_answer_keeps_retry_after_not_the_providers_message(
     fake.script_for(KEYED_MODEL, *[Action(status=429, retry_after="0" if attempt == 0 else "9",
                        error_message="Rate limit reached for gpt-4o in organization org-SeCrEt123 on tokens "
                                      "per min (TPM): Limit 30000, Used 29000.") for attempt in range(2)])
-    response = httpx.post(keyed_gateway.url + "/v1/chat/completions", timeout=30,
-                          json={"model": "keyed", "messages": [{"role": "user", "content": "hi"}], "stream": stream})
+    response = chat(keyed_gateway, "keyed", stream=stream)
     assert response.status_code == 429
     assert response.headers["retry-after"] == "9"
     error = response.json()["error"]

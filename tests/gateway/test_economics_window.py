@@ -20,6 +20,7 @@ from gateway.economics.breakeven import NOT_ENOUGH_TRAFFIC
 from gateway.economics.observed import SECONDS_PER_MONTH
 from gateway.settings import EconomicsSettings
 from tests.conftest import BIG_MODEL, SMALL_MODEL, GatewayFactory
+from tests.support.chat import chat
 from tests.support.clock import FakeClock
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.ledger import cost_of
@@ -61,10 +62,7 @@ def send(gateway: ServerThread, fake: FakeUpstream, arm: str, n: int) -> list[fl
     costs = []
     for index in range(n):
         fake.script_for(ARM_MODELS[arm], Action(usage=False, text=f"answer number {index} " * (index + 1)))
-        response = httpx.post(gateway.url + "/v1/chat/completions", headers={"x-gateway-arm": arm}, timeout=30,
-                              json={"model": "live", "messages": [{"role": "user", "content": f"question {index}"}]})
-        assert response.status_code == 200, response.text
-        costs.append(cost_of(response))
+        costs.append(cost_of(chat(gateway, "live", f"question {index}", headers={"x-gateway-arm": arm}, expect=200)))
     return costs
 
 

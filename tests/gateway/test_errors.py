@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import BIG_MODEL, SLOW_MODEL
+from tests.support.envelope import assert_envelope
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.servers import ServerThread
 
@@ -17,22 +18,6 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 def post(gateway: ServerThread, body: Any = None, *, content: bytes | None = None,
          headers: dict[str, str] | None = None, path: str = "/v1/chat/completions") -> httpx.Response:
     return httpx.post(gateway.url + path, json=body, content=content, headers=headers, timeout=30)
-
-
-def assert_envelope(response: httpx.Response, status: int, code: str | None = None,
-                    param: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error"}
-    error = body["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert error["message"] and "Traceback" not in error["message"] and "/work/" not in error["message"]
-    if code is not None:
-        assert error["code"] == code
-    if param is not None:
-        assert error["param"] == param
-    return error
 
 
 def test_malformed_json_is_400(gateway: ServerThread) -> None:

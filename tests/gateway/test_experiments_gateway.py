@@ -17,6 +17,7 @@ from scipy import stats
 from gateway.app import create_app
 from gateway.settings import Settings, digest_key
 from tests.conftest import MYSTERY_MODEL, POLICY, SMALL_MODEL
+from tests.support.chat import chat
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.feedback import give_feedback
 from tests.support.metrics import scrape
@@ -56,11 +57,8 @@ def write_policies(directory: Path, url: str, *, share: float = 1.0, override: b
 
 
 def ask(server: ServerThread, user: str | None, **headers: str) -> httpx.Response:
-    body: dict[str, object] = {"model": "ab", "messages": [{"role": "user", "content": "hi"}]}
-    if user is not None:
-        body["user"] = user
-    return httpx.post(server.url + "/v1/chat/completions", json=body, headers=headers, timeout=30)
-
+    """Route ``ab`` for ``user``, or for no user at all."""
+    return chat(server, "ab", headers=headers, **({} if user is None else {"user": user}))
 
 
 def metric(server: ServerThread, name: str, **labels: str) -> float:
@@ -232,19 +230,15 @@ def test_two_gateway_processes_on_one_redis_agree(shared_redis: tuple[str, str])
     gateways = [GatewayProcess(env=env).start() for _ in range(2)]
     try:
         for index in range(20):
-            variants = {ask_process(gateway, f"proc-{index}").headers["x-gateway-variant"] for gateway in gateways}
+            variants = {chat(gateway, "support", user=f"proc-{index}").headers["x-gateway-variant"]
+                        for gateway in gateways}
             assert len(variants) == 1
-        served = ask_process(gateways[0], "proc-feedback")
+        served = chat(gateways[0], "support", user="proc-feedback")
         given = give_feedback(gateways[1].url, served, success=True)
         assert given.status_code == 200 and given.json()["variant"] == served.headers["x-gateway-variant"]
     finally:
         for gateway in gateways:
             gateway.stop()
-
-
-def ask_process(gateway: GatewayProcess, user: str) -> httpx.Response:
-    return httpx.post(gateway.url + "/v1/chat/completions", timeout=30,
-                      json={"model": "support", "user": user, "messages": [{"role": "user", "content": "hi"}]})
 
 
 def test_report_cli_fails_on_an_unknown_experiment_or_an_empty_store(tmp_path: Path,
@@ -330,9 +324,7 @@ def test_feedback_comes_from_the_requests_key_or_carries_its_token(
                                               api_key_digests=keys))).start()
     maker, other = ({"authorization": f"Bearer {key}"} for key in ("sk-maker", "sk-other"))
     try:
-        served = httpx.post(server.url + "/v1/chat/completions", headers=maker, timeout=30, json={
-            "model": "ab", "user": "keyed", "messages": [{"role": "user", "content": "hi"}]})
-        assert served.status_code == 200
+        served = chat(server, "ab", headers=maker, user="keyed", expect=200)
         assert _unknown(give_feedback(server.url, served, token=False, headers=other, success=True))
         assert give_feedback(server.url, served, token=False, headers=maker, success=True).status_code == 200
         # A token the response gave works from any key: e.g. a service collecting its users' ratings.
@@ -378,9 +370,7 @@ def test_a_prompt_variant_rewrites_only_the_routes_default_arm(
     try:
         seen: dict[str, tuple[str, str]] = {}
         for route in ("to-ft", "to-prompted"):
-            reply = httpx.post(server.url + "/v1/chat/completions", headers={"x-gateway-variant": "concise"},
-                               json={"model": route, "messages": [{"role": "user", "content": "hi"}]}, timeout=30)
-            assert reply.status_code == 200, reply.text
+            reply = chat(server, route, headers={"x-gateway-variant": "concise"}, expect=200)
             assert reply.headers["x-gateway-variant"] == "concise"
             seen[route] = (reply.headers["x-gateway-arm"], fake.received[-1]["messages"][0]["content"])
     finally:

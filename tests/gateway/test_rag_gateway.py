@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,10 +13,12 @@ from gateway.app import create_app
 from gateway.settings import Settings, digest_key
 from retrieval import DEMO_COLLECTION, KnowledgeStore, ingest_paths
 from tests.conftest import POLICY, SMALL_MODEL
-from tests.retrieval.test_cli import run_cli
+from tests.support.chat import chat
 from tests.support.chroma_server import ChromaServer
 from tests.support.fake_upstream import Action, FakeUpstream
+from tests.support.knowledge import SHIPPING_FACT, wait_knowledge_loaded
 from tests.support.polling import poll
+from tests.support.process import run_cli
 from tests.support.servers import ServerThread
 
 KB_ROUTE = """
@@ -43,19 +44,7 @@ routes:
         knowledge: {collection: facts, top_k: 2, min_score: 0.3}
         fallback: {to: [{arm: prompted}]}
 """
-FACT = "# Orbital Tea shipping\n\nOrbital Tea ships loose-leaf tea to Mars colonies every 26 months, when the planets align.\n"
 ADMIN = {"authorization": "Bearer admin-secret"}
-
-
-def wait_ready(url: str) -> dict[str, object]:
-    pause = threading.Event()
-    with httpx.Client(timeout=10) as client:
-        for _ in range(600):  # polls readiness; bounded
-            body = client.get(url + "/readyz").json()
-            if body["checks"]["knowledge"] != "loading":
-                return body  # type: ignore[no-any-return]
-            pause.wait(0.05)
-    raise AssertionError("knowledge never finished loading")
 
 
 @pytest.fixture(scope="module")
@@ -67,23 +56,18 @@ def kb(tmp_path_factory: pytest.TempPathFactory, fake_server: tuple[FakeUpstream
     (policies / "kb.yaml").write_text(KB_ROUTE)
     docs = root / "docs"
     docs.mkdir()
-    (docs / "shipping.md").write_text(FACT)
+    (docs / "shipping.md").write_text(SHIPPING_FACT)
     ingest_paths(KnowledgeStore.embedded(root / "var" / "chroma"), [docs], "facts", base_dir=docs)
     settings = Settings(policies_dir=policies, data_dir=root / "var",
                         admin_key_digests=frozenset({digest_key("admin-secret")}))
     server = ServerThread(create_app(settings)).start()
-    assert wait_ready(server.url)["status"] == "ready"
+    assert wait_knowledge_loaded(server.url)["status"] == "ready"
     yield server
     server.stop()
 
 
-def ask(server: ServerThread, question: str, **extra: object) -> httpx.Response:
-    return httpx.post(server.url + "/v1/chat/completions", timeout=30,
-                      json={"model": "kb", "messages": [{"role": "user", "content": question}], **extra})
-
-
 def test_context_reaches_the_upstream_and_sources_come_back(kb: ServerThread, fake: FakeUpstream) -> None:
-    response = ask(kb, "When can I get tea delivered on Mars?")
+    response = chat(kb, "kb", "When can I get tea delivered on Mars?")
     assert response.status_code == 200
     assert response.headers["x-gateway-rag"] == "hit"
     assert response.headers["x-gateway-sources"] == "shipping.md"
@@ -97,14 +81,14 @@ def test_context_reaches_the_upstream_and_sources_come_back(kb: ServerThread, fa
 
 
 def test_streaming_carries_context_and_sources_header(kb: ServerThread, fake: FakeUpstream) -> None:
-    response = ask(kb, "How often do Mars tea shipments leave?", stream=True)
+    response = chat(kb, "kb", "How often do Mars tea shipments leave?", stream=True)
     assert response.headers["x-gateway-sources"] == "shipping.md"
     assert response.content.endswith(b"data: [DONE]\n\n")
     assert "every 26 months" in fake.received[-1]["messages"][0]["content"]
 
 
 def test_unrelated_question_gets_no_context(kb: ServerThread, fake: FakeUpstream) -> None:
-    response = ask(kb, "Write a haiku about database indexes.")
+    response = chat(kb, "kb", "Write a haiku about database indexes.")
     assert response.headers["x-gateway-rag"] == "miss"
     assert "x-gateway-sources" not in response.headers
     assert "<knowledge>" not in fake.received[-1]["messages"][0]["content"]
@@ -144,9 +128,9 @@ def test_chroma_down_answers_without_context(fake_server: tuple[FakeUpstream, Se
     settings = Settings(policies_dir=policies, data_dir=tmp_path / "var", chroma_url="http://127.0.0.1:9")
     server = ServerThread(create_app(settings)).start()
     try:
-        readiness = wait_ready(server.url)
+        readiness = wait_knowledge_loaded(server.url)
         assert readiness["status"] == "not_ready"
-        response = ask(server, "When can I get tea delivered on Mars?")
+        response = chat(server, "kb", "When can I get tea delivered on Mars?")
         assert response.status_code == 200
         assert response.headers["x-gateway-rag"] == "unavailable"
         assert "<knowledge>" not in str(fake.received[-1]["messages"])
@@ -167,12 +151,12 @@ def test_a_chroma_server_that_starts_later_is_picked_up(tmp_path: Path, fake_ser
     settings = Settings(policies_dir=policies, data_dir=tmp_path / "var", chroma_url=chroma.url)
     server = ServerThread(create_app(settings)).start()
     try:
-        assert wait_ready(server.url)["status"] == "not_ready"  # never reached: not ready, not degraded
+        assert wait_knowledge_loaded(server.url)["status"] == "not_ready"  # never reached: not ready, not degraded
         with chroma:
             body = poll(lambda: (b := httpx.get(server.url + "/readyz").json())["status"] == "ready" and b,
                         "the gateway to open the late Chroma server", timeout_s=60)
             assert body["checks"]["knowledge"] == "ok"
-            response = ask(server, "How long do I have to ask Lumen Freight for a refund?")
+            response = chat(server, "kb", "How long do I have to ask Lumen Freight for a refund?")
             assert response.headers["x-gateway-rag"] == "hit"
             assert "refund-policy.md" in response.headers["x-gateway-sources"]
     finally:
@@ -184,7 +168,7 @@ def test_a_chroma_server_serves_the_gateway(tmp_path: Path, fake_server: tuple[F
     with ChromaServer() as chroma:
         docs = tmp_path / "docs"
         docs.mkdir()
-        (docs / "shipping.md").write_text(FACT)
+        (docs / "shipping.md").write_text(SHIPPING_FACT)
         store = KnowledgeStore.server(chroma.url)
         report = ingest_paths(store, [docs], "facts", base_dir=docs)
         assert report.ok and report.chunks_added >= 1
@@ -195,8 +179,8 @@ def test_a_chroma_server_serves_the_gateway(tmp_path: Path, fake_server: tuple[F
         settings = Settings(policies_dir=policies, data_dir=tmp_path / "var", chroma_url=chroma.url)
         server = ServerThread(create_app(settings)).start()
         try:
-            assert wait_ready(server.url)["status"] == "ready"
-            response = ask(server, "When can I get tea delivered on Mars?")
+            assert wait_knowledge_loaded(server.url)["status"] == "ready"
+            response = chat(server, "kb", "When can I get tea delivered on Mars?")
             assert response.headers["x-gateway-rag"] == "hit"
             assert "every 26 months" in fake.received[-1]["messages"][0]["content"]
         finally:
@@ -212,8 +196,8 @@ def test_a_cli_ingest_is_retrieved_by_a_gateway_with_the_same_environment(
     """The container's way: HYBRID_GATEWAY_DATA_DIR set once, `ingest` run from anywhere, then `serve`."""
     docs = tmp_path / "kb" / "docs"
     docs.mkdir(parents=True)
-    (docs / "shipping.md").write_text(FACT + "\n## Mars tea calendar\n\nThe next Mars tea delivery window opens "
-                                      "when Earth and Mars align; Orbital Tea posts the Mars date a month ahead.\n")
+    (docs / "shipping.md").write_text(SHIPPING_FACT + "\n## Mars tea calendar\n\nThe next Mars tea delivery window "
+                                      "opens when Earth and Mars align; Orbital Tea posts the Mars date a month ahead.\n")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     policies = tmp_path / "policies"
@@ -228,8 +212,8 @@ def test_a_cli_ingest_is_retrieved_by_a_gateway_with_the_same_environment(
     assert json.loads(ingested.stdout)["files_ok"] == ["docs/shipping.md"]
     server = ServerThread(create_app(Settings.from_env())).start()
     try:
-        assert wait_ready(server.url)["status"] == "ready"
-        response = ask(server, "When can I get tea delivered on Mars?")
+        assert wait_knowledge_loaded(server.url)["status"] == "ready"
+        response = chat(server, "kb", "When can I get tea delivered on Mars?")
         assert response.headers["x-gateway-rag"] == "hit"
         cited = response.json()["gateway"]["sources"]
         assert [c["citation"] for c in cited] == [1, 2] and {c["source"] for c in cited} == {"docs/shipping.md"}
@@ -246,9 +230,7 @@ def test_a_fallback_to_the_prompted_arm_gets_its_own_prompt_with_the_same_contex
     arm was sent the fine-tune's system prompt and lost its own and its few-shot examples.
     """
     fake.script_for(SMALL_MODEL, Action(status=500))
-    response = httpx.post(kb.url + "/v1/chat/completions", timeout=30, json={
-        "model": "kb-both", "messages": [{"role": "user", "content": "When does Orbital Tea ship to Mars?"}]})
-    assert response.status_code == 200, response.text
+    response = chat(kb, "kb-both", "When does Orbital Tea ship to Mars?", expect=200)
     assert response.headers["x-gateway-arm"] == "prompted" and response.headers["x-gateway-rag"] == "hit"
     tuned, prompted = fake.received
     assert [m["role"] for m in prompted["messages"]] == ["system", "user", "assistant", "user"]

@@ -22,8 +22,10 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from retrieval import KnowledgeStore, chroma_dir, ingest_paths
 from tests.conftest import BIG_MODEL, POLICY
+from tests.support.chat import chat
 from tests.support.chroma_server import ChromaServer
 from tests.support.fake_upstream import Action, FakeUpstream
+from tests.support.knowledge import wait_knowledge_loaded
 from tests.support.metrics import scrape
 from tests.support.polling import poll
 from tests.support.servers import ServerThread
@@ -64,16 +66,8 @@ def ingest(store: KnowledgeStore, root: Path) -> None:
     assert ingest_paths(store, [docs], "facts", base_dir=docs).ok
 
 
-def ready(server: ServerThread) -> None:
-    poll(lambda: httpx.get(server.url + "/readyz").json()["checks"]["knowledge"] == "ok", "knowledge to be ready",
-         timeout_s=60)
-
-
 def ask(server: ServerThread, question: str = QUESTIONS[0], timeout_s: float = 30) -> httpx.Response:
-    response = httpx.post(server.url + "/v1/chat/completions", timeout=timeout_s,
-                          json={"model": "kb", "messages": [{"role": "user", "content": question}]})
-    assert response.status_code == 200, response.text
-    return response
+    return chat(server, "kb", question, timeout_s=timeout_s, expect=200)
 
 
 def rag_count(server: ServerThread, result: str) -> float:
@@ -86,7 +80,7 @@ def embedded(tmp_path: Path, fake_server: tuple[FakeUpstream, ServerThread]) -> 
     settings = Settings(policies_dir=policies(tmp_path, fake_server[1].url), data_dir=tmp_path / "var")
     server = ServerThread(create_app(settings)).start()
     try:
-        ready(server)
+        assert wait_knowledge_loaded(server.url, timeout_s=60)["checks"]["knowledge"] == "ok"
         yield server
     finally:
         server.stop()
@@ -119,7 +113,7 @@ def on_chroma_server(tmp_path: Path, fake_url: str, deadline_s: float) -> Iterat
                             data_dir=tmp_path / "var", chroma_url=chroma.url)
         server = ServerThread(create_app(settings)).start()
         try:
-            ready(server)
+            assert wait_knowledge_loaded(server.url, timeout_s=60)["checks"]["knowledge"] == "ok"
             yield chroma, server
         finally:
             server.stop()
@@ -168,7 +162,5 @@ def test_retrieval_spends_the_requests_deadline_not_a_fresh_one(
     """
     with on_chroma_server(tmp_path, fake_server[1].url, deadline_s=1.5) as (chroma, server), frozen(chroma):
         fake.script_for(BIG_MODEL, Action(delay_s=0.8))
-        late = httpx.post(server.url + "/v1/chat/completions", timeout=30,
-                          json={"model": "kb", "messages": [{"role": "user", "content": QUESTIONS[0]}]})
-    assert late.status_code == 504, late.text
+        late = chat(server, "kb", QUESTIONS[0], expect=504)
     assert late.json()["error"]["code"] == "upstream_timeout"

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import BIG_MODEL, GatewayFactory
+from tests.support.chat import chat
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.ledger import cost_of
 from tests.support.metrics import scrape
@@ -86,11 +86,6 @@ def gateway(start_gateway: GatewayFactory, policy_dir: Path, fake_server: tuple[
             fake: FakeUpstream) -> ServerThread:
     (policy_dir / "resilient.yaml").write_text(RESILIENT.format(url=fake_server[1].url))
     return start_gateway()
-
-
-def chat(gateway: ServerThread | GatewayProcess, model: str, **extra: object) -> httpx.Response:
-    return httpx.post(gateway.url + "/v1/chat/completions", json={"model": model, "messages": MESSAGES, **extra},
-                      timeout=30)
 
 
 def models_called(fake: FakeUpstream) -> list[str]:

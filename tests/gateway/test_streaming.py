@@ -9,10 +9,10 @@ import httpx
 import pytest
 
 from tests.conftest import BIG_MODEL
+from tests.support.chat import chat
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.servers import ServerThread
 
-BODY = {"model": "chat", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 _COST = re.compile(rb"^: x-gateway-cost-usd=(\d+\.\d{8})$")
 
 
@@ -22,12 +22,8 @@ def events(raw: bytes) -> list[bytes]:
     return [event for event in raw.split(b"\n\n") if event]
 
 
-def stream(gateway: ServerThread, body: dict[str, object]) -> httpx.Response:
-    return httpx.post(gateway.url + "/v1/chat/completions", json=body, timeout=30)
-
-
 def test_sse_is_byte_valid_and_ends_with_done(gateway: ServerThread, fake: FakeUpstream) -> None:
-    response = stream(gateway, BODY)
+    response = chat(gateway, "chat", stream=True)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.headers["x-gateway-arm"] == "prompted"
@@ -44,7 +40,7 @@ def test_sse_is_byte_valid_and_ends_with_done(gateway: ServerThread, fake: FakeU
 
 
 def test_include_usage_gives_a_usage_chunk(gateway: ServerThread, fake: FakeUpstream) -> None:
-    parts = events(stream(gateway, {**BODY, "stream_options": {"include_usage": True}}).content)
+    parts = events(chat(gateway, "chat", stream=True, stream_options={"include_usage": True}).content)
     usage_chunk = json.loads(parts[-3][len(b"data: "):])
     assert usage_chunk["choices"] == []
     assert usage_chunk["usage"] == {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}
@@ -52,7 +48,7 @@ def test_include_usage_gives_a_usage_chunk(gateway: ServerThread, fake: FakeUpst
 
 def test_break_mid_stream_ends_with_an_error_event(gateway: ServerThread, fake: FakeUpstream) -> None:
     fake.script_for(BIG_MODEL, Action(break_after_chunks=2))
-    parts = events(stream(gateway, BODY).content)
+    parts = events(chat(gateway, "chat", stream=True).content)
     assert len(parts) == 3
     error = json.loads(parts[-1][len(b"data: "):])["error"]
     assert error["type"] == "server_error"
@@ -61,7 +57,7 @@ def test_break_mid_stream_ends_with_an_error_event(gateway: ServerThread, fake: 
 
 def test_stream_without_upstream_usage_is_estimated(gateway: ServerThread, fake: FakeUpstream) -> None:
     fake.script_for(BIG_MODEL, Action(usage=False, text="one two three four five six"))
-    parts = events(stream(gateway, BODY).content)
+    parts = events(chat(gateway, "chat", stream=True).content)
     cost = _COST.match(parts[-2])
     assert cost is not None and float(cost.group(1)) > 0
     metrics = httpx.get(gateway.url + "/metrics").text

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from retrieval.cli import ProgressBar
-
-ROOT = Path(__file__).resolve().parents[2]
-def run_cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
-    )
+from tests.support.process import run_cli
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ from routes._embedding import TOPIC_CHARS, topic_encoder, topic_text
 from routes._features import WINDOW
 from routes._messages import prompt_messages
 from tests.conftest import POLICY
-from tests.gateway.test_rag_gateway import FACT, wait_ready
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.knowledge import SHIPPING_FACT, wait_knowledge_loaded
 from tests.support.recording_tokenizer import RecordingTokenizer, recording
 from tests.support.servers import ServerThread
 
@@ -60,11 +60,11 @@ def classified(tmp_path_factory: pytest.TempPathFactory,
     (policies / "kb.yaml").write_text(KB_CLASSIFIED)
     docs = root / "docs"
     docs.mkdir()
-    (docs / "shipping.md").write_text(FACT)
+    (docs / "shipping.md").write_text(SHIPPING_FACT)
     ingest_paths(KnowledgeStore.embedded(root / "var" / "chroma"), [docs], "facts", base_dir=docs)
     app = create_app(Settings(policies_dir=policies, data_dir=root / "var", max_body_bytes=8 * MB))
     server = ServerThread(app).start()
-    assert wait_ready(server.url)["status"] == "ready"
+    assert wait_knowledge_loaded(server.url)["status"] == "ready"
     yield server, app.state.gateway.knowledge.store
     server.stop()
 

@@ -30,6 +30,13 @@ def end_process(process: subprocess.Popen[Any], timeout_s: float = 10.0) -> None
         process.wait()
 
 
+def run_cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``hybrid-gateway *argv`` in a child process run in ``cwd`` (offline: no model download); its output."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *argv], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -15,8 +15,8 @@ import pytest
 
 from gateway.settings import Settings, SettingsError, digest_key
 from tests.conftest import GatewayFactory
-from tests.gateway.test_errors import assert_envelope
 from tests.support.browser import DevTools, chromium
+from tests.support.envelope import assert_envelope
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.metrics import metric_sum
 from tests.support.polling import poll

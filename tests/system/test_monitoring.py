@@ -9,10 +9,10 @@ must return data once Prometheus has scraped and evaluated.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,10 +25,11 @@ import yaml
 
 from gateway.settings import EconomicsSettings
 from tests.conftest import SMALL_MODEL, GatewayFactory
+from tests.support.chat import chat
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.metrics import scrape
 from tests.support.polling import poll
-from tests.support.process import end_process
+from tests.support.process import end_process, free_port
 from tests.support.servers import ServerThread
 
 FILES = Path(__file__).resolve().parents[2] / "helm" / "hybrid-gateway" / "files"
@@ -79,12 +80,6 @@ BASE_METRICS = ["gateway_requests_total", "gateway_cost_usd_total",
                 "gateway_unpriced_requests_total", "gateway_shadow_requests_total", "gateway_shadow_cost_usd_total",
                 "gateway_shadow_duration_seconds_bucket", "gateway_policy_reloads_total", "gateway_redis_up",
                 "gateway_redis_transitions_total", "gateway_economics"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def binary(name: str) -> str | None:
@@ -157,30 +152,23 @@ def dashboard_expressions() -> dict[str, str]:
     return found
 
 
-def chat(gateway: ServerThread, model: str, content: str = "hi", **extra: Any) -> httpx.Response:
-    headers = extra.pop("headers", {})
-    response = httpx.post(gateway.url + "/v1/chat/completions", headers=headers, timeout=30,
-                          json={"model": model, "messages": [{"role": "user", "content": content}], **extra})
-    assert response.status_code == 200, response.text
-    return response
-
-
 def drive(gateway: ServerThread, fake: FakeUpstream, round_: int) -> None:
     """One round of traffic touching every metric the rules and the dashboard read."""
+    send = functools.partial(chat, gateway, expect=200)
     fake.script_for(SMALL_MODEL, *[Action(status=500)] * 2)
     for _ in range(2):  # fine-tuned arm fails: falls back to the prompted arm
-        response = chat(gateway, "mon", headers={"x-gateway-arm": "fine_tuned"})
+        response = send("mon", headers={"x-gateway-arm": "fine_tuned"})
         assert response.headers["x-gateway-fallback"] == "small>big:server_error"
     for prompt in PROMPTS * 2:  # the classifier picks the arm
-        chat(gateway, "mon", prompt)
+        send("mon", prompt)
     for arm in ("fine_tuned", "prompted"):
-        chat(gateway, "mon", headers={"x-gateway-arm": arm})
-    chat(gateway, "mon", stream=True, stream_options={"include_usage": True})  # time to first token
-    chat(gateway, "mon-prompted")
-    assert chat(gateway, "unpriced").status_code == 200
-    assert chat(gateway, "mon-kb").headers["x-gateway-rag"] == "unavailable"
+        send("mon", headers={"x-gateway-arm": arm})
+    send("mon", stream=True, stream_options={"include_usage": True})  # time to first token
+    send("mon-prompted")
+    send("unpriced")
+    assert send("mon-kb").headers["x-gateway-rag"] == "unavailable"
     for user in range(8):  # both variants, each request mirrored to the shadow target
-        chat(gateway, "mon-ab", user=f"user-{round_}-{user}")
+        send("mon-ab", user=f"user-{round_}-{user}")
 
 
 @pytest.mark.prometheus
