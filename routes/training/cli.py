@@ -17,6 +17,7 @@ parser stays cheap.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -34,14 +35,15 @@ from .._decision import DEFAULT_THRESHOLD, decide
 from .._linear import ModelFileError
 from .._messages import prompt_messages
 from .._models import MODELS_DIR, SHIPPED, RoutingModel, load_classifier, resolve_model
+from .config import TrainConfig
 from .data import DataError, Example, load_examples
-from .train import TrainConfig
 
 DEFAULT_DATA_ROOT = Path("../shared/data/routing")
 TRAIN_DATASETS = ("mmlu", "gsm8k", "mt_bench")
 EVAL_DATASETS = ("mmlu", "gsm8k", "mt_bench")
 _MODEL_HELP = "shipped model name (default, fast) or a model file (default: default)"
 API_KEY_ENV = "HYBRID_GATEWAY_API_KEY"
+TRAIN_EXTRA = ("onnx",)
 
 
 def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -124,7 +126,21 @@ def _folders(args: argparse.Namespace) -> list[Path]:
     return list(args.data) if args.data else [args.data_root / name for name in args.default_datasets]
 
 
+def _without_train_extra(command: str) -> bool:
+    """Whether the `[train]` extra is missing, said in one line instead of an ImportError's traceback.
+
+    The serving install (`pip install .`, the container image) leaves it out; `eval` and `score` need none of it.
+    """
+    missing = [name for name in TRAIN_EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"router {command}: training needs {' and '.join(missing)}, not in this install: "
+              "pip install 'hybrid-gateway[train]'", file=sys.stderr)
+    return bool(missing)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
+    if _without_train_extra("train"):
+        return 2
     from .train import train, train_embedding, train_pair, train_static
 
     try:
@@ -152,6 +168,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_cv(args: argparse.Namespace) -> int:
+    if _without_train_extra("cv"):
+        return 2
     from .crossval import as_json, cross_validate, format_table
 
     try:

@@ -23,10 +23,11 @@ from numpy.typing import NDArray
 from .._embedding import Embedder, EmbeddingClassifier, topic_text
 from .._models import RoutingModel
 from .._static import StaticClassifier
+from .config import TrainConfig
 from .data import Example
 from .evaluate import CALIBRATION_SHARE
 from .metrics import apgr, cpt, routing_curve
-from .train import Design, TrainConfig, design, embed_rows, linear_logits, train_pair
+from .train import Design, design, embed_rows, linear_logits, train_pair
 
 MODELS = ("linear", "fast", "default")
 CROSS_TRAIN, CROSS_TEST = "mmlu", "gsm8k"

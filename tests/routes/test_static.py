@@ -5,49 +5,36 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx import helper, numpy_helper
 
 from routes._embedding import EmbeddingClassifier
 from routes._linear import LinearClassifier, ModelFileError
 from routes._models import read_model
 from routes._static import STATIC_PIECES, StaticClassifier, StaticEncoder, build_encoder, load_tokenizer
-from routes.training.onnx import WORD_EMBEDDINGS, initializers, word_embeddings
+from routes.training.onnx import WORD_EMBEDDINGS, OnnxReadError, initializers, word_embeddings
 from tests.support.classifiers import toy_embedding_model, user_messages
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _tensor(name: str, array: np.ndarray, dtype_code: int) -> bytes:
-    dims = b"".join(_varint(d) for d in array.shape)
-    return (
-        _field(1, dims)
-        + _varint(2 << 3)
-        + _varint(dtype_code)
-        + _field(8, name.encode())
-        + _field(9, array.tobytes())
-    )
 
 
 def test_onnx_reader_dequantises_the_word_table(tmp_path: Path) -> None:
     quantised = np.array([[1, -2, 3], [127, 0, -127]], dtype=np.int8)
     scale = np.array([[0.5], [0.01]], dtype=np.float32)
-    graph = _field(1, b"\x22\x04Cast") + _field(5, _tensor(f"{WORD_EMBEDDINGS}_q", quantised, 3))
-    graph += _field(5, _tensor(f"{WORD_EMBEDDINGS}_scale", scale, 1))
+    tables = [numpy_helper.from_array(quantised, f"{WORD_EMBEDDINGS}_q"),
+              numpy_helper.from_array(scale, f"{WORD_EMBEDDINGS}_scale")]
+    cast = helper.make_node("Cast", [f"{WORD_EMBEDDINGS}_q"], ["table"], to=onnx.TensorProto.FLOAT)
+    output = helper.make_tensor_value_info("table", onnx.TensorProto.FLOAT, [2, 3])
     path = tmp_path / "tiny.onnx"
-    path.write_bytes(_varint(1 << 3) + _varint(8) + _field(7, graph))
+    onnx.save(helper.make_model(helper.make_graph([cast], "tiny", [], [output], tables)), path)
     assert set(initializers(path, {f"{WORD_EMBEDDINGS}_q"})) == {f"{WORD_EMBEDDINGS}_q"}
     np.testing.assert_allclose(word_embeddings(path), quantised * scale)
+
+
+def test_a_file_without_the_word_table_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "empty.onnx"
+    onnx.save(helper.make_model(helper.make_graph([], "empty", [], [])), path)
+    with pytest.raises(OnnxReadError, match="no int8 word-embedding table"):
+        word_embeddings(path)
 
 
 def test_installed_minilm_table_is_read() -> None:
