@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from retrieval.embeddings.base import l2_normalise
+from retrieval.embeddings.int8_gather import gather_before_dequantise
 from retrieval.errors import RetrievalConfigError
 
 if TYPE_CHECKING:
@@ -107,8 +109,8 @@ def load_tokenizer(path: Path) -> Tokenizer:
 def load_model(model_path: Path, tokenizer_path: Path, threads: int = 1) -> LoadedModel:
     """The process-wide MiniLM session and tokenizer for these files (loaded once, ~0.2 s).
 
-    Why one. A session holds ~100 MB (the int8 graph, its prepacked weights and the
-    loader's leftovers); the classifier's topic prior and retrieval each built their own.
+    Why one. A session holds ~60 MB (mostly the layers' weight matrices, folded to float32
+    and prepacked); the classifier's topic prior and retrieval each built their own.
 
     Why no memory arena. onnxruntime's CPU arena keeps the largest buffers any call
     ever needed and grows in powers of two: ingesting the demo corpus (batches of 32
@@ -116,11 +118,16 @@ def load_model(model_path: Path, tokenizer_path: Path, threads: int = 1) -> Load
     worker. Without it, activations go through malloc and are freed after each call;
     a 12-piece query costs the same time (docs/BENCHMARKS.md, "Memory per worker").
 
+    Why the graph is edited first. Folded to float32, the word-embedding table alone is
+    47 MB per worker; gathered as int8 rows it stays 11.7 MB, with the same numbers
+    (:mod:`retrieval.embeddings.int8_gather`).
+
     Why malloc_trim. Parsing the model file and optimising the graph leave ~55 MB of
     freed heap that glibc keeps; trimming once after the load returns it to the system.
     """
     import onnxruntime as ort
 
+    keep_heap_thresholds()
     tokenizer = load_tokenizer(tokenizer_path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -128,9 +135,52 @@ def load_model(model_path: Path, tokenizer_path: Path, threads: int = 1) -> Load
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.enable_cpu_mem_arena = False
     options.log_severity_level = 3
-    session = ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+    model, _ = gather_before_dequantise(model_path.read_bytes())
+    session = _session(model, options)
+    del model
     release_free_heap()
     return LoadedModel(tokenizer, session)
+
+
+def _session(model: bytes, options: ort.SessionOptions) -> ort.InferenceSession:
+    """A CPU session of ``model`` that does not keep the model's bytes.
+
+    Given bytes, onnxruntime's Python session holds on to them for as long as it lives (to
+    rebuild itself on a provider fallback): 23 MB more per worker. Given a path it keeps
+    nothing, so on Linux the bytes go through an anonymous in-memory file, closed after the load.
+    """
+    import onnxruntime as ort
+
+    if not hasattr(os, "memfd_create"):
+        return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+    fd = os.memfd_create("minilm.onnx")
+    try:
+        with open(fd, "wb", closefd=False) as file:
+            file.write(model)
+        return ort.InferenceSession(f"/proc/self/fd/{fd}", sess_options=options, providers=["CPUExecutionProvider"])
+    finally:
+        os.close(fd)
+
+
+#: glibc's starting mmap and trim thresholds (128 KiB), which mallopt below pins.
+HEAP_THRESHOLD = 128 * 1024
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_heap_thresholds() -> None:
+    """Pin glibc's mmap and trim thresholds at their starting 128 KiB, for the life of the process.
+
+    Why. glibc raises both thresholds each time a block it had mmap'd is freed (up to 32 MiB):
+    after the model's load, an ingestion batch or a long query, blocks of that size come from the
+    heap and, freed, stay resident, scattered where trimming the heap's top cannot reach them. A
+    worker kept 40-50 MB that way after 30 requests (docs/BENCHMARKS.md, "Memory per worker").
+    Pinned, a block over 128 KiB (a query's larger activations, 0.2-2 MB) is mapped for the call and
+    unmapped after it. A no-op where the C library has no mallopt.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, HEAP_THRESHOLD)
+        libc.mallopt(_M_TRIM_THRESHOLD, HEAP_THRESHOLD)
 
 
 def release_free_heap() -> None:
