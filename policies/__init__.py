@@ -22,6 +22,7 @@ from policies.experiments.outcomes import (
     Outcome,
     OutcomeStore,
     OutcomesUnavailable,
+    may_judge,
     outcome_store,
     token_digest,
 )
@@ -98,6 +99,7 @@ __all__ = [
     "experiment_for",
     "experiment_key",
     "load_policies",
+    "may_judge",
     "outcome_store",
     "public_names",
     "report",

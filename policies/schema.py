@@ -231,6 +231,8 @@ class Capture(_Strict):
     retention_days: float = Field(default=90.0, gt=0, le=3650, description="Captures older than this are deleted.")
     redact: tuple[Redaction, ...] = Field(default=(), description="Patterns removed besides the built-in ones "
                                           "(e-mail addresses, phone numbers, card numbers, API keys).")
+    feedback: FeedbackScale | None = Field(default=None, description="The scale of POST /v1/feedback scores on "
+                                           "captured requests outside an experiment (default 0 to 1).")
 
 
 class Route(_Strict):

@@ -162,6 +162,8 @@ async def chat_completions(request: Request) -> Response:
         plan = plan_chat(policy, resolution, body, chat, decision)
         routing = _routing(plan, decision.score, assigned[0] if assigned else None)
         capturing = gateway.capture.sampled(resolution.route)
+        if capturing and routing.feedback_token is None:  # a captured request can be judged, as an experiment's
+            routing = replace(routing, feedback_token=feedback_token())
         return await _serve(gateway, policy, arrival, routing, body, chat, plan, capturing)
     except Exception as exc:  # the one boundary where every failure becomes an OpenAI error
         return failure(gateway, arrival, exc, routing, NOTHING_DELIVERED)

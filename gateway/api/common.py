@@ -63,9 +63,9 @@ def gateway_headers(arrival: Arrival, routing: Routing, delivery: Delivery, cost
         headers["x-gateway-rag-ms"] = f"{delivery.rag_s * 1000:.3f}"
         if delivery.sources:
             headers["x-gateway-sources"] = delivery.sources
+    if routing.feedback_token:
+        headers["x-gateway-feedback-token"] = routing.feedback_token
     if routing.experiment:
-        if routing.feedback_token:
-            headers["x-gateway-feedback-token"] = routing.feedback_token
         headers["x-gateway-experiment"] = routing.experiment
         headers["x-gateway-variant"] = routing.variant
         headers["x-gateway-assignment"] = "keyed" if routing.keyed else "unkeyed"

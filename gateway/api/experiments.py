@@ -1,7 +1,8 @@
-"""POST /v1/feedback and GET /v1/experiments/{name}: close the A/B loop.
+"""POST /v1/feedback and GET /v1/experiments/{name}: close the A/B loop, and judge captured requests.
 
-Feedback is joined to the request's recorded outcome (and so to its variant)
-by the gateway's request id (``x-gateway-request-id``), and only from the key
+Feedback is joined to the request's recorded outcome (and so to its variant),
+and to its capture when its route captured it (``gateway.capture``, where a
+request outside any experiment can be judged too), by the gateway's request id (``x-gateway-request-id``), and only from the key
 that made the request or with the feedback token its response carried
 (``x-gateway-feedback-token``); anyone else gets the 404 of an unknown id, so an
 id's existence is not revealed either. The report compares each variant with
@@ -13,6 +14,8 @@ nor a retry moves a mean unseen.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -21,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.common import state_of
+from gateway.capture import CaptureFeedback, CaptureStore, CaptureStoreError, Judged, judge
 from gateway.errors import (
     ClientError,
     InvalidRequest,
@@ -30,17 +34,20 @@ from gateway.errors import (
 )
 from gateway.pipeline.experiments import observations
 from gateway.pipeline.intake import authenticate, read_json, validate
+from gateway.state import GatewayState
 from policies import (
     Experiment,
     Feedback,
     FeedbackExists,
     FeedbackScale,
+    Outcome,
     OutcomeStore,
     OutcomesUnavailable,
     PolicySet,
     report,
 )
 
+log = logging.getLogger("hybrid_gateway.feedback")
 _COMMENT_LIMIT = 2000
 
 
@@ -79,28 +86,73 @@ def _check_scale(score: float | None, experiment: str, policy: PolicySet) -> Non
                              f"{scale.min:g} and {scale.max:g} (its policy's feedback: {{min, max}}).", param="score")
 
 
+def _exists(request_id: str) -> ClientError:
+    return ClientError(f"Request '{request_id}' already has feedback; send \"replace\": true to replace it.",
+                       param="request_id", code="feedback_exists", status=409)
+
+
+async def _judge_capture(gateway: GatewayState, given: FeedbackRequest, owner: str | None, at: float, *,
+                         replace: bool) -> Judged:
+    """The feedback joined to the request's capture, in a worker thread (the database may be slow)."""
+    settings = gateway.settings
+
+    def scale(route: str) -> FeedbackScale:
+        found = gateway.policies.current.routes.get(route)
+        capture = found.capture if found is not None else None
+        return capture.feedback if capture is not None and capture.feedback is not None else FeedbackScale()
+
+    judged = CaptureFeedback(given.request_id, given.score, given.success, given.comment, at)
+    return await asyncio.to_thread(judge, lambda: CaptureStore.open(settings.database_url, settings.data_dir),
+                                   scale, judged, owner, given.feedback_token, replace=replace)
+
+
+async def _experiment_feedback(gateway: GatewayState, given: FeedbackRequest, owner: str | None,
+                               outcome: Outcome, at: float) -> Response:
+    _check_scale(given.score, outcome.experiment, gateway.policies.current)
+    try:
+        await gateway.outcomes.store.add_feedback(Feedback(request_id=given.request_id, score=given.score,
+                                                           success=given.success, comment=given.comment, at=at),
+                                                  replace=given.replace)
+    except FeedbackExists as exc:
+        raise _exists(given.request_id) from exc
+    try:  # the same judgement on its capture, if the route captured it: the experiment's answer stands either way
+        await _judge_capture(gateway, given, owner, at, replace=True)
+    except CaptureStoreError as exc:
+        log.warning("feedback on %s not joined to its capture: %s", given.request_id, exc)
+    return json_response({"ok": True, "request_id": given.request_id, "experiment": outcome.experiment,
+                          "variant": outcome.variant})
+
+
 async def feedback(request: Request) -> Response:
     gateway = state_of(request)
     owner = authenticate(request, gateway.settings)
     given = validate(FeedbackRequest, await read_json(request, gateway.settings))
-    store = gateway.outcomes.store
+    at = time.time()
+    outcomes_down: OutcomesUnavailable | None = None
     try:
-        outcome = await store.outcome(given.request_id)
-        if outcome is None or not outcome.answers_to(owner, given.feedback_token):
-            raise NotFound(f"No experiment request with id '{given.request_id}' made with this API key or "
-                           "feedback token is on record.", param="request_id")
-        _check_scale(given.score, outcome.experiment, gateway.policies.current)
-        await store.add_feedback(Feedback(request_id=given.request_id, score=given.score, success=given.success,
-                                          comment=given.comment, at=time.time()), replace=given.replace)
+        outcome = await gateway.outcomes.store.outcome(given.request_id)
     except OutcomesUnavailable as exc:
+        outcome, outcomes_down = None, exc
+    if outcome is not None and outcome.answers_to(owner, given.feedback_token):
+        return await _experiment_feedback(gateway, given, owner, outcome, at)
+    try:
+        judged = await _judge_capture(gateway, given, owner, at, replace=given.replace)
+    except CaptureStoreError as exc:
+        raise ServiceUnavailable("Feedback cannot be joined to its captured request while the capture store is "
+                                 "unavailable.", headers={"retry-after": "5"}) from exc
+    if judged is Judged.STORED:
+        return json_response({"ok": True, "request_id": given.request_id, "captured": True})
+    if judged is Judged.EXISTS:
+        raise _exists(given.request_id)
+    if judged is Judged.OFF_SCALE:
+        raise InvalidRequest(f"score {given.score:g} is off the scale of the request's route: see its policy's "
+                             "capture.feedback: {min, max} (default 0 to 1).", param="score")
+    if outcomes_down is not None:
         # Redis is down and this replica never saw the request: not unknown, just unreachable now.
         raise ServiceUnavailable("Feedback cannot be joined to its request while shared state is down.",
-                                 headers={"retry-after": "5"}) from exc
-    except FeedbackExists as exc:
-        raise ClientError(f"Request '{given.request_id}' already has feedback; send \"replace\": true to "
-                          "replace it.", param="request_id", code="feedback_exists", status=409) from exc
-    return json_response({"ok": True, "request_id": given.request_id, "experiment": outcome.experiment,
-                  "variant": outcome.variant})
+                                 headers={"retry-after": "5"}) from outcomes_down
+    raise NotFound(f"No experiment or captured request with id '{given.request_id}' made with this API key or "
+                   "feedback token is on record.", param="request_id")
 
 
 async def experiment(request: Request) -> Response:

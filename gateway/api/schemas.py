@@ -206,10 +206,13 @@ class ModelList(_Closed):
 
 
 class FeedbackAccepted(_Closed):
+    """An experiment request's feedback names its experiment and variant; a captured request's says so."""
+
     ok: Literal[True]
     request_id: str
-    experiment: str
-    variant: str
+    experiment: str | None = None
+    variant: str | None = None
+    captured: bool | None = None
 
 
 class ExperimentReport(_Open):

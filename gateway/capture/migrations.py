@@ -43,7 +43,20 @@ def _captures(real: str, boolean: str) -> str:
 
 _INDEX = "CREATE INDEX captures_route_time ON captures (route, captured_at)"
 
+
+def _feedback(real: str, boolean: str) -> tuple[str, ...]:
+    return ("ALTER TABLE captures ADD COLUMN owner TEXT", "ALTER TABLE captures ADD COLUMN token_digest TEXT",
+            f"""CREATE TABLE capture_feedback (
+    request_id TEXT PRIMARY KEY,
+    score {real},
+    success {boolean},
+    comment TEXT,
+    at {real} NOT NULL
+)""")
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "captures: one redacted request per row, keyed by the gateway's request id",
               (_captures("REAL", "INTEGER"), _INDEX), (_captures("DOUBLE PRECISION", "BOOLEAN"), _INDEX)),
+    Migration(2, "feedback joined to captures by request id; who may give it (key tag, token digest)",
+              _feedback("REAL", "INTEGER"), _feedback("DOUBLE PRECISION", "BOOLEAN")),
 )

@@ -11,6 +11,7 @@ import orjson
 
 from gateway.accounting.completion import Completion, Exchange
 from gateway.accounting.usage import completion_text, stream_text
+from policies import token_digest
 
 Redact = Callable[[str], str]
 
@@ -37,11 +38,24 @@ class CaptureRow:
     usage_estimated: bool | None
     cost_usd: float | None
     latency_ms: float
+    owner: str | None = None  # the key tag that made the request: it may give feedback
+    token_digest: str | None = None  # SHA-256 of the request's x-gateway-feedback-token: its holder may too
 
     @property
     def messages(self) -> list[dict[str, Any]]:
         loaded: list[dict[str, Any]] = orjson.loads(self.client_messages)
         return loaded
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureFeedback:
+    """A caller's judgement of a captured request, joined to it by the gateway's request id."""
+
+    request_id: str
+    score: float | None
+    success: bool | None
+    comment: str | None
+    at: float
 
 
 def _redacted(content: Any, redact: Redact) -> Any:
@@ -84,4 +98,5 @@ def capture_row(done: Completion, redact: Redact, now: Callable[[], float] = tim
         orjson.dumps(_messages(exchange.client_messages, redact)).decode(),
         orjson.dumps(_messages(_added(exchange), redact)).decode(), redact(_answer(exchange)),
         usage.prompt_tokens if usage else None, usage.completion_tokens if usage else None,
-        usage.estimated if usage else None, done.cost_usd, round(done.duration_s * 1000, 3))
+        usage.estimated if usage else None, done.cost_usd, round(done.duration_s * 1000, 3), done.arrival.owner,
+        token_digest(routing.feedback_token) if routing.feedback_token else None)

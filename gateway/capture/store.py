@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.capture.migrations import MIGRATIONS
-from gateway.capture.rows import CaptureRow
+from gateway.capture.rows import CaptureFeedback, CaptureRow
+from policies import may_judge
 
 _COLUMNS = tuple(field.name for field in fields(CaptureRow))
+_FEEDBACK_COLUMNS = tuple(field.name for field in fields(CaptureFeedback))
 _SQLITE_BUSY_TIMEOUT_S = 5.0
 _MIGRATION_LOCK = 0x6867_6361_7074  # "hgcapt": the advisory lock replicas take to migrate one at a time
 
@@ -39,6 +41,18 @@ class _Connection(Protocol):
     def commit(self) -> None: ...
     def rollback(self) -> None: ...
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Judges:
+    """A captured request's route, and who may judge it: the key tag that made it, its feedback token's holder."""
+
+    route: str
+    owner: str | None
+    token_digest: str | None
+
+    def allow(self, owner: str | None, token: str | None) -> bool:
+        return may_judge(owner, token, self.owner, self.token_digest)
 
 
 class CaptureStoreError(RuntimeError):
@@ -151,6 +165,34 @@ class CaptureStore:
                           (route, since if since is not None else float("-inf"),
                            until if until is not None else float("inf")))
             return [CaptureRow(*_typed(row)) for row in cursor.fetchall()]
+
+    def judges(self, request_id: str) -> Judges | None:
+        """Who may give feedback on a captured request, and its route; None when it was not captured."""
+        with self._transaction() as cursor:
+            self._execute(cursor, "SELECT route, owner, token_digest FROM captures WHERE request_id = ?",
+                          (request_id,))
+            found = cursor.fetchall()
+        return Judges(*found[0]) if found else None
+
+    def add_feedback(self, feedback: CaptureFeedback, *, replace: bool) -> bool:
+        """Store ``feedback``; False when the request has some already and ``replace`` is not asked."""
+        marks = ", ".join("?" * len(_FEEDBACK_COLUMNS))
+        update = ", ".join(f"{name} = excluded.{name}" for name in _FEEDBACK_COLUMNS[1:])
+        conflict = f"DO UPDATE SET {update}" if replace else "DO NOTHING"
+        with self._transaction() as cursor:
+            self._execute(cursor, f"INSERT INTO capture_feedback ({', '.join(_FEEDBACK_COLUMNS)}) VALUES ({marks}) "
+                                  f"ON CONFLICT (request_id) {conflict}", astuple(feedback))
+            return int(cursor.rowcount) > 0
+
+    def feedback(self, route: str) -> dict[str, CaptureFeedback]:
+        """The feedback on ``route``'s captures, by request id."""
+        columns = ", ".join(f"f.{name}" for name in _FEEDBACK_COLUMNS)
+        with self._transaction() as cursor:
+            self._execute(cursor, f"SELECT {columns} FROM capture_feedback f JOIN captures c "
+                                  "ON c.request_id = f.request_id WHERE c.route = ?", (route,))
+            rows = cursor.fetchall()
+        return {request_id: CaptureFeedback(request_id, score, None if success is None else bool(success), comment, at)
+                for request_id, score, success, comment, at in rows}
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

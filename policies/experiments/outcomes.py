@@ -75,9 +75,15 @@ class Outcome:
 
     def answers_to(self, owner: str | None, token: str | None) -> bool:
         """Whether feedback from the key tagged ``owner``, carrying ``token``, may judge this request."""
-        if token is not None and self.token is not None and hmac.compare_digest(token_digest(token), self.token):
-            return True
-        return owner is not None and self.owner is not None and hmac.compare_digest(owner, self.owner)
+        return may_judge(owner, token, self.owner, self.token)
+
+
+def may_judge(owner: str | None, token: str | None, made_by: str | None, digest: str | None) -> bool:
+    """Feedback from the key tagged ``owner`` carrying ``token`` may judge a request made by the key tagged
+    ``made_by`` whose feedback token's digest is ``digest``: the same key, or the token's holder."""
+    if token is not None and digest is not None and hmac.compare_digest(token_digest(token), digest):
+        return True
+    return owner is not None and made_by is not None and hmac.compare_digest(owner, made_by)
 
 
 def token_digest(token: str) -> str:

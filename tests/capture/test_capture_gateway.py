@@ -86,3 +86,25 @@ def test_the_access_log_and_the_capture_agree_on_the_request_id(served: ServerTh
     assert row.request_id == response.headers["x-gateway-request-id"] != "client-chosen-id"
     assert time.time() - row.captured_at < 300
     assert httpx.get(served.url + "/metrics").text.count('gateway_captures_total{result="stored"} 1.0') == 1
+
+
+def _feedback(server: ServerThread, request_id: str, **body: object) -> httpx.Response:
+    return httpx.post(server.url + "/v1/feedback", json={"request_id": request_id, **body})
+
+
+def test_feedback_is_joined_to_the_capture_by_the_gateways_request_id(served: ServerThread, fake: FakeUpstream,
+                                                                      tmp_path: Path) -> None:
+    """Outside any experiment, the captured request's token lets its caller judge it, once unless replaced."""
+    response = chat(served, "captured", "hello", expect=200)
+    request_id, token = response.headers["x-gateway-request-id"], response.headers["x-gateway-feedback-token"]
+    _flushed(served)
+    assert _feedback(served, request_id, score=0.9).status_code == 404  # no token, no key: not the caller's
+    assert _feedback(served, request_id, score=0.9, feedback_token="forged").status_code == 404
+    assert _feedback(served, request_id, score=7, feedback_token=token).status_code == 400  # off the 0-1 scale
+    first = _feedback(served, request_id, score=0.9, comment="good", feedback_token=token)
+    assert first.status_code == 200 and first.json()["captured"] is True
+    assert _feedback(served, request_id, success=False, feedback_token=token).status_code == 409
+    assert _feedback(served, request_id, success=False, feedback_token=token, replace=True).status_code == 200
+    judged = CaptureStore.open(None, tmp_path / "var").feedback("captured")[request_id]
+    assert (judged.score, judged.success, judged.comment) == (None, False, None)
+    assert chat(served, "chat", "not captured", expect=200).headers.get("x-gateway-feedback-token") is None

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 
+import psycopg
+
 from gateway.capture import capture_row
+from gateway.capture.migrations import MIGRATIONS
 from tests.capture.conftest import OpenStore, completed
+
+EVERY_VERSION = [migration.version for migration in MIGRATIONS]
 
 
 def _row(request_id: str, route: str = "support", at: float = 1_000.0) -> object:
@@ -26,7 +32,7 @@ def test_migrations_apply_once_even_when_replicas_start_together(open_store: Ope
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(applied) == [[], [], [], [1]]  # one replica migrated; the others found it done
+    assert sorted(applied) == [[], [], [], EVERY_VERSION]  # one replica migrated; the others found it done
     assert stores[0].migrate() == []
     for store in stores:
         store.close()
@@ -56,4 +62,26 @@ def test_retention_deletes_only_the_routes_rows_before_the_cut(open_store: OpenS
     assert [row.request_id for row in store.read("support")] == ["new"]
     assert [row.request_id for row in store.read("sales")] == ["other"]
     assert store.routes() == ["sales", "support"]
+    store.close()
+
+
+_OLD_ROW = ("INSERT INTO captures (request_id, captured_at, route, arm, target, experiment, variant, stream, "
+            "client_messages, added_messages, answer, latency_ms) "
+            "VALUES ('gw-old', 1, 'support', 'prompted', 'big', '', 'none', {false}, '[]', '[]', 'hi', 5)")
+_VERSION_1 = ("CREATE TABLE capture_schema (version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
+              "applied_at DOUBLE PRECISION NOT NULL)", "INSERT INTO capture_schema VALUES (1, 'captures', 0)")
+
+
+def test_a_database_at_version_1_is_upgraded_in_place_keeping_its_rows(open_store: OpenStore) -> None:
+    """Version 1 as an earlier release left it, with one capture: opening it now applies the rest, keeps the row."""
+    store = open_store()
+    postgres = store.where.startswith("postgresql://")
+    statements = (*MIGRATIONS[0].postgres, *_VERSION_1, _OLD_ROW.format(false="false")) if postgres else (
+        *MIGRATIONS[0].sqlite, *_VERSION_1, _OLD_ROW.format(false="0"))
+    with psycopg.connect(store.where) if postgres else sqlite3.connect(store.where) as db:
+        for statement in statements:
+            db.execute(statement)
+    assert store.migrate() == EVERY_VERSION[1:]
+    (old,) = store.read("support")
+    assert (old.request_id, old.answer, old.owner, old.stream) == ("gw-old", "hi", None, False)
     store.close()

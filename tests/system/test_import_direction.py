@@ -35,7 +35,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "capture": frozenset({"accounting"}),
     "demo_upstream": frozenset({"accounting"}),
     "state": frozenset({"pipeline", "upstream", "accounting", "capture"}),
-    "api": frozenset({"pipeline", "upstream", "accounting", "economics", "dashboard", "state"}),
+    "api": frozenset({"pipeline", "upstream", "accounting", "capture", "economics", "dashboard", "state"}),
     "app": frozenset({"api", "pipeline", "upstream", "accounting", "capture", "economics", "dashboard", "state",
                       "edge"}),
     "evaluation": frozenset({"app", "demo_upstream", "edge", "pipeline", "economics"}),
