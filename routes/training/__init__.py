@@ -3,7 +3,8 @@
 - ``data``: RouteLLM's labelled prompts, split as the shipped models were trained;
 - ``train``: the linear score and its topic prior fitted (``logistic``: L-BFGS over sparse rows;
   ``onnx``: MiniLM's word-piece table read from the ONNX file);
-- ``evaluate``, ``metrics``, ``crossval``: how a model routes a held-out set, and the cross-validated choices;
+- ``evaluate``, ``quality`` (APGR, CPT: how well a router routes), ``crossval``: how a model routes a held-out
+  set, and the cross-validated choices;
 - ``cli``: ``hybrid-gateway router train|eval|cv|score``.
 
 The serving side (``routes``) never imports this package, so serving needs none of it.

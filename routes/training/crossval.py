@@ -26,7 +26,7 @@ from .._static import StaticClassifier
 from .config import TrainConfig
 from .data import Example
 from .evaluate import CALIBRATION_SHARE
-from .metrics import apgr, cpt, routing_curve
+from .quality import apgr, cpt, routing_curve
 from .train import Design, design, embed_rows, linear_logits, train_pair
 
 MODELS = ("linear", "fast", "default")

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from .._messages import prompt_messages
 from .._models import RoutingModel
 from .data import Example
-from .metrics import apgr, cpt, roc_auc, routing_curve
+from .quality import apgr, cpt, roc_auc, routing_curve
 
 RANDOM_SEEDS = 10
 CALIBRATION_SHARE = 0.3

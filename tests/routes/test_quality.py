@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from routes.training.metrics import apgr, cpt, roc_auc, routing_curve
+from routes.training.quality import apgr, cpt, roc_auc, routing_curve
 
 # 10 prompts: score, weak correct, strong correct
 SCORES = [0.9, 0.8, 0.75, 0.6, 0.55, 0.5, 0.4, 0.3, 0.2, 0.1]

@@ -1,4 +1,4 @@
-"""RouteLLM's routing metrics: PGR curve, APGR, CPT(x%), plus ROC AUC.
+"""Routing quality, as RouteLLM measures it: PGR curve, APGR, CPT(x%), plus ROC AUC.
 
 The definitions follow `routellm/evals/evaluate.py` and `benchmarks.py` so our figures can sit
 beside the published ones:
