@@ -14,7 +14,7 @@ from pathlib import Path
 
 import retrieval
 import routes.training
-from gateway.cli import breakeven, evaluate, experiments
+from gateway.cli import breakeven, dataset, evaluate, experiments
 from policies import DEFAULT_POLICIES
 
 Command = Callable[[argparse.Namespace], int]
@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     retrieval.add_cli(sub)
     routes.training.add_cli(sub)
     experiments.add_cli(sub)
+    dataset.add_cli(sub)
     evaluate.add_cli(sub)
     return parser
 

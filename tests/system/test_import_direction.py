@@ -33,13 +33,14 @@ ALLOWED: dict[str, frozenset[str]] = {
     "edge": frozenset(),
     "pipeline": frozenset({"upstream", "accounting"}),
     "capture": frozenset({"accounting"}),
+    "dataset": frozenset({"capture", "accounting"}),
     "demo_upstream": frozenset({"accounting"}),
     "state": frozenset({"pipeline", "upstream", "accounting", "capture"}),
     "api": frozenset({"pipeline", "upstream", "accounting", "capture", "economics", "dashboard", "state"}),
     "app": frozenset({"api", "pipeline", "upstream", "accounting", "capture", "economics", "dashboard", "state",
                       "edge"}),
     "evaluation": frozenset({"app", "demo_upstream", "edge", "pipeline", "economics"}),
-    "cli": frozenset({"app", "api", "pipeline", "upstream", "accounting", "capture", "economics", "dashboard",
+    "cli": frozenset({"app", "api", "pipeline", "upstream", "accounting", "capture", "dataset", "economics", "dashboard",
                       "state", "edge", "demo_upstream", "evaluation"}),
 }
 

@@ -1,0 +1,99 @@
+"""``hybrid-gateway dataset export``: a route's captures as a fine-tuning dataset (docs/capture.md).
+
+Reads the capture store the gateway writes (PostgreSQL at ``--database-url`` /
+``HYBRID_GATEWAY_DATABASE_URL``, else ``captures.sqlite3`` under the data directory) and writes
+``train.jsonl``, ``validation.jsonl``, ``test.jsonl`` and ``manifest.json`` under ``--out``. Exit 0 with
+the manifest's summary, 2 when the dataset cannot be made (policies, provider, too few examples).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gateway.cli.arguments import non_negative, positive, positive_int
+from policies import DEFAULT_POLICIES, PolicyLoadError, load_policies
+
+
+def _moment(text: str) -> float:
+    """An ISO 8601 time (UTC when it names no zone) or epoch seconds."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time: {text!r} (ISO 8601, e.g. 2026-12-01T00:00:00Z)") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _share(text: str) -> float:
+    value = non_negative(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be below 1, got {text}")
+    return value
+
+
+def _export(args: argparse.Namespace) -> int:
+    from gateway.capture import CaptureStore, CaptureStoreError
+    from gateway.dataset import ExportOptions, NoFineTuning, export
+    from gateway.dataset.export import DatasetError
+    from retrieval import MiniLMEncoder
+
+    try:
+        policy = load_policies(args.policies)
+    except PolicyLoadError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    options = ExportOptions(route=args.route, out=Path(args.out), since=args.since, until=args.until,
+                            min_feedback=args.min_feedback, source=args.source, system_prompt=args.system_prompt,
+                            provider=args.provider, base_model=args.base_model, epochs=args.epochs,
+                            training_usd_per_million=args.training_price, test_share=args.test_share,
+                            validation_share=args.validation_share)
+    try:
+        store = CaptureStore.open(args.database_url, Path(args.data_dir))
+        store.migrate()
+        try:
+            manifest = export(store, policy, options, MiniLMEncoder(threads=2).embed)
+        finally:
+            store.close()
+    except (NoFineTuning, DatasetError, CaptureStoreError) as exc:
+        print(f"cannot export: {exc}", file=sys.stderr)
+        return 2
+    counts, cost = manifest.counts, manifest.estimated_training_cost_usd
+    print(f"{args.out}: {counts['train']} train, {counts['validation']} validation, {counts['test']} test "
+          f"(of {counts['captured']} captured; {counts['exact_duplicates']} exact and {counts['near_duplicates']} "
+          f"near duplicates, {counts['invalid']} invalid left out); {manifest.tokens['train']} training tokens; "
+          f"estimated training cost {'unknown' if cost is None else f'${cost:,.2f}'} "
+          f"({manifest.epochs} epochs of {manifest.base_model})")
+    return 0
+
+
+def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dataset = subparsers.add_parser("dataset", help="fine-tuning datasets from captured traffic")
+    commands = dataset.add_subparsers(dest="dataset_command", required=True)
+    out = commands.add_parser("export", help="a route's captures as train/validation/test JSONL and a manifest")
+    out.add_argument("--route", required=True)
+    out.add_argument("--out", required=True, help="directory to write the files into")
+    out.add_argument("--format", choices=("openai-chat",), default="openai-chat")
+    out.add_argument("--since", type=_moment, help="captured at or after (ISO 8601 or epoch seconds)")
+    out.add_argument("--until", type=_moment, help="captured before (ISO 8601 or epoch seconds)")
+    out.add_argument("--min-feedback", type=float, help="only captures with feedback: a score >= this, or success")
+    out.add_argument("--source", choices=("prompted", "fine_tuned", "both"), default="prompted",
+                     help="whose answers to learn from (default: the prompted arm's, i.e. distillation)")
+    out.add_argument("--system-prompt", choices=("fine_tuned", "none"), default="fine_tuned",
+                     help="the system prompt each example carries (default: the fine-tuned arm's)")
+    out.add_argument("--provider", help="default: the provider of the route's fine-tuned arm's target")
+    out.add_argument("--base-model", help="the model to fine-tune (prices the estimate)")
+    out.add_argument("--epochs", type=positive_int, default=3)
+    out.add_argument("--training-price", type=positive, help="USD per million training tokens (overrides the table)")
+    out.add_argument("--test-share", type=_share, default=0.1)
+    out.add_argument("--validation-share", type=_share, default=0.2)
+    out.add_argument("--policies", default=os.environ.get("HYBRID_GATEWAY_POLICIES", str(DEFAULT_POLICIES)))
+    out.add_argument("--data-dir", default=os.environ.get("HYBRID_GATEWAY_DATA_DIR", "var"))
+    out.add_argument("--database-url", default=os.environ.get("HYBRID_GATEWAY_DATABASE_URL") or None)
+    out.set_defaults(command=_export)
