@@ -6,10 +6,10 @@ topic signal is already in MiniLM's input layer: its word-piece embedding table 
 next to "algebra" and "law" next to "statutes". This prior embeds a prompt as the mean of the
 table's rows for its first `STATIC_PIECES` word pieces (no [CLS]/[SEP]), L2-normalised, and feeds
 that to the same kernel smoother over k-means centroids, stacked with the linear logit exactly as
-`default` is. A decision adds one tokenizer call (~75 us), 48 row look-ups (~25 us) and a
-256-centroid smoother (~20 us): bench/classifier_latency.py gives median ~0.4 ms and p99
-0.86-0.97 ms (three runs) for the whole decision (linear alone: 0.16 / 0.55 ms), inside the 1 ms budget but
-with little to spare.
+`default` is. A decision adds the word-piece split (`load_pieces`: a few us for ASCII text, where
+the tokenizer call took 30-190 us), 48 row look-ups (~25 us) and a 256-centroid smoother (~20 us):
+bench/classifier_latency.py gave median ~0.4 ms and p99 0.86-0.97 ms (three runs) for the whole
+decision before that split (linear alone: 0.16 / 0.55 ms), inside the 1 ms budget.
 
 The table. Read once at training time from the installed int8 ONNX file (`routes/training/onnx.py`,
 dequantised), centred on the mean word piece of the training prompts (static embeddings share one
@@ -42,7 +42,8 @@ cross-domain margins are within the noise of the 256-prompt GSM8K test split (do
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -70,6 +71,60 @@ def load_tokenizer() -> Any:
     return load_minilm_tokenizer(default_tokenizer_path())
 
 
+_ASCII_WORDS = re.compile(r"[a-z0-9]+|[^a-z0-9 ]")  # BERT's split of lower-cased printable ASCII
+_WORDS_CACHED = 1 << 15  # distinct words of at most 100 characters: a few MB at most
+
+
+@lru_cache(maxsize=1)
+def load_pieces() -> Callable[[str], list[int]]:
+    """A text's first STATIC_PIECES word-piece ids: the tokenizer's (`encode(text, add_special_tokens=False)`).
+
+    Why not the tokenizer itself. Its call builds a full `Encoding` (offsets, masks, word ids) and
+    costs ~30 us for a short prompt and ~190 us for 48 words, more than the rest of a `fast`
+    decision. For printable ASCII (nearly all traffic) BERT's normalisation is `lower()` and its
+    pre-tokenizer splits on spaces and on every non-alphanumeric character, so this does the same
+    with one regex and WordPiece's greedy longest-match per word, each word's pieces cached (words
+    repeat; a hit is one dict look-up). Anything else (accents, CJK, control characters) goes to
+    the tokenizer, whose normalisation it would not reproduce. `tests/routes/test_static_pieces.py`
+    checks the ids equal the tokenizer's.
+    """
+    tokenizer = load_tokenizer()
+    model = tokenizer.model
+    vocab: dict[str, int] = tokenizer.get_vocab()
+    unknown: tuple[int, ...] = (vocab[model.unk_token],)
+    longest: int = model.max_input_chars_per_word
+    continuing: str = model.continuing_subword_prefix
+
+    @lru_cache(maxsize=_WORDS_CACHED)
+    def word_ids(word: str) -> tuple[int, ...]:
+        if len(word) > longest:
+            return unknown
+        ids: list[int] = []
+        start = 0
+        while start < len(word):
+            for end in range(len(word), start, -1):  # the longest piece in the vocabulary first
+                found = vocab.get(word[start:end] if start == 0 else continuing + word[start:end])
+                if found is not None:
+                    ids.append(found)
+                    start = end
+                    break
+            else:
+                return unknown  # WordPiece: a word with an unmatched stretch is one unknown piece
+        return tuple(ids)
+
+    def pieces(text: str) -> list[int]:
+        if not (text.isascii() and text.isprintable()):
+            return list(load_tokenizer().encode(text, add_special_tokens=False).ids[:STATIC_PIECES])
+        ids: list[int] = []
+        for word in _ASCII_WORDS.findall(text.lower()):
+            ids += word_ids(word)
+            if len(ids) >= STATIC_PIECES:
+                break
+        return ids[:STATIC_PIECES]
+
+    return pieces
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class StaticEncoder:
     """Mean of projected word-piece embeddings of a text's first pieces, L2-normalised."""
@@ -83,13 +138,9 @@ class StaticEncoder:
 
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         out = np.zeros((len(texts), self.table.shape[1]), dtype=np.float32)
-        tokenizer = load_tokenizer()
-        if len(texts) == 1:  # the serving path: skip encode_batch's thread hand-off
-            encodings = [tokenizer.encode(texts[0], add_special_tokens=False)]
-        else:
-            encodings = tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        for row, encoding in enumerate(encodings):
-            ids = encoding.ids[:STATIC_PIECES]
+        pieces = load_pieces()
+        for row, text in enumerate(texts):
+            ids = pieces(text)
             if ids:
                 out[row] = self.vectors[ids].mean(axis=0)
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
@@ -183,7 +234,7 @@ def static_from_fields(fields: Mapping[str, NDArray[Any]], path: str | Path) -> 
     if table.dtype != np.int8 or table.ndim != 2 or scales.shape != (table.shape[0],):
         raise ModelFileError(f"{path}: static embedding table and scales do not match")
     encoder = StaticEncoder(table=table, scales=scales.astype(np.float32))
-    load_tokenizer()  # at load time, like the default model's encoder, not on the first request
+    load_pieces()  # at load time, like the default model's encoder, not on the first request
     model = embedding_from_fields(fields, path, embedder=encoder)
     if model.centroids.shape[1] != table.shape[1]:
         raise ModelFileError(f"{path}: topic centroids do not match the static table")

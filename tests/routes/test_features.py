@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import sys
 import zlib
 
@@ -140,3 +141,19 @@ def test_content_parts_keep_only_text() -> None:
     assert content_text(parts) == "describe\nthis"
     assert content_text(None) == ""
     assert content_text(42) == ""
+
+
+@pytest.mark.parametrize("prompt", [
+    "Tom has 12 apples, buys 3.5 more at 1/2 price (50%) then sells 1,200 -- how_many left?\nA. 1\nB. 2",
+    "Zoë paid 12 € for 3½ croissants; then 2/3 of the 1,000.50 remaining?",  # not ASCII
+])
+def test_words_and_digit_counts_are_the_regex_definitions(prompt: str) -> None:
+    """ASCII prompts take a byte-level path; both paths mean `\\w+` words and `\\d` runs of the lower-cased text."""
+    lower = re.sub(r"\d+", "0", prompt.lower())
+    feats = extract(conversation(prompt_messages(prompt)), BITS)
+    dense = dict(zip(DENSE_NAMES, feats.dense.tolist(), strict=True))
+    assert feats.words == tuple(re.findall(r"\w+", lower))
+    assert dense["numbers"] == math.log1p(len(re.findall(r"\d+", prompt)))
+    assert dense["quantities"] == math.log1p(len(re.findall(r"\d[\d,]*(?:\.\d+)?", prompt)))
+    assert dense["decimals"] == math.log1p(len(re.findall(r"\d\.\d", prompt)))
+    assert dense["digit_share"] == sum(c.isdigit() and c.isascii() for c in prompt) / len(prompt.encode())

@@ -110,12 +110,19 @@ def test_a_huge_prompt_scores_as_its_cut_and_the_tokenizer_sees_only_the_cut(
     classifier = load_classifier(model)
     read = RecordingTokenizer(routes._static.load_tokenizer())
     monkeypatch.setattr(routes._static, "load_tokenizer", lambda: read)
+    pieces, split = routes._static.load_pieces(), []  # the static prior's own split of ASCII text
+
+    def recorded_pieces(text: str) -> list[int]:
+        split.append(len(text))
+        return pieces(text)
+
+    monkeypatch.setattr(routes._static, "load_pieces", lambda: recorded_pieces)
     head = huge(QUESTION + "Explain the integral of x.sin(x) step by step.", "tea.mars.", size=2 * WINDOW)
     with recording(topic_encoder()) as read_by_minilm:
         score = classifier.score(prompt_messages(huge(head, "tea.mars.")))
     same_length_other_tail = huge(head, "law.code.")
     assert classifier.score(prompt_messages(same_length_other_tail)).value == score.value
-    assert max(read.lengths + read_by_minilm.lengths) <= TOPIC_CHARS
+    assert max(read.lengths + split + read_by_minilm.lengths) <= TOPIC_CHARS
 
 
 def test_topic_text_reads_no_further_than_its_cut() -> None:
