@@ -14,7 +14,7 @@ from pathlib import Path
 
 import retrieval
 import routes.training
-from gateway.cli import breakeven, dataset, evaluate, experiments
+from gateway.cli import breakeven, dataset, evaluate, experiments, finetune
 from policies import DEFAULT_POLICIES
 
 Command = Callable[[argparse.Namespace], int]
@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     routes.training.add_cli(sub)
     experiments.add_cli(sub)
     dataset.add_cli(sub)
+    finetune.add_cli(sub)
     evaluate.add_cli(sub)
     return parser
 

@@ -34,14 +34,15 @@ ALLOWED: dict[str, frozenset[str]] = {
     "pipeline": frozenset({"upstream", "accounting"}),
     "capture": frozenset({"accounting"}),
     "dataset": frozenset({"capture", "accounting"}),
+    "finetune": frozenset(),
     "demo_upstream": frozenset({"accounting"}),
     "state": frozenset({"pipeline", "upstream", "accounting", "capture"}),
     "api": frozenset({"pipeline", "upstream", "accounting", "capture", "economics", "dashboard", "state"}),
     "app": frozenset({"api", "pipeline", "upstream", "accounting", "capture", "economics", "dashboard", "state",
                       "edge"}),
     "evaluation": frozenset({"app", "demo_upstream", "edge", "pipeline", "economics"}),
-    "cli": frozenset({"app", "api", "pipeline", "upstream", "accounting", "capture", "dataset", "economics", "dashboard",
-                      "state", "edge", "demo_upstream", "evaluation"}),
+    "cli": frozenset({"app", "api", "pipeline", "upstream", "accounting", "capture", "dataset", "finetune",
+                      "economics", "dashboard", "state", "edge", "demo_upstream", "evaluation"}),
 }
 
 
