@@ -91,7 +91,8 @@ class OpenAICompatibleClient:
     def __init__(self, max_reply_bytes: int, max_connections: int = 1000) -> None:
         self._max_reply_bytes = max_reply_bytes
         connector = aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300, keepalive_timeout=30)
-        self._session = aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode())
+        # No cookie jar: a cookie one upstream answer sets must not ride along on other clients' requests.
+        self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
     def _url(self, target: Target, endpoint: str) -> str:
         if target.provider == "azure":
