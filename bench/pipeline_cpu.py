@@ -8,6 +8,13 @@ Rounds alternate, the report is each figure's median. Run two trees alternately 
 (``PYTHONPATH=<other checkout>`` makes the servers import that tree's packages).
 
     .venv/bin/python bench/pipeline_cpu.py [--rounds R] [--duration S]
+
+On a shared machine whose load swings from run to run, compare trees side by side instead:
+``--trees A B`` serves each tree (a directory such as ``git archive <commit> | tar -x -C A``) from its
+own gateway behind the same upstream and alternates short wrk bursts between them, shape by shape,
+so both see the same load; the report gives each tree's median per figure over the bursts.
+
+    .venv/bin/python bench/pipeline_cpu.py --trees /tmp/base /tmp/head [--rounds R] [--duration S]
 """
 
 from __future__ import annotations
@@ -41,42 +48,63 @@ routes:
 """
 
 
+SHAPES = ("plain", "classifier", "stream")
+
+
+def measure(system: overhead.System, shape: str, duration: int) -> dict[str, float]:
+    """One wrk run at c=1 of ``shape`` against ``system`` (a gateway: ``bench`` is plain, ``fast`` classified)."""
+    model = "fast" if shape == "classifier" else "bench"
+    target = overhead.System(system.name, system.url, model, system.process, None, 0)
+    body = overhead.BODY
+    if shape == "stream":
+        overhead.BODY = {**body, "stream": True}
+    try:
+        return overhead.wrk(target, 1, duration)
+    finally:
+        overhead.BODY = body
+
+
+def start_gateway(policies: Path, tree: str | None) -> overhead.System:
+    port = overhead.free_port()
+    env = {"PYTHONPATH": tree} if tree is not None else None
+    return overhead.start(tree or "gateway", [str(overhead.BIN / "hybrid-gateway"), "serve", "--port", str(port),
+                                              "--policies", str(policies), "--demo", "off", "--workers", "1"],
+                          port, "bench", env=env)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
+    parser.add_argument("--trees", nargs="+", metavar="DIR", help="serve these trees side by side, alternating")
     args = parser.parse_args()
     policies = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    upstream_port, gateway_port = overhead.free_port(), overhead.free_port()
+    upstream_port = overhead.free_port()
     (policies / "bench.yaml").write_text(POLICY.format(port=upstream_port))
     direct = overhead.start("direct", [str(overhead.BIN / "hybrid-gateway"), "demo-upstream", "--port",
                                        str(upstream_port), "--latency-scale", "0"], upstream_port, "demo-large")
-    gateway = overhead.start("gateway", [str(overhead.BIN / "hybrid-gateway"), "serve", "--port", str(gateway_port),
-                                         "--policies", str(policies), "--demo", "off", "--workers", "1"],
-                             gateway_port, "bench")
-    classifier = overhead.System("gateway", gateway.url, "fast", gateway.process, None, 0)
-    figures: dict[str, list[float]] = {}
+    gateways: list[overhead.System] = []
+    figures: dict[str, dict[str, list[float]]] = {}
     try:
-        for _ in range(args.rounds):
+        gateways = [start_gateway(policies, tree) for tree in (args.trees or [None])]
+        for round_index in range(args.rounds):
             base = overhead.wrk(direct, 1, args.duration)["p50_ms"]
-            plain, routed = overhead.wrk(gateway, 1, args.duration), overhead.wrk(classifier, 1, args.duration)
-            body, overhead.BODY = overhead.BODY, {**overhead.BODY, "stream": True}
-            try:
-                streamed = overhead.wrk(gateway, 1, args.duration)
-            finally:
-                overhead.BODY = body
-            round_figures = {"plain_cpu_ms_per_req": plain["cpu_ms_per_req"],
-                             "classifier_cpu_ms_per_req": routed["cpu_ms_per_req"],
-                             "stream_cpu_ms_per_req": streamed["cpu_ms_per_req"],
-                             "plain_c1_added_p50_ms": plain["p50_ms"] - base,
-                             "classifier_c1_added_p50_ms": routed["p50_ms"] - base}
-            for key, value in round_figures.items():
-                figures.setdefault(key, []).append(value)
-            print(json.dumps(round_figures), file=sys.stderr)
+            for shape in SHAPES:
+                shift = round_index % len(gateways)  # who goes first alternates from round to round
+                for gateway in gateways[shift:] + gateways[:shift]:
+                    run = measure(gateway, shape, args.duration)
+                    tree = figures.setdefault(gateway.name, {})
+                    tree.setdefault(f"{shape}_cpu_ms_per_req", []).append(run["cpu_ms_per_req"])
+                    if shape != "stream":
+                        tree.setdefault(f"{shape}_c1_added_p50_ms", []).append(run["p50_ms"] - base)
+            print(json.dumps({name: {key: round(values[-1], 3) for key, values in tree.items()}
+                              for name, tree in figures.items()}), file=sys.stderr)
     finally:
-        overhead.stop(gateway)
-        overhead.stop(direct)
-    print(json.dumps({key: round(statistics.median(values), 3) for key, values in figures.items()}))
+        for system in [*gateways, direct]:
+            overhead.stop(system)
+    medians = {name: {key: round(statistics.median(values), 3) for key, values in tree.items()}
+               for name, tree in figures.items()}
+    print(json.dumps(medians if args.trees else medians["gateway"]))
 
 
 if __name__ == "__main__":
