@@ -43,7 +43,7 @@ TRAIN_DATASETS = ("mmlu", "gsm8k", "mt_bench")
 EVAL_DATASETS = ("mmlu", "gsm8k", "mt_bench")
 _MODEL_HELP = "shipped model name (default, fast) or a model file (default: default)"
 API_KEY_ENV = "HYBRID_GATEWAY_API_KEY"
-TRAIN_EXTRA = ("onnx",)
+TRAIN_EXTRA = ("onnx", "scipy")
 
 
 def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.sparse import csr_array
 
 from .._embedding import Embedder, EmbeddingClassifier, topic_encoder, topic_logits, topic_text
 from .._features import Features, extract
@@ -47,7 +48,7 @@ from .._messages import conversation, prompt_messages
 from .._static import StaticClassifier, as_static, build_encoder
 from .config import TrainConfig
 from .data import Example
-from .logistic import SparseRows, fit
+from .logistic import fit
 from .onnx import word_embeddings
 
 CALIBRATION_LEVELS = 1001
@@ -58,25 +59,14 @@ class Design:
     """Training rows: dense cues, hashed n-grams (CSR), soft targets, row weights, judged texts."""
 
     dense: NDArray[np.float64]
-    sparse: SparseRows
+    sparse: csr_array
     target: NDArray[np.float64]
     weight: NDArray[np.float64]
     texts: tuple[str, ...]
 
     def rows(self, index: NDArray[np.int64]) -> Design:
-        starts, ends = self.sparse.indptr[index], self.sparse.indptr[index + 1]
-        lengths = ends - starts
-        take = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths) + np.arange(
-            lengths.sum()
-        )
-        sparse = SparseRows(
-            indptr=np.concatenate(([0], np.cumsum(lengths))).astype(np.int64),
-            indices=self.sparse.indices[take],
-            values=self.sparse.values[take],
-            n_cols=self.sparse.n_cols,
-        )
         texts = tuple(self.texts[i] for i in index)
-        return Design(self.dense[index], sparse, self.target[index], self.weight[index], texts)
+        return Design(self.dense[index], self.sparse[index], self.target[index], self.weight[index], texts)
 
 
 def soft_target(example: Example) -> float:
@@ -203,12 +193,10 @@ def design(datasets: Sequence[Sequence[Example]], bits: int) -> Design:
             weights.append(1.0 / np.sqrt(len(rows)))
     if not features:
         raise ValueError("no training examples")
-    lengths = np.array([f.indices.size for f in features])
-    sparse = SparseRows(
-        indptr=np.concatenate(([0], np.cumsum(lengths))).astype(np.int64),
-        indices=np.concatenate([f.indices for f in features]),
-        values=np.concatenate([f.values for f in features]),
-        n_cols=1 << bits,
+    indptr = np.concatenate(([0], np.cumsum([f.indices.size for f in features])))
+    sparse = csr_array(
+        (np.concatenate([f.values for f in features]), np.concatenate([f.indices for f in features]), indptr),
+        shape=(len(features), 1 << bits),
     )
     return Design(
         np.array([f.dense for f in features]), sparse, np.array(targets), np.array(weights), tuple(texts)
@@ -217,11 +205,8 @@ def design(datasets: Sequence[Sequence[Example]], bits: int) -> Design:
 
 def linear_logits(model: LinearClassifier, rows: Design) -> NDArray[np.float64]:
     """Log-odds exactly as `LinearClassifier.logit` computes them, but for many rows at once."""
-    return (
-        rows.dense @ model.dense_weights
-        + rows.sparse.dot(model.hashed_weights.astype(np.float64))
-        + model.bias
-    )
+    hashed: NDArray[np.float64] = rows.sparse @ model.hashed_weights.astype(np.float64)
+    return rows.dense @ model.dense_weights + hashed + model.bias
 
 
 def _linear_with_held_out(
@@ -299,5 +284,5 @@ def _topic_logits(
     )
 
 
-def _no_columns(n_rows: int) -> SparseRows:
-    return SparseRows(np.zeros(n_rows + 1, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0), 1)
+def _no_columns(n_rows: int) -> csr_array:
+    return csr_array((n_rows, 0))

@@ -1,4 +1,4 @@
-"""The `[train]` extra (onnx): serving never imports it, and training without it says how to get it.
+"""The `[train]` extra (onnx, scipy): serving never imports it, and training without it says how to get it.
 
 The serving install (`pip install .`, the container image) leaves the extra out, so an import of
 either from the serving path would break it while every test here, run with the extra, passed.
@@ -49,7 +49,7 @@ def test_serving_imports_nothing_from_the_train_extra() -> None:
                                                          "routes.training.onnx"))] == []
 
 
-@pytest.mark.parametrize("missing", ["onnx"])
+@pytest.mark.parametrize("missing", ["onnx", "scipy", "onnx,scipy"])
 @pytest.mark.parametrize("command", [["train", "--out", "model.npz"], ["cv"]])
 def test_training_without_the_extra_is_one_line_naming_it(tmp_path: Path, missing: str, command: list[str]) -> None:
     result = _python(WITHOUT_EXTRA, missing, "router", *command, "--data-root", str(tmp_path))
