@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 # LLM latencies live between a quarter second and half a minute: there each bucket is at most 1.5x the
@@ -102,6 +102,14 @@ class Metrics:
         self.refused = Counter("gateway_refused_requests", "Requests refused before any endpoint ran, by reason "
                                "('host': Host header not allowed, 'overloaded': concurrency limit).", ("reason",),
                                registry=r)
+        self.feedback_score = Summary("gateway_feedback_score", "Feedback scores on requests (POST /v1/feedback), "
+                                      "by the route and arm that answered them.", ("route", "arm"), registry=r)
+        self.feedback_success = Counter("gateway_feedback_success", "Feedback given as success true/false.",
+                                        ("route", "arm", "success"), registry=r)
+        self.retraining = Gauge("gateway_retraining", "When a route's fine-tune is due for retraining: quantity is "
+                                "model_age_months (of its fine-tuned target's trained_at), every_months, due (1/0) "
+                                "quality_baseline and quality_drop_alert (what the quality alert holds the arm to).", ("route", "quantity"),
+                                registry=r, multiprocess_mode="mostrecent")
         self.captures = Counter("gateway_captures", "Captured requests by result ('stored'; dropped: 'queue_full', "
                                 "'too_large', 'unreadable', 'lost_at_stop'; 'store_error': a batch the store refused, tried again).",
                                 ("result",), registry=r)

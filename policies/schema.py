@@ -76,6 +76,9 @@ class Target(_Strict):
     )
     retry: Retry = Retry()
     breaker: Breaker | None = None
+    trained_at: datetime | None = Field(default=None, description="When this fine-tuned model was trained: "
+                                        "its age, against the route's retraining_every_months, says when "
+                                        "retraining is due.")
 
     @property
     def openai_compatible(self) -> bool:
@@ -200,6 +203,11 @@ class Economics(_Strict):
     retraining_every_months: float | None = Field(default=None, gt=0)
     projected_monthly_queries: float = Field(gt=0)
     horizon_months: float = Field(default=24.0, gt=0, le=240)
+    quality_baseline: float | None = Field(default=None, allow_inf_nan=False, description="The fine-tuned arm's "
+                                           "mean feedback score when it was accepted (e.g. from eval): what "
+                                           "its live quality is held to.")
+    quality_drop_alert: float = Field(default=0.05, ge=0, description="Alert when the fine-tuned arm's mean "
+                                      "feedback score over a day falls this far below quality_baseline.")
 
     @property
     def fixed_monthly_usd(self) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -21,6 +22,7 @@ from starlette.routing import Route
 
 from gateway.api.common import state_of
 from gateway.economics.observed import economics_report
+from gateway.economics.retraining import retraining_view
 from gateway.errors import GatewayError, json_response
 from gateway.pipeline.intake import authenticate
 from gateway.state import GatewayState
@@ -38,13 +40,23 @@ async def _report(gateway: GatewayState) -> tuple[str, list[dict[str, Any]]]:
 
 
 
+def _refresh_retraining(gateway: GatewayState) -> None:
+    """``gateway_retraining`` from the current policy and clock: age, cadence, due, the quality margin."""
+    gauge = gateway.metrics.retraining
+    gauge.clear()  # a route or trained_at that left the policy leaves the metrics too
+    for route, figures in retraining_view(gateway.policies.current, datetime.now(UTC)).items():
+        for quantity, value in figures.items():
+            gauge.labels(route, quantity).set(value)
+
+
 async def refresh_gauges(gateway: GatewayState) -> None:
-    """Copy the live economics into ``gateway_economics`` just before a scrape.
+    """Copy the live economics into ``gateway_economics`` (and ``gateway_retraining``) just before a scrape.
 
     ``enough_traffic`` (1 or 0) and the ``missing_*`` quantities say whether the
     rest means anything; a figure the evidence does not support yet is removed,
     not exported as 0. ``months_to_break_even`` is +Inf when it never pays off.
     """
+    _refresh_retraining(gateway)
     gauge = gateway.metrics.economics
     try:
         _, report = await _report(gateway)

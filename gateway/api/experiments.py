@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.common import state_of
-from gateway.capture import CaptureFeedback, CaptureStore, CaptureStoreError, Judged, judge
+from gateway.capture import CaptureFeedback, CaptureStore, CaptureStoreError, Judged, Judges, judge
 from gateway.errors import (
     ClientError,
     InvalidRequest,
@@ -91,8 +91,16 @@ def _exists(request_id: str) -> ClientError:
                        param="request_id", code="feedback_exists", status=409)
 
 
+def _count(gateway: GatewayState, given: FeedbackRequest, route: str, arm: str) -> None:
+    """Per-arm quality over time: what the retraining alert compares (docs/monitoring.md)."""
+    if given.score is not None:
+        gateway.metrics.feedback_score.labels(route, arm).observe(given.score)
+    if given.success is not None:
+        gateway.metrics.feedback_success.labels(route, arm, "true" if given.success else "false").inc()
+
+
 async def _judge_capture(gateway: GatewayState, given: FeedbackRequest, owner: str | None, at: float, *,
-                         replace: bool) -> Judged:
+                         replace: bool) -> tuple[Judged, Judges | None]:
     """The feedback joined to the request's capture, in a worker thread (the database may be slow)."""
     settings = gateway.settings
 
@@ -115,6 +123,7 @@ async def _experiment_feedback(gateway: GatewayState, given: FeedbackRequest, ow
                                                   replace=given.replace)
     except FeedbackExists as exc:
         raise _exists(given.request_id) from exc
+    _count(gateway, given, outcome.route, outcome.arm)
     try:  # the same judgement on its capture, if the route captured it: the experiment's answer stands either way
         await _judge_capture(gateway, given, owner, at, replace=True)
     except CaptureStoreError as exc:
@@ -136,10 +145,12 @@ async def feedback(request: Request) -> Response:
     if outcome is not None and outcome.answers_to(owner, given.feedback_token):
         return await _experiment_feedback(gateway, given, owner, outcome, at)
     try:
-        judged = await _judge_capture(gateway, given, owner, at, replace=given.replace)
+        judged, judges = await _judge_capture(gateway, given, owner, at, replace=given.replace)
     except CaptureStoreError as exc:
         raise ServiceUnavailable("Feedback cannot be joined to its captured request while the capture store is "
                                  "unavailable.", headers={"retry-after": "5"}) from exc
+    if judges is not None:
+        _count(gateway, given, judges.route, judges.arm)
     if judged is Judged.STORED:
         return json_response({"ok": True, "request_id": given.request_id, "captured": True})
     if judged is Judged.EXISTS:

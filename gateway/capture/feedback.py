@@ -12,7 +12,7 @@ import enum
 from collections.abc import Callable
 
 from gateway.capture.rows import CaptureFeedback
-from gateway.capture.store import CaptureStore
+from gateway.capture.store import CaptureStore, Judges
 from policies import FeedbackScale
 
 
@@ -24,17 +24,21 @@ class Judged(enum.Enum):
 
 
 def judge(open_store: Callable[[], CaptureStore], scale_for: Callable[[str], FeedbackScale],
-          feedback: CaptureFeedback, owner: str | None, token: str | None, *, replace: bool) -> Judged:
-    """Store ``feedback`` on its captured request when the caller (``owner``, ``token``) may give it."""
+          feedback: CaptureFeedback, owner: str | None, token: str | None, *,
+          replace: bool) -> tuple[Judged, Judges | None]:
+    """Store ``feedback`` on its captured request when the caller (``owner``, ``token``) may give it; the
+    request's route and arm come back with a stored judgement (for the quality metrics), never otherwise."""
     store = open_store()
     try:
         store.migrate()  # a gateway that has captured nothing yet has no tables: then nothing is known
         judges = store.judges(feedback.request_id)
         if judges is None or not judges.allow(owner, token):
-            return Judged.UNKNOWN
+            return Judged.UNKNOWN, None
         scale = scale_for(judges.route)
         if feedback.score is not None and not scale.min <= feedback.score <= scale.max:
-            return Judged.OFF_SCALE
-        return Judged.STORED if store.add_feedback(feedback, replace=replace) else Judged.EXISTS
+            return Judged.OFF_SCALE, None
+        if store.add_feedback(feedback, replace=replace):
+            return Judged.STORED, judges
+        return Judged.EXISTS, None
     finally:
         store.close()

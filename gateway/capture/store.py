@@ -45,9 +45,10 @@ class _Connection(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Judges:
-    """A captured request's route, and who may judge it: the key tag that made it, its feedback token's holder."""
+    """A captured request's route and arm, and who may judge it: the key tag that made it, its token's holder."""
 
     route: str
+    arm: str
     owner: str | None
     token_digest: str | None
 
@@ -169,7 +170,7 @@ class CaptureStore:
     def judges(self, request_id: str) -> Judges | None:
         """Who may give feedback on a captured request, and its route; None when it was not captured."""
         with self._transaction() as cursor:
-            self._execute(cursor, "SELECT route, owner, token_digest FROM captures WHERE request_id = ?",
+            self._execute(cursor, "SELECT route, arm, owner, token_digest FROM captures WHERE request_id = ?",
                           (request_id,))
             found = cursor.fetchall()
         return Judges(*found[0]) if found else None

@@ -84,7 +84,7 @@ def _status(args: argparse.Namespace) -> int:
     dataset = Path(args.job) if Path(args.job).is_dir() else None
     route, cost = _upfront(dataset)
     candidate = candidate_for(now.fine_tuned_model, args.route or route or "ROUTE", args.shadow_share,
-                              args.target_name, cost if args.set_upfront else None)
+                              args.target_name, cost if args.set_upfront else None, now.finished_at)
     print(f"fine-tuned model: {now.fine_tuned_model}; checkpoints: {', '.join(now.checkpoints) or '-'}")
     if args.into:
         try:

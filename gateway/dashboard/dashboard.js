@@ -181,6 +181,36 @@
     return `<table${cls ? ` class="${cls}"` : ""}><tr>${head.map((h) => `<th>${esc(h)}</th>`).join("")}</tr>${rows.map((r) => `<tr>${r.map((c) => `<td>${c}</td>`).join("")}</tr>`).join("")}</table>`;
   }
 
+  // Feedback per arm (POST /v1/feedback) and when the fine-tune is due for retraining (gateway_retraining).
+  function qualitySection(samples, on) {
+    const scores = group(samples, "gateway_feedback_score_sum", (l) => l.arm, on);
+    const counts = group(samples, "gateway_feedback_score_count", (l) => l.arm, on);
+    const verdicts = group(samples, "gateway_feedback_success_total", (l) => `${l.arm}\u0000${l.success}`, on);
+    const retraining = new Map(samples.filter((x) => x.name === "gateway_retraining" && on(x.labels))
+      .map((x) => [x.labels.quantity, x.value]));
+    const arms = [...new Set([...counts.keys(), ...[...verdicts.keys()].map((k) => k.split("\u0000")[0])])].sort();
+    if (!arms.length && !retraining.size) return "";
+    const baseline = retraining.get("quality_baseline");
+    const rows = arms.map((arm) => {
+      const n = counts.get(arm) || 0, yes = verdicts.get(`${arm}\u0000true`) || 0, no = verdicts.get(`${arm}\u0000false`) || 0;
+      const mean = n ? (scores.get(arm) || 0) / n : null;
+      const low = arm === "fine_tuned" && baseline != null && mean != null
+        && mean < baseline - (retraining.get("quality_drop_alert") || 0);
+      return [`<span class="swatch ${esc(arm)}"></span>${esc(arm)}`, num(n),
+        `<span class="${low ? "low" : ""}">${mean == null ? "—" : mean.toFixed(3)}</span>`,
+        yes + no ? pct(yes / (yes + no)) : "—"];
+    });
+    let html = `<h3>Quality and retraining</h3>`;
+    if (rows.length) html += table(["arm", "scores", "mean score", "success"], rows, "quality");
+    const age = retraining.get("model_age_months"), every = retraining.get("every_months");
+    const parts = [];
+    if (baseline != null) parts.push(`fine-tuned baseline ${baseline.toFixed(3)} (alert below ${(baseline - (retraining.get("quality_drop_alert") || 0)).toFixed(3)})`);
+    if (age != null) parts.push(`model ${months(age)} months old${every != null ? ` of a ${months(every)}-month cadence` : ""}`);
+    if (retraining.get("due") === 1) parts.push('<b class="due">retraining due</b>');
+    else if (every != null && age != null) parts.push(`retraining in ${months(Math.max(every - age, 0))} months`);
+    return html + (parts.length ? `<div class="muted retraining">${parts.join(" · ")}</div>` : "");
+  }
+
   function routeCard(route, samples, econ) {
     const on = (l) => l.route === route;
     const requests = total(samples, "gateway_requests_total", on), cost = total(samples, "gateway_cost_usd_total", on);
@@ -220,6 +250,7 @@
       const [from, to, reason] = k.split("\u0000");
       return [`${esc(from)} → ${esc(to)}`, esc(reason), num(n)];
     })) : '<p class="muted">None.</p>'}`;
+    html += qualitySection(samples, on);
     if (econ) html += economicsSection(econ);
     return `<section class="card route" data-route="${esc(route)}">${html}</section>`;
   }

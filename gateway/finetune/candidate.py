@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -23,10 +24,13 @@ class Candidate:
     route: str
     shadow_share: float
     upfront_usd: float | None
+    trained_at: float | None  # epoch seconds: the target's age starts here (retraining_every_months)
 
     def target_yaml(self) -> str:
-        return yaml.safe_dump({"version": 1, "targets": {self.target: {"provider": "openai", "model": self.model}}},
-                              sort_keys=False)
+        target: dict[str, str] = {"provider": "openai", "model": self.model}
+        if self.trained_at is not None:
+            target["trained_at"] = datetime.fromtimestamp(self.trained_at, UTC).isoformat(timespec="seconds")
+        return yaml.safe_dump({"version": 1, "targets": {self.target: target}}, sort_keys=False)
 
     def route_edits(self) -> str:
         """The lines to add under ``routes.<route>`` in its policy file."""
@@ -46,8 +50,8 @@ class Candidate:
 
 
 def candidate_for(model: str, route: str, shadow_share: float = 0.1, target: str | None = None,
-                  upfront_usd: float | None = None) -> Candidate:
+                  upfront_usd: float | None = None, trained_at: float | None = None) -> Candidate:
     """``target`` defaults to a name made from the model id's suffix and job part (``ft-<suffix>-<id>``)."""
     parts = [part for part in model.split(":")[3:] if part]
     name = target or "ft-" + "-".join(re.sub(r"[^a-z0-9]+", "-", part.lower()).strip("-") for part in parts)
-    return Candidate(name if name != "ft-" else "ft-candidate", model, route, shadow_share, upfront_usd)
+    return Candidate(name if name != "ft-" else "ft-candidate", model, route, shadow_share, upfront_usd, trained_at)

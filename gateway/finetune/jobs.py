@@ -46,6 +46,7 @@ class Progress:
     valid_loss: float | None
     checkpoints: tuple[str, ...]
     error: str | None
+    finished_at: int | None  # epoch seconds, once the job has finished
 
     @property
     def finished(self) -> bool:
@@ -107,7 +108,7 @@ def progress(client: OpenAI, job_id: str) -> Progress:
     checkpoints = tuple(c.fine_tuned_model_checkpoint for c in client.fine_tuning.jobs.checkpoints.list(job_id).data)
     error = f"{job.error.code}: {job.error.message}" if job.error and job.error.code else None
     return Progress(job.id, job.status, job.model, job.fine_tuned_model, job.trained_tokens, step, total,
-                    train_loss, valid_loss, checkpoints, error)
+                    train_loss, valid_loss, checkpoints, error, job.finished_at)
 
 
 def cancel(client: OpenAI, job_id: str) -> str:

@@ -77,7 +77,9 @@ def test_a_job_followed_to_success_gives_its_losses_and_a_candidate_target_that_
     assert "succeeded" in out and "123456 trained tokens" in out
     (written,) = [path for path in policies.glob("*.yaml") if path.name != "base.yaml"]
     target_name = written.stem
-    assert load_policies(policies).targets[target_name].model.startswith("ft:gpt-4o-mini-2024-07-18:acme:support:")
+    candidate = load_policies(policies).targets[target_name]
+    assert candidate.model.startswith("ft:gpt-4o-mini-2024-07-18:acme:support:")
+    assert candidate.trained_at is not None and candidate.trained_at.timestamp() == 1_700_003_600  # the job's end
     assert f"shadow: {{target: {target_name}, share: 0.1}}" in out
     assert "economics: {upfront_usd: 12.34" in out and "# under routes.support:" in out
     assert main(["finetune", "status", str(dataset), "--into", str(policies), "--target-name", target_name]) == 2

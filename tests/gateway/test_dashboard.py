@@ -32,12 +32,20 @@ from tests.support.policies import econ_route
 from tests.support.polling import poll
 from tests.support.servers import ServerThread
 
-POLICIES = "version: 1\nroutes:" + econ_route(projected_monthly_queries=20_000_000) + """
+POLICIES = """version: 1
+targets:
+  small-2025:  # trained in January 2025: past econ-idle's three-month cadence
+    provider: openai
+    model: ft:gpt-4o-mini-2024-07-18:acme::abc123
+    api_base: FAKE_URL/v1
+    trained_at: 2025-01-01
+routes:""" + econ_route(projected_monthly_queries=20_000_000) + """
   econ-idle:
     arms:
       prompted: {target: big}
-      fine_tuned: {target: small}
-    economics: {upfront_usd: 100, projected_monthly_queries: 1000}
+      fine_tuned: {target: small-2025}
+    economics: {upfront_usd: 100, projected_monthly_queries: 1000, retraining_every_months: 3,
+                quality_baseline: 0.8}
   ab:
     allow_arm_override: true
     arms:
@@ -75,8 +83,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def gateway(start_gateway: GatewayFactory, policy_dir: Path, fake: FakeUpstream, clock: FakeClock) -> ServerThread:
-    (policy_dir / "dashboard.yaml").write_text(POLICIES)
+def gateway(start_gateway: GatewayFactory, policy_dir: Path, fake: FakeUpstream, clock: FakeClock,
+            fake_server: tuple[FakeUpstream, ServerThread]) -> ServerThread:
+    (policy_dir / "dashboard.yaml").write_text(POLICIES.replace("FAKE_URL", fake_server[1].url))
     return start_gateway(clock=clock, economics=MINIMUMS)
 
 
@@ -89,6 +98,11 @@ def send_traffic(server: ServerThread, fake: FakeUpstream) -> None:
         assert response.status_code == 200
         if response.headers["x-gateway-variant"] == "treatment":
             treated.append(f"user-{index}")
+        judgement = {"score": 0.25 + 0.5 * (len(treated) % 2)} if treated and treated[-1] == f"user-{index}" else {
+            "success": True}
+        assert httpx.post(server.url + "/v1/feedback", json={
+            "request_id": response.headers["x-gateway-request-id"], **judgement,
+            "feedback_token": response.headers["x-gateway-feedback-token"]}).status_code == 200
     fake.script_for(SMALL_MODEL, *[Action(status=500)] * 2)
     for user in treated[:2]:  # the fine-tuned arm fails once and falls back to the prompted one
         assert chat(server, "ab", user=user).headers["x-gateway-fallback"] == "small>big:server_error"
@@ -122,6 +136,9 @@ READ = """JSON.stringify({
   classifier: document.querySelector('[data-route="routed"] .bar.prompted + .muted')?.textContent,
   calibration: document.querySelector('[data-route="routed"] .calibration')?.textContent,
   ttft: [...document.querySelectorAll('[data-route="routed"] table tr')].slice(1).map(r => r.lastChild.textContent),
+  quality: [...document.querySelectorAll('[data-route="ab"] .quality tr')].slice(1)
+    .map(r => [...r.children].map(c => c.textContent)),
+  retraining: document.querySelector('[data-route="econ-idle"] .retraining')?.textContent,
   variants: document.querySelector('[data-route="ab"]')?.textContent.includes('treatment'),
   shares: [...document.querySelectorAll('[data-route="ab"] .variants tr')].slice(1).map(r => r.children[2].textContent),
   rejected: document.getElementById('rejected')?.textContent,
@@ -181,6 +198,15 @@ def test_dashboard_shows_the_metrics(gateway: ServerThread, fake: FakeUpstream, 
     assert shown["classifier"] == f"{prompted / decisions:.0%} of 2 decisions sent to the prompted arm"
     assert shown["calibration"] == f"fixed threshold 0.5000 · {prompted / decisions:.0%} prompted in the calibration window"
     assert shown["ttft"] and all(cell.endswith("ms") for cell in shown["ttft"])  # streamed: a TTFT per arm
+    # Feedback per arm: the treatment's scores alternate 0.75 and 0.25, the control's are all successes.
+    scored = metric_sum(metrics, "gateway_feedback_score_count", route="ab", arm="fine_tuned")
+    mean = metric_sum(metrics, "gateway_feedback_score_sum", route="ab", arm="fine_tuned") / scored
+    control = metric_sum(metrics, "gateway_feedback_success_total", route="ab", arm="prompted")
+    assert shown["quality"] == [["fine_tuned", f"{scored:.0f}", f"{mean:.3f}", "—"],
+                                ["prompted", "0", "—", "100%"]] and control > 0
+    age = (datetime.now(UTC) - datetime(2025, 1, 1, tzinfo=UTC)).total_seconds() / SECONDS_PER_MONTH
+    assert shown["retraining"].startswith("fine-tuned baseline 0.800 (alert below 0.750) · model ")
+    assert f"model {age:.0f} months old of a 3.0-month cadence · retraining due" in shown["retraining"]
     assert browser.exceptions == []
 
     png = browser.screenshot("dashboard.png", int(shown["height"]))
@@ -201,9 +227,10 @@ def test_dashboard_assets(gateway: ServerThread) -> None:
 
 @pytest.mark.browser
 def test_the_verdict_shows_behind_api_keys(start_gateway: GatewayFactory, policy_dir: Path, fake: FakeUpstream,
-                                           browser: DevTools, clock: FakeClock) -> None:
+                                           browser: DevTools, clock: FakeClock,
+                                           fake_server: tuple[FakeUpstream, ServerThread]) -> None:
     """With client keys on, the browser presents the key (HTTP Basic password) and /v1/economics takes it."""
-    (policy_dir / "dashboard.yaml").write_text(POLICIES)
+    (policy_dir / "dashboard.yaml").write_text(POLICIES.replace("FAKE_URL", fake_server[1].url))
     gateway = start_gateway(clock=clock, economics=MINIMUMS, api_key_digests=frozenset({digest_key("sk-dash")}))
     for arm in ["fine_tuned"] * 6 + ["prompted"] * 2:
         assert chat(gateway, "econ", headers={"x-gateway-arm": arm, "authorization": "Bearer sk-dash"}).status_code == 200

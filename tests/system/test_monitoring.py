@@ -38,6 +38,12 @@ DASHBOARD = FILES / "grafana-dashboard.json"
 
 MONITORED = """
 version: 1
+targets:
+  small-2020:  # a fine-tune trained long ago: its route's retraining is due
+    provider: openai
+    model: ft:gpt-4o-mini-2024-07-18:acme::abc123
+    api_base: FAKE_URL/v1
+    trained_at: 2020-01-01T00:00:00Z
 routes:
   mon:
     allow_arm_override: true
@@ -52,6 +58,7 @@ routes:
     arms:
       prompted: {target: big}
     economics: {upfront_usd: 100, maintenance_monthly_usd: 10, projected_monthly_queries: 1000000}
+    capture: {share: 1.0}  # into a database that refuses connections: captures lost, and said so
   mon-kb:
     arms:
       prompted:
@@ -60,8 +67,10 @@ routes:
   mon-ab:
     arms:
       prompted: {target: big}
-      fine_tuned: {target: small}
+      fine_tuned: {target: small-2020}
     shadow: {target: big, share: 1.0}
+    economics: {upfront_usd: 100, projected_monthly_queries: 1000000, retraining_every_months: 3,
+                quality_baseline: 0.9}
 experiments:
   mon-rollout:
     route: mon-ab
@@ -96,13 +105,14 @@ def require_prometheus() -> str:
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path, start_gateway: GatewayFactory, policy_dir: Path,
-               fake: FakeUpstream) -> Iterator[tuple[str, ServerThread]]:
+def prometheus(tmp_path: Path, start_gateway: GatewayFactory, policy_dir: Path, fake: FakeUpstream,
+               fake_server: tuple[FakeUpstream, ServerThread]) -> Iterator[tuple[str, ServerThread]]:
     exe = require_prometheus()
-    (policy_dir / "monitored.yaml").write_text(MONITORED)
-    # Port 9 refuses connections: the start-up probe records Redis going down. Chroma likewise.
+    (policy_dir / "monitored.yaml").write_text(MONITORED.replace("FAKE_URL", fake_server[1].url))
+    # Port 9 refuses connections: the start-up probe records Redis going down. Chroma and PostgreSQL likewise.
     # Minimums of one request and one second: the economics alerts have a verdict to alert on.
     gateway = start_gateway(redis_url="redis://127.0.0.1:9/0", chroma_url="http://127.0.0.1:9",
+                            database_url="postgresql://hg@127.0.0.1:9/captures",
                             economics=EconomicsSettings(min_observed_s=1, min_requests=1, min_prompted_requests=1))
     port = free_port()
     config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -168,7 +178,12 @@ def drive(gateway: ServerThread, fake: FakeUpstream, round_: int) -> None:
     send("unpriced")
     assert send("mon-kb").headers["x-gateway-rag"] == "unavailable"
     for user in range(8):  # both variants, each request mirrored to the shadow target
-        send("mon-ab", user=f"user-{round_}-{user}")
+        answer = send("mon-ab", user=f"user-{round_}-{user}")
+        if answer.headers["x-gateway-arm"] == "fine_tuned":  # judged well under the route's quality_baseline
+            judged = httpx.post(gateway.url + "/v1/feedback", json={
+                "request_id": answer.headers["x-gateway-request-id"], "score": 0.2,
+                "feedback_token": answer.headers["x-gateway-feedback-token"]})
+            assert judged.status_code == 200, judged.text
 
 
 @pytest.mark.prometheus
