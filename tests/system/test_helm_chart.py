@@ -347,7 +347,7 @@ def test_schema_refuses_bad_values(chart: Chart, change: dict[str, Any], message
     ({}, "refuses to do so without client keys: set apiKeys.existingSecret"),
     ({"apiKeys": {"existingSecret": "k"}, "monitoring": {"serviceMonitor": {"enabled": True}}},
      "with client keys, /metrics needs one: set monitoring.serviceMonitor.bearerTokenSecret.name"),
-    ({"workers": 4, "memory": {"limitMi": 1024}}, "memory.limitMi=1024 cannot hold 4 workers: they need 1472 MiB"),
+    ({"workers": 4, "memory": {"limitMi": 1024}}, "memory.limitMi=1024 cannot hold 4 workers: they need 1216 MiB"),
     ({"resources": {"limits": {"memory": "1536Mi"}}}, "gateway memory follows workers: set memory.perWorkerMi"),
 ])
 def test_templates_refuse_unsafe_combinations(chart: Chart, change: dict[str, Any], message: str) -> None:
