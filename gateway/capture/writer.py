@@ -4,7 +4,8 @@
 puts the finished ``Completion`` in the queue, or, when the queue is full,
 drops it and counts ``gateway_captures_total{result="queue_full"}``. The thread
 takes batches, parses and redacts them (``capture_row``), and writes each batch in
-one transaction. A batch the store refuses (the database down, a lock) is kept
+one transaction, lingering up to ``linger_s`` after the first capture so that busy
+traffic is written in batches rather than a transaction per request. A batch the store refuses (the database down, a lock) is kept
 and tried again with backoff while new captures queue up behind it, so nothing
 accepted is lost while the queue has room. Every ``sweep_every_s`` the thread
 deletes what each route's retention says is due.
@@ -35,8 +36,8 @@ class CaptureWriter:
 
     def __init__(self, open_store: Callable[[], CaptureStore], redactor: Callable[[str], Redact],
                  retention_days: Callable[[str], float], wanted: Callable[[], bool], metrics: Metrics, *,
-                 capacity: int = 10_000,
-                 batch: int = 256, sweep_every_s: float = 600.0, clock: Callable[[], float] = time.time) -> None:
+                 capacity: int = 10_000, batch: int = 256, linger_s: float = 0.05, sweep_every_s: float = 600.0,
+                 clock: Callable[[], float] = time.time) -> None:
         self._open_store = open_store
         self._redactor = redactor
         self._retention_days = retention_days
@@ -44,6 +45,7 @@ class CaptureWriter:
         self._metrics = metrics
         self._queue: queue.Queue[Completion] = queue.Queue(capacity)
         self._batch = batch
+        self._linger_s = linger_s
         self._sweep_every_s = sweep_every_s
         self._clock = clock
         self._stop = threading.Event()
@@ -94,12 +96,14 @@ class CaptureWriter:
             self._settled.notify_all()
 
     def _take(self) -> list[Completion]:
-        """The next batch: waits for a first item (or the next sweep, or stop), then takes what is there."""
+        """The next batch: waits for a first item (or the next sweep, or stop), lets ``linger_s`` pass for more
+        to arrive (one wake-up per batch, not one per capture; none when stopping), then takes what is there."""
         timeout = max(self._next_sweep - self._clock(), 0.0) if self._next_sweep else self._sweep_every_s
         try:
             taken = [self._queue.get(timeout=min(timeout, 0.5))]  # wakes twice a second to notice a stop
         except queue.Empty:
             return []
+        self._stop.wait(self._linger_s)
         while len(taken) < self._batch:
             try:
                 taken.append(self._queue.get_nowait())

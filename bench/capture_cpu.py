@@ -1,0 +1,128 @@
+"""What capture adds to a request's CPU, measured two ways.
+
+1. End to end: the same route with and without ``capture: {share: 1.0}``, one worker behind the
+   zero-delay demo upstream, wrk at concurrency 1 on each route in turn, rounds alternating. CPU per
+   request is the gateway's process CPU (the capture writer's thread included: it parses, redacts and
+   writes to SQLite in the same process) over the requests served; the capture counters at the end show
+   every request stored and none dropped. On a shared 2-core machine the paired differences spread wider
+   than the effect, so:
+2. In process: the capture writer alone (offer, parse, redact, batched SQLite write) fed finished
+   requests at ~5,000 per second, process CPU per capture less the same loop without captures.
+
+    .venv/bin/python bench/capture_cpu.py [--rounds R] [--duration S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+
+from gateway.accounting.completion import Arrival, Exchange, Routing, finish
+from gateway.accounting.usage import Usage
+from gateway.capture import CaptureStore, CaptureWriter, Redactor
+from gateway.metrics import Metrics
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import overhead  # a sibling script, not a package
+
+POLICY = """version: 1
+targets:
+  upstream:
+    provider: vllm
+    model: demo-large
+    api_base: http://127.0.0.1:{port}/v1
+    price: {{input_per_million: 2.5, output_per_million: 10}}
+routes:
+  plain:
+    arms:
+      prompted: {{target: upstream, system_prompt: "You are the Lumen Freight support desk."}}
+  captured:
+    capture: {{share: 1.0}}
+    arms:
+      prompted: {{target: upstream, system_prompt: "You are the Lumen Freight support desk."}}
+"""
+
+
+_ANSWER = orjson.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": (
+    "Refunds on annual plans are prorated. Contact billing within 30 days of the charge and we will refund the "
+    "duplicate payment to the original card.")}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 40,
+                                                                                  "completion_tokens": 30}})
+_SYSTEM = {"role": "system", "content": "You are the Lumen Freight support desk. Answer briefly and cite the docs."}
+
+
+def _paced(count: int, writer: CaptureWriter | None) -> float:
+    """Process CPU of ``count`` iterations spaced 0.2 ms apart, each offering one capture when given a writer."""
+    done = [finish(Arrival(f"gw-{time.monotonic_ns()}-{i}", "chat"), Routing("bench", "prompted", "upstream"),
+                   usage=Usage(40, 30), exchange=Exchange(own, [_SYSTEM, *own], _ANSWER))
+            for i, own in enumerate([{"role": "user", "content": f"Hello {i}, how do refunds work for the annual "
+                                      "plan? My order number is 1234 and I was charged twice."}] for i in range(count))]
+    began = time.process_time()
+    for item in done:
+        if writer is not None:
+            writer.offer(item)
+        time.sleep(0.0002)
+    if writer is not None:
+        assert writer.flush(60)
+    return time.process_time() - began
+
+
+def writer_cpu_us(rounds: int, count: int = 2_000) -> list[float]:
+    """Per round: CPU per capture of the writer path, less the pacing loop's own CPU."""
+    redactor = Redactor()
+    writer = CaptureWriter(lambda: CaptureStore.open(None, Path(tempfile.mkdtemp(prefix="bench-capture-db-"))),
+                           lambda route: redactor, lambda route: 90.0, lambda: True, Metrics())
+    writer.start()
+    try:
+        _paced(50, writer)  # opens and migrates the store
+        return [round((_paced(count, writer) - _paced(count, None)) / count * 1e6, 1) for _ in range(rounds)]
+    finally:
+        writer.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-capture-"))
+    (work / "policies").mkdir()
+    upstream_port, gateway_port = overhead.free_port(), overhead.free_port()
+    (work / "policies" / "bench.yaml").write_text(POLICY.format(port=upstream_port))
+    direct = overhead.start("direct", [str(overhead.BIN / "hybrid-gateway"), "demo-upstream", "--port",
+                                       str(upstream_port), "--latency-scale", "0"], upstream_port, "demo-large")
+    gateway = overhead.start("gateway", [str(overhead.BIN / "hybrid-gateway"), "serve", "--port", str(gateway_port),
+                                         "--policies", str(work / "policies"), "--demo", "off", "--workers", "1"],
+                             gateway_port, "plain", env={"HYBRID_GATEWAY_DATA_DIR": str(work / "var"),
+                                                         "HYBRID_GATEWAY_ACCESS_LOG": "0"})
+    captured = overhead.System("gateway", gateway.url, "captured", gateway.process, None, 0)
+    figures: dict[str, list[float]] = {"plain": [], "captured": []}
+    try:
+        for _ in range(args.rounds):
+            figures["plain"].append(overhead.wrk(gateway, 1, args.duration)["cpu_ms_per_req"])
+            figures["captured"].append(overhead.wrk(captured, 1, args.duration)["cpu_ms_per_req"])
+            print(json.dumps({name: values[-1] for name, values in figures.items()}), file=sys.stderr)
+        metrics = httpx.get(gateway.url + "/metrics").text
+    finally:
+        overhead.stop(gateway)
+        overhead.stop(direct)
+    medians = {name: statistics.median(values) for name, values in figures.items()}
+    counters = [line for line in metrics.splitlines() if line.startswith("gateway_captures_total")]
+    print(json.dumps({"plain_cpu_ms_per_req": round(medians["plain"], 4),
+                      "captured_cpu_ms_per_req": round(medians["captured"], 4),
+                      "capture_added_cpu_ms_per_req": round(medians["captured"] - medians["plain"], 4),
+                      "paired_differences_ms": [round(c - p, 4) for p, c in zip(figures["plain"], figures["captured"],
+                                                                                strict=True)],
+                      "capture_counters": counters,
+                      "writer_cpu_us_per_capture": writer_cpu_us(args.rounds)}))
+
+
+if __name__ == "__main__":
+    main()
