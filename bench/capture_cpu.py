@@ -33,21 +33,15 @@ from gateway.metrics import Metrics
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import overhead  # a sibling script, not a package
 
-POLICY = """version: 1
-targets:
-  upstream:
-    provider: vllm
-    model: demo-large
-    api_base: http://127.0.0.1:{port}/v1
-    price: {{input_per_million: 2.5, output_per_million: 10}}
+ROUTES = """version: 1
 routes:
   plain:
     arms:
-      prompted: {{target: upstream, system_prompt: "You are the Lumen Freight support desk."}}
+      prompted: {target: upstream, system_prompt: "You are the Lumen Freight support desk."}
   captured:
-    capture: {{share: 1.0}}
+    capture: {share: 1.0}
     arms:
-      prompted: {{target: upstream, system_prompt: "You are the Lumen Freight support desk."}}
+      prompted: {target: upstream, system_prompt: "You are the Lumen Freight support desk."}
 """
 
 
@@ -93,13 +87,13 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-capture-"))
-    (work / "policies").mkdir()
     upstream_port, gateway_port = overhead.free_port(), overhead.free_port()
-    (work / "policies" / "bench.yaml").write_text(POLICY.format(port=upstream_port))
+    policies = overhead.policy_dir(upstream_port)  # the zero-delay upstream's target, shared with the other benches
+    (policies / "capture.yaml").write_text(ROUTES)
     direct = overhead.start("direct", [str(overhead.BIN / "hybrid-gateway"), "demo-upstream", "--port",
                                        str(upstream_port), "--latency-scale", "0"], upstream_port, "demo-large")
     gateway = overhead.start("gateway", [str(overhead.BIN / "hybrid-gateway"), "serve", "--port", str(gateway_port),
-                                         "--policies", str(work / "policies"), "--demo", "off", "--workers", "1"],
+                                         "--policies", str(policies), "--demo", "off", "--workers", "1"],
                              gateway_port, "plain", env={"HYBRID_GATEWAY_DATA_DIR": str(work / "var"),
                                                          "HYBRID_GATEWAY_ACCESS_LOG": "0"})
     captured = overhead.System("gateway", gateway.url, "captured", gateway.process, None, 0)
