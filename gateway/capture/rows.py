@@ -80,6 +80,22 @@ def _added(exchange: Exchange) -> Sequence[Mapping[str, Any]]:
     return sent
 
 
+def _chars(content: Any) -> int:
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, list):
+        return sum(len(part["text"]) for part in content if isinstance(part, Mapping) and isinstance(part.get("text"), str))
+    return 0
+
+
+def exchange_chars(exchange: Exchange) -> int:
+    """About how much text a capture holds (the client's message texts and the answer's bytes): what the
+    writer's queue is bounded by, since a count alone would let a few huge requests hold gigabytes."""
+    answer = exchange.answer
+    return (sum(_chars(message.get("content")) for message in exchange.client_messages)
+            + (len(answer) if isinstance(answer, bytes) else sum(len(payload) for payload in answer)))
+
+
 def _answer(exchange: Exchange) -> str:
     if isinstance(exchange.answer, bytes):
         data = orjson.loads(exchange.answer)

@@ -20,12 +20,13 @@ import time
 from collections.abc import Callable
 
 from gateway.accounting.completion import Completion
-from gateway.capture.rows import CaptureRow, Redact, capture_row
+from gateway.capture.rows import CaptureRow, Redact, capture_row, exchange_chars
 from gateway.capture.store import CaptureStore, CaptureStoreError
 from gateway.metrics import Metrics
 
 log = logging.getLogger("hybrid_gateway.capture")
 MAX_ROW_CHARS = 2 * 1024 * 1024  # a capture's text beyond this is not stored: no dataset example is this long
+QUEUED_CHARS = 64 * 1024 * 1024  # what the queue may hold in all, whatever the clients send
 _DAY_S = 86_400.0
 
 
@@ -43,7 +44,8 @@ class CaptureWriter:
         self._retention_days = retention_days
         self._wanted = wanted
         self._metrics = metrics
-        self._queue: queue.Queue[Completion] = queue.Queue(capacity)
+        self._queue: queue.Queue[tuple[Completion, int]] = queue.Queue(capacity)  # each with its exchange_chars
+        self._queued_chars = 0
         self._batch = batch
         self._linger_s = linger_s
         self._sweep_every_s = sweep_every_s
@@ -64,14 +66,27 @@ class CaptureWriter:
             self.offer(done)
 
     def offer(self, done: Completion) -> bool:
-        """Queue ``done`` for storage; False (and counted) when the queue is full. Never blocks."""
-        try:
-            self._queue.put_nowait(done)
-        except queue.Full:
-            self._metrics.captures.labels("queue_full").inc()
+        """Queue ``done`` for storage; False (and counted) when it is too large or the queue is full, by count
+        or by the text it holds. Never blocks."""
+        chars = exchange_chars(done.exchange) if done.exchange is not None else 0
+        if chars > MAX_ROW_CHARS:
+            self._metrics.captures.labels("too_large").inc()
             return False
         with self._settled:
-            self._accepted += 1
+            if self._queued_chars + chars > QUEUED_CHARS:
+                full = True
+            else:
+                try:
+                    self._queue.put_nowait((done, chars))
+                    full = False
+                except queue.Full:
+                    full = True
+            if not full:
+                self._accepted += 1
+                self._queued_chars += chars
+        if full:
+            self._metrics.captures.labels("queue_full").inc()
+            return False
         self._metrics.capture_queue.inc()
         return True
 
@@ -89,13 +104,14 @@ class CaptureWriter:
         if self._thread.is_alive():
             self._thread.join(timeout_s)
 
-    def _settle(self, count: int) -> None:
-        self._metrics.capture_queue.dec(count)
+    def _settle(self, batch: list[tuple[Completion, int]]) -> None:
+        self._metrics.capture_queue.dec(len(batch))
         with self._settled:
-            self._finished += count
+            self._finished += len(batch)
+            self._queued_chars -= sum(chars for _, chars in batch)
             self._settled.notify_all()
 
-    def _take(self) -> list[Completion]:
+    def _take(self) -> list[tuple[Completion, int]]:
         """The next batch: waits for a first item (or the next sweep, or stop), lets ``linger_s`` pass for more
         to arrive (one wake-up per batch, not one per capture; none when stopping), then takes what is there."""
         timeout = max(self._next_sweep - self._clock(), 0.0) if self._next_sweep else self._sweep_every_s
@@ -111,9 +127,9 @@ class CaptureWriter:
                 break
         return taken
 
-    def _rows(self, batch: list[Completion]) -> list[CaptureRow]:
+    def _rows(self, batch: list[tuple[Completion, int]]) -> list[CaptureRow]:
         rows: list[CaptureRow] = []
-        for done in batch:
+        for done, _ in batch:
             try:
                 row = capture_row(done, self._redactor(done.routing.route), self._clock)
             except Exception:  # an answer the parser cannot read must not stop the others
@@ -129,12 +145,12 @@ class CaptureWriter:
     def _run(self) -> None:
         store: CaptureStore | None = None
         rows: list[CaptureRow] = []
-        pending = 0  # completions behind ``rows`` (some may have been dropped while making them)
+        pending: list[tuple[Completion, int]] = []  # the completions behind ``rows`` (some dropped making them)
         backoff_s = 0.5
         while not (self._stop.is_set() and not pending and self._queue.empty()):
             if not pending:
-                batch = self._take()
-                rows, pending = self._rows(batch), len(batch)
+                pending = self._take()
+                rows = self._rows(pending)
             try:
                 if store is None and (rows or (self._sweep_due() and self._wanted())):
                     store = self._opened()
@@ -143,7 +159,7 @@ class CaptureWriter:
                     self._metrics.captures.labels("stored").inc(len(rows))
                 if pending:
                     self._settle(pending)
-                rows, pending, backoff_s = [], 0, 0.5
+                rows, pending, backoff_s = [], [], 0.5
                 if store is not None and self._sweep_due():
                     self._sweep(store)
             except CaptureStoreError as exc:
@@ -158,13 +174,12 @@ class CaptureWriter:
                 backoff_s = min(backoff_s * 2, 30.0)
         while True:  # stopped with the store down: what could not be written is gone, and said so
             try:
-                self._queue.get_nowait()
-                pending += 1
+                pending.append(self._queue.get_nowait())
             except queue.Empty:
                 break
         if pending:
-            log.error("capture writer stopped with %d captures unstored", pending)
-            self._metrics.captures.labels("lost_at_stop").inc(pending)
+            log.error("capture writer stopped with %d captures unstored", len(pending))
+            self._metrics.captures.labels("lost_at_stop").inc(len(pending))
             self._settle(pending)
         if store is not None:
             store.close()

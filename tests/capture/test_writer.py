@@ -10,8 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from gateway.capture import CaptureStore, CaptureWriter, Redactor
+from gateway.capture import writer as writing
 from gateway.metrics import Metrics
 from tests.capture.conftest import OpenStore, completed
 from tests.support.clock import FakeClock
@@ -130,3 +132,22 @@ def test_retention_deletes_each_routes_captures_when_they_are_due(open_store: Op
     assert [row.request_id for row in store.read("long")] == ["b"]
     writer.close()
     assert metric_sum(metrics.exposition().decode(), "gateway_captures_deleted_total", route="short") == 1
+
+
+def test_the_queue_is_bounded_by_the_text_it_holds_not_only_by_count(
+        open_store: OpenStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A few huge requests cannot hold gigabytes: one over the row limit is refused outright, and while the
+    store is held the queue takes others only up to its text budget (both made small here)."""
+    monkeypatch.setattr(writing, "MAX_ROW_CHARS", 200_000)
+    monkeypatch.setattr(writing, "QUEUED_CHARS", 1_000_000)
+    metrics = Metrics()
+    medium = "word " * 30_000  # 150,000 characters: six fit the budget, the seventh does not
+    with _locked(open_store, tmp_path):
+        writer = _writer(open_store, metrics)
+        assert not writer.offer(completed("huge", text="word " * 50_000))
+        answers = [writer.offer(completed(f"medium-{n}", text=medium)) for n in range(10)]
+        assert answers == [True] * 6 + [False] * 4
+        assert _count(metrics, "too_large") == 1 and _count(metrics, "queue_full") == 4
+    assert writer.flush(60)
+    writer.close()
+    assert sorted(row.request_id for row in open_store().read("support")) == [f"medium-{n}" for n in range(6)]
