@@ -33,6 +33,10 @@ class Arrival:
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
 
+    def owned_by(self, owner: str | None) -> Arrival:
+        """The same arrival, its caller known (authentication); direct, as ``replace`` costs ~3 us a request."""
+        return Arrival(self.request_id, self.endpoint, self.client_request_id, self.started, owner)
+
     def named(self) -> str:
         """How logs name a request: the gateway's id, and the caller's for correlation."""
         given = self.client_request_id

@@ -46,6 +46,8 @@ class Ledger:
         self._access = access
         self._hooks = tuple(hooks)
         self._cache: dict[tuple[str, str, str, str, int], _Children] = {}
+        self._upstream: dict[str, Histogram] = {}  # made on first use: a series only for what happened
+        self._ttft: dict[tuple[str, str, str, str], Histogram] = {}
 
     def _children(self, labels: tuple[str, str, str, str], status: int) -> _Children:
         """The metric children of one (route, arm, target, variant, status): found once, then reused.
@@ -73,9 +75,15 @@ class Ledger:
         children.duration.observe(done.duration_s)
         children.overhead.observe(done.overhead_s)
         if delivery.upstream_s and routing.target:
-            m.upstream_duration.labels(routing.target).observe(delivery.upstream_s)
+            upstream = self._upstream.get(routing.target)
+            if upstream is None:
+                upstream = self._upstream[routing.target] = m.upstream_duration.labels(routing.target)
+            upstream.observe(delivery.upstream_s)
         if done.ttft_s is not None:
-            m.ttft.labels(*labels).observe(done.ttft_s)
+            ttft = self._ttft.get(labels)
+            if ttft is None:
+                ttft = self._ttft[labels] = m.ttft.labels(*labels)
+            ttft.observe(done.ttft_s)
         if done.error_code is not None:
             m.errors.labels(labels[0], done.error_code).inc()
         if usage is not None:

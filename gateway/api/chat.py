@@ -124,7 +124,8 @@ async def _serve(gateway: GatewayState, policy: PolicySet, arrival: Arrival, rou
     attempted = await gateway.attempts.run(call, first, alternates(policy, body, chat, first), deadline,
                                            prepare=grounding.ground)
     sent, delivery = attempted.plan, grounding.delivery(attempted)
-    routing = replace(routing, arm=sent.arm, target=sent.target_name)
+    if sent is not first:  # a fallback answered: the routing names the arm and target that did
+        routing = replace(routing, arm=sent.arm, target=sent.target_name)
     if isinstance(attempted, Exhausted):
         return failure(gateway, arrival, attempted.error, routing, delivery)
     result = attempted.result
@@ -147,7 +148,7 @@ async def chat_completions(request: Request) -> Response:
     arrival = Arrival(new_request_id(), "chat", client_request_id(request))
     routing = UNROUTED
     try:
-        arrival = replace(arrival, owner=authenticate(request, gateway.settings))
+        arrival = arrival.owned_by(authenticate(request, gateway.settings))
         body = await read_json(request, gateway.settings)
         chat = validate(ChatCompletionRequest, body)
         policy = gateway.policies.current  # one snapshot for the whole request, whatever reloads meanwhile

@@ -9,7 +9,6 @@ hostile body whole.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import cast
 
 from starlette.requests import Request
@@ -74,7 +73,7 @@ async def embeddings(request: Request) -> Response:
     arrival = Arrival(new_request_id(), "embeddings", client_request_id(request))
     routing, delivery = UNROUTED, NOTHING_DELIVERED
     try:
-        arrival = replace(arrival, owner=authenticate(request, gateway.settings))
+        arrival = arrival.owned_by(authenticate(request, gateway.settings))
         body = await read_json(request, gateway.settings)
         embedding = validate(EmbeddingRequest, body)
         check_inputs(embedding, gateway.settings.limits)
