@@ -162,9 +162,12 @@ class CaptureWriter:
                 rows, pending, backoff_s = [], [], 0.5
                 if store is not None and self._sweep_due():
                     self._sweep(store)
-            except CaptureStoreError as exc:
-                log.warning("capture store %s: %s; trying again in %.1f s", "refused a batch" if store else
-                            "unavailable", exc, backoff_s)
+            except Exception as exc:  # a store error, or a bug: either way the thread must live on and say so
+                if isinstance(exc, CaptureStoreError):
+                    log.warning("capture store %s: %s; trying again in %.1f s", "refused a batch" if store else
+                                "unavailable", exc, backoff_s)
+                else:
+                    log.exception("capture writer failed; trying again in %.1f s", backoff_s)
                 self._metrics.captures.labels("store_error").inc()
                 if store is not None:
                     store.close()
