@@ -215,6 +215,9 @@ def test_secrets_are_referenced_by_name_never_rendered(chart: Chart) -> None:
     assert env["HYBRID_GATEWAY_ADMIN_KEYS_FILE"] == "/etc/hybrid-gateway/keys/admin-keys"
     assert env_of(gateway_container(external))["HYBRID_GATEWAY_REDIS_URL"] == {
         "secretKeyRef": {"name": "gateway-redis", "key": "url"}}
+    assert env_of(gateway_container(external))["HYBRID_GATEWAY_DATABASE_URL"] == {
+        "secretKeyRef": {"name": "gateway-database", "key": "database-url"}}
+    assert "HYBRID_GATEWAY_DATABASE_URL" not in env  # none given: each pod's captures stay in its SQLite
 
 
 def test_policies_configmap_is_a_valid_directory_and_rolls_pods_on_change(chart: Chart) -> None:
@@ -320,6 +323,7 @@ def test_memory_request_and_limit_grow_with_workers(chart: Chart) -> None:
     ({"replicas": 2}, "additional properties 'replicas' not allowed"),
     ({"workers": 0}, "at '/workers': minimum: got 0, want 1"),
     ({"redis": {"url": "localhost:6379"}}, "at '/redis/url'"),
+    ({"database": {"url": "mysql://db/captures"}}, "at '/database/url'"),
     ({"chroma": {"mode": "external"}}, "at '/chroma/url'"),
     ({"ingress": {"enabled": True}}, "at '/ingress/host'"),
     ({"policies": {"files": {"routes.json": "{}"}}}, "'routes.json' does not match pattern"),
