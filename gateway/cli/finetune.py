@@ -59,6 +59,7 @@ def _status(args: argparse.Namespace) -> int:
 
     from gateway.finetune import candidate_for, progress
     from gateway.finetune.jobs import FineTuneError, job_id_of
+    from gateway.finetune.route_edit import RouteEditError
 
     try:
         client = _client(args)
@@ -86,16 +87,21 @@ def _status(args: argparse.Namespace) -> int:
     candidate = candidate_for(now.fine_tuned_model, args.route or route or "ROUTE", args.shadow_share,
                               args.target_name, cost if args.set_upfront else None, now.finished_at)
     print(f"fine-tuned model: {now.fine_tuned_model}; checkpoints: {', '.join(now.checkpoints) or '-'}")
-    if args.into:
-        try:
-            written = candidate.write(Path(args.into))
-        except FileExistsError as exc:
-            print(f"cannot write the candidate: {exc}", file=sys.stderr)
-            return 2
-        print(f"wrote {written}")
-    else:
+    if not args.into:
         print(candidate.target_yaml(), end="")
-    print(candidate.route_edits())
+        print(candidate.route_edits())
+        return 0
+    try:
+        written = candidate.write(Path(args.into))
+    except FileExistsError as exc:
+        print(f"cannot write the candidate: {exc}", file=sys.stderr)
+        return 2
+    except RouteEditError as exc:
+        print(f"wrote {Path(args.into) / (candidate.target + '.yaml')}; the route is yours to edit ({exc}):")
+        print(candidate.route_edits())
+        return 0
+    print("wrote " + " and ".join(str(path) for path in written) + f": routes.{candidate.route} now shadows "
+          f"{candidate.shadow_share:g} of its traffic to {candidate.target}")
     return 0
 
 

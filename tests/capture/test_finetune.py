@@ -16,13 +16,16 @@ from tests.support.servers import ServerThread
 
 LINE = {"messages": [{"role": "system", "content": "Support."}, {"role": "user", "content": "Refunds?"},
                      {"role": "assistant", "content": "Within 5 days."}]}
-BASE_POLICY = """
-version: 1
+BASE_POLICY = """version: 1
 targets:
   big: {provider: openai, model: gpt-4o}
 routes:
   support:
+    # the operator's own words, which the edit keeps
     arms: {prompted: {target: big}}
+    economics:
+      upfront_usd: 12000   # a guess, before the dataset existed
+      projected_monthly_queries: 50000
 """
 
 
@@ -77,12 +80,22 @@ def test_a_job_followed_to_success_gives_its_losses_and_a_candidate_target_that_
     assert "succeeded" in out and "123456 trained tokens" in out
     (written,) = [path for path in policies.glob("*.yaml") if path.name != "base.yaml"]
     target_name = written.stem
-    candidate = load_policies(policies).targets[target_name]
+    loaded = load_policies(policies)
+    candidate = loaded.targets[target_name]
     assert candidate.model.startswith("ft:gpt-4o-mini-2024-07-18:acme:support:")
     assert candidate.trained_at is not None and candidate.trained_at.timestamp() == 1_700_003_600  # the job's end
-    assert f"shadow: {{target: {target_name}, share: 0.1}}" in out
-    assert "economics: {upfront_usd: 12.34" in out and "# under routes.support:" in out
+    route = loaded.routes["support"]
+    assert route.shadow is not None and (route.shadow.target, route.shadow.share) == (target_name, 0.1)
+    assert route.economics is not None and route.economics.upfront_usd == 12.34  # the dataset's estimate
+    edited = (policies / "base.yaml").read_text()
+    assert "# the operator's own words, which the edit keeps" in edited and "# a guess, before" in edited
+    assert f"now shadows 0.1 of its traffic to {target_name}" in out
     assert main(["finetune", "status", str(dataset), "--into", str(policies), "--target-name", target_name]) == 2
+    # A second candidate: the route already shadows the first, so only its target is written, and the lines said.
+    assert main(["finetune", "status", str(dataset), "--into", str(policies), "--target-name", "ft-second"]) == 0
+    out = capsys.readouterr().out
+    assert "already has a shadow" in out and "shadow: {target: ft-second, share: 0.1}" in out
+    assert (policies / "base.yaml").read_text() == edited and "ft-second" in load_policies(policies).targets
 
 
 def test_a_failed_job_and_a_cancelled_one_exit_1_with_the_reason(
