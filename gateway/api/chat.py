@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import orjson
@@ -22,6 +23,7 @@ from gateway.accounting.completion import (
 )
 from gateway.accounting.usage import reply_usage
 from gateway.api.common import completed_headers, failure, gateway_headers, state_of
+from gateway.capture import ShadowAnswer
 from gateway.errors import InvalidRequest
 from gateway.pipeline.attempts import Answered, Exhausted
 from gateway.pipeline.decision import decide_arm, resolve_model
@@ -97,6 +99,10 @@ def _with_sources(reply: UpstreamReply, rag: RagOutcome | None, request_id: str)
     return orjson.dumps({**reply.data, "gateway": {"sources": rag.body_field(), "request_id": request_id}})
 
 
+def _keep_shadow_answer(gateway: GatewayState, request_id: str, route: str, target: str, body: bytes) -> None:
+    gateway.captures.offer_shadow(ShadowAnswer(request_id, route, target, body))
+
+
 def _routing(plan: Plan, score: float | None, assigned: Assignment | None) -> Routing:
     if assigned is None:
         return Routing(plan.route, plan.arm, plan.target_name, plan.stream, score)
@@ -120,7 +126,9 @@ async def _serve(gateway: GatewayState, policy: PolicySet, arrival: Arrival, rou
         return await client.complete(plan.target, plan.payload)
 
     first = await grounding.ground(first)  # before mirroring, so a shadow sees the same prompt
-    gateway.shadow.maybe_mirror(policy, first.route, first.shadow, first.payload)
+    # The shadow's answer to a captured request is kept beside it, paired for the router's labels.
+    paired = partial(_keep_shadow_answer, gateway, arrival.request_id, first.route) if capturing else None
+    gateway.shadow.maybe_mirror(policy, first.route, first.shadow, first.payload, paired)
     attempted = await gateway.attempts.run(call, first, alternates(policy, body, chat, first), deadline,
                                            prepare=grounding.ground)
     sent, delivery = attempted.plan, grounding.delivery(attempted)

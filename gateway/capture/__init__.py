@@ -10,10 +10,10 @@
 
 from gateway.capture.feedback import Judged, judge
 from gateway.capture.redaction import Redactor
-from gateway.capture.rows import CaptureFeedback, CaptureRow, capture_row
+from gateway.capture.rows import CaptureFeedback, CaptureRow, ShadowAnswer, capture_row
 from gateway.capture.service import CapturePolicy
 from gateway.capture.store import CaptureStore, CaptureStoreError, Judges
 from gateway.capture.writer import CaptureWriter
 
 __all__ = ["CaptureFeedback", "CapturePolicy", "CaptureRow", "CaptureStore", "CaptureStoreError", "CaptureWriter",
-           "Judged", "Judges", "Redactor", "capture_row", "judge"]
+           "Judged", "Judges", "Redactor", "ShadowAnswer", "capture_row", "judge"]

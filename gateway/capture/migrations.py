@@ -44,6 +44,16 @@ def _captures(real: str, boolean: str) -> str:
 _INDEX = "CREATE INDEX captures_route_time ON captures (route, captured_at)"
 
 
+def _shadows(real: str) -> str:
+    return f"""CREATE TABLE capture_shadows (
+    request_id TEXT NOT NULL,
+    target TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    captured_at {real} NOT NULL,
+    PRIMARY KEY (request_id, target)
+)"""
+
+
 def _feedback(real: str, boolean: str) -> tuple[str, ...]:
     return ("ALTER TABLE captures ADD COLUMN owner TEXT", "ALTER TABLE captures ADD COLUMN token_digest TEXT",
             f"""CREATE TABLE capture_feedback (
@@ -59,4 +69,6 @@ MIGRATIONS: tuple[Migration, ...] = (
               (_captures("REAL", "INTEGER"), _INDEX), (_captures("DOUBLE PRECISION", "BOOLEAN"), _INDEX)),
     Migration(2, "feedback joined to captures by request id; who may give it (key tag, token digest)",
               _feedback("REAL", "INTEGER"), _feedback("DOUBLE PRECISION", "BOOLEAN")),
+    Migration(3, "shadow answers to captured requests: the other model's answer to the same prompt",
+              (_shadows("REAL"),), (_shadows("DOUBLE PRECISION"),)),
 )

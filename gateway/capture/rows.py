@@ -48,6 +48,30 @@ class CaptureRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ShadowAnswer:
+    """What a shadow target answered to a captured request (its body as it came; parsed by the writer)."""
+
+    request_id: str
+    route: str
+    target: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowRow:
+    request_id: str
+    target: str
+    answer: str  # redacted
+    captured_at: float
+
+
+def shadow_row(shadow: ShadowAnswer, redact: Redact, now: Callable[[], float] = time.time) -> ShadowRow:
+    data = orjson.loads(shadow.body)
+    return ShadowRow(shadow.request_id, shadow.target, redact(completion_text(data) if isinstance(data, dict) else ""),
+                     now())
+
+
+@dataclass(frozen=True, slots=True)
 class CaptureFeedback:
     """A caller's judgement of a captured request, joined to it by the gateway's request id."""
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.capture.migrations import MIGRATIONS
-from gateway.capture.rows import CaptureFeedback, CaptureRow
+from gateway.capture.rows import CaptureFeedback, CaptureRow, ShadowRow
 from policies import may_judge
 
 _COLUMNS = tuple(field.name for field in fields(CaptureRow))
@@ -142,13 +142,30 @@ class CaptureStore:
                 applied_now.append(migration.version)
         return applied_now
 
-    def insert(self, rows: Sequence[CaptureRow]) -> None:
-        """Store ``rows`` in one transaction; a request id already stored is kept as it is."""
+    def insert(self, rows: Sequence[CaptureRow], shadows: Sequence[ShadowRow] = ()) -> None:
+        """Store ``rows`` and ``shadows`` in one transaction; what is already stored is kept as it is."""
         marks = ", ".join("?" * len(_COLUMNS))
         statement = self._dialect.sql(f"INSERT INTO captures ({', '.join(_COLUMNS)}) VALUES ({marks}) "
                                       "ON CONFLICT (request_id) DO NOTHING")
         with self._transaction() as cursor:
-            cursor.executemany(statement, [_VALUES(row) for row in rows])
+            if rows:
+                cursor.executemany(statement, [_VALUES(row) for row in rows])
+            if shadows:
+                cursor.executemany(self._dialect.sql(
+                    "INSERT INTO capture_shadows (request_id, target, answer, captured_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (request_id, target) DO NOTHING"),
+                    [(s.request_id, s.target, s.answer, s.captured_at) for s in shadows])
+
+    def shadows(self, route: str) -> dict[str, dict[str, str]]:
+        """The shadow answers to ``route``'s captures: request id -> shadow target -> answer."""
+        with self._transaction() as cursor:
+            self._execute(cursor, "SELECT s.request_id, s.target, s.answer FROM capture_shadows s JOIN captures c "
+                                  "ON c.request_id = s.request_id WHERE c.route = ?", (route,))
+            found = cursor.fetchall()
+        answers: dict[str, dict[str, str]] = {}
+        for request_id, target, answer in found:
+            answers.setdefault(request_id, {})[target] = answer
+        return answers
 
     def delete_before(self, route: str, before: float) -> int:
         """Delete ``route``'s captures taken before ``before`` (epoch seconds); how many went."""

@@ -20,7 +20,15 @@ import time
 from collections.abc import Callable
 
 from gateway.accounting.completion import Completion
-from gateway.capture.rows import CaptureRow, Redact, capture_row, exchange_chars
+from gateway.capture.rows import (
+    CaptureRow,
+    Redact,
+    ShadowAnswer,
+    ShadowRow,
+    capture_row,
+    exchange_chars,
+    shadow_row,
+)
 from gateway.capture.store import CaptureStore, CaptureStoreError
 from gateway.metrics import Metrics
 
@@ -28,6 +36,11 @@ log = logging.getLogger("hybrid_gateway.capture")
 MAX_ROW_CHARS = 2 * 1024 * 1024  # a capture's text beyond this is not stored: no dataset example is this long
 QUEUED_CHARS = 64 * 1024 * 1024  # what the queue may hold in all, whatever the clients send
 _DAY_S = 86_400.0
+_Queued = tuple[Completion | ShadowAnswer, int]  # an item and the characters it holds
+
+
+def _request_id(item: Completion | ShadowAnswer) -> str:
+    return item.request_id if isinstance(item, ShadowAnswer) else item.arrival.request_id
 
 
 class CaptureWriter:
@@ -44,7 +57,7 @@ class CaptureWriter:
         self._retention_days = retention_days
         self._wanted = wanted
         self._metrics = metrics
-        self._queue: queue.Queue[tuple[Completion, int]] = queue.Queue(capacity)  # each with its exchange_chars
+        self._queue: queue.Queue[_Queued] = queue.Queue(capacity)  # each with the characters it holds
         self._queued_chars = 0
         self._batch = batch
         self._linger_s = linger_s
@@ -65,10 +78,16 @@ class CaptureWriter:
         if done.exchange is not None and done.status == 200:
             self.offer(done)
 
+    def offer_shadow(self, shadow: ShadowAnswer) -> bool:
+        """Queue a shadow target's answer to a captured request, under the same bounds as ``offer``."""
+        return self._queued(shadow, len(shadow.body))
+
     def offer(self, done: Completion) -> bool:
         """Queue ``done`` for storage; False (and counted) when it is too large or the queue is full, by count
         or by the text it holds. Never blocks."""
-        chars = exchange_chars(done.exchange) if done.exchange is not None else 0
+        return self._queued(done, exchange_chars(done.exchange) if done.exchange is not None else 0)
+
+    def _queued(self, item: Completion | ShadowAnswer, chars: int) -> bool:
         if chars > MAX_ROW_CHARS:
             self._metrics.captures.labels("too_large").inc()
             return False
@@ -77,7 +96,7 @@ class CaptureWriter:
                 full = True
             else:
                 try:
-                    self._queue.put_nowait((done, chars))
+                    self._queue.put_nowait((item, chars))
                     full = False
                 except queue.Full:
                     full = True
@@ -104,14 +123,14 @@ class CaptureWriter:
         if self._thread.is_alive():
             self._thread.join(timeout_s)
 
-    def _settle(self, batch: list[tuple[Completion, int]]) -> None:
+    def _settle(self, batch: list[_Queued]) -> None:
         self._metrics.capture_queue.dec(len(batch))
         with self._settled:
             self._finished += len(batch)
             self._queued_chars -= sum(chars for _, chars in batch)
             self._settled.notify_all()
 
-    def _take(self) -> list[tuple[Completion, int]]:
+    def _take(self) -> list[_Queued]:
         """The next batch: waits for a first item (or the next sweep, or stop), lets ``linger_s`` pass for more
         to arrive (one wake-up per batch, not one per capture; none when stopping), then takes what is there."""
         timeout = max(self._next_sweep - self._clock(), 0.0) if self._next_sweep else self._sweep_every_s
@@ -127,39 +146,44 @@ class CaptureWriter:
                 break
         return taken
 
-    def _rows(self, batch: list[tuple[Completion, int]]) -> list[CaptureRow]:
+    def _rows(self, batch: list[_Queued]) -> tuple[list[CaptureRow], list[ShadowRow]]:
         rows: list[CaptureRow] = []
-        for done, _ in batch:
+        shadows: list[ShadowRow] = []
+        for item, _ in batch:
             try:
-                row = capture_row(done, self._redactor(done.routing.route), self._clock)
+                if isinstance(item, ShadowAnswer):
+                    shadows.append(shadow_row(item, self._redactor(item.route), self._clock))
+                    continue
+                row = capture_row(item, self._redactor(item.routing.route), self._clock)
             except Exception:  # an answer the parser cannot read must not stop the others
-                log.exception("capture of request %s is unreadable; dropped", done.arrival.request_id)
+                log.exception("capture of request %s is unreadable; dropped", _request_id(item))
                 self._metrics.captures.labels("unreadable").inc()
                 continue
             if len(row.client_messages) + len(row.added_messages) + len(row.answer) > MAX_ROW_CHARS:
                 self._metrics.captures.labels("too_large").inc()
                 continue
             rows.append(row)
-        return rows
+        return rows, shadows
 
     def _run(self) -> None:
         store: CaptureStore | None = None
         rows: list[CaptureRow] = []
-        pending: list[tuple[Completion, int]] = []  # the completions behind ``rows`` (some dropped making them)
+        shadows: list[ShadowRow] = []
+        pending: list[_Queued] = []  # what is behind ``rows`` and ``shadows`` (some dropped making them)
         backoff_s = 0.5
         while not (self._stop.is_set() and not pending and self._queue.empty()):
             if not pending:
                 pending = self._take()
-                rows = self._rows(pending)
+                rows, shadows = self._rows(pending)
             try:
-                if store is None and (rows or (self._sweep_due() and self._wanted())):
+                if store is None and (rows or shadows or (self._sweep_due() and self._wanted())):
                     store = self._opened()
-                if rows and store is not None:
-                    store.insert(rows)
+                if (rows or shadows) and store is not None:
+                    store.insert(rows, shadows)
                     self._metrics.captures.labels("stored").inc(len(rows))
                 if pending:
                     self._settle(pending)
-                rows, pending, backoff_s = [], [], 0.5
+                rows, shadows, pending, backoff_s = [], [], [], 0.5
                 if store is not None and self._sweep_due():
                     self._sweep(store)
             except Exception as exc:  # a store error, or a bug: either way the thread must live on and say so

@@ -73,6 +73,51 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _labels(args: argparse.Namespace) -> int:
+    from gateway.capture import CaptureStore, CaptureStoreError
+    from gateway.dataset.labels import counts, labels_of, write_labels
+
+    try:
+        policy = load_policies(args.policies)
+    except PolicyLoadError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    embed = None
+    if args.grader == "similarity":
+        from retrieval import MiniLMEncoder
+
+        embed = MiniLMEncoder(threads=2).embed
+    try:
+        store = CaptureStore.open(args.database_url, Path(args.data_dir))
+        store.migrate()
+        try:
+            found = labels_of(store, policy, args.route, args.grader, args.threshold, embed)
+        finally:
+            store.close()
+    except (ValueError, CaptureStoreError) as exc:
+        print(f"cannot label: {exc}", file=sys.stderr)
+        return 2
+    if not found.labels:
+        print(f"cannot label: route '{args.route}' has no captures with a fine-tuned shadow answer or feedback yet",
+              file=sys.stderr)
+        return 1
+    path = Path(args.out) / f"{args.route}.csv"
+    write_labels(found.labels, path)
+    summary = counts(found.labels)
+    print(f"{path}: {summary['labels']} labelled prompts ({summary['from_pairs']} from paired answers, "
+          f"{summary['from_feedback']} from feedback); the fine-tuned answer would have done on "
+          f"{summary['fine_tuned_would_do']}. Train and compare with: hybrid-gateway router train --data {args.out} "
+          f"--kind static --out router.npz; hybrid-gateway router eval --data {args.out} --model router.npz "
+          f"(and --model fast)")
+    return 0
+
+
+def _store_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--policies", default=os.environ.get("HYBRID_GATEWAY_POLICIES", str(DEFAULT_POLICIES)))
+    parser.add_argument("--data-dir", default=os.environ.get("HYBRID_GATEWAY_DATA_DIR", "var"))
+    parser.add_argument("--database-url", default=os.environ.get("HYBRID_GATEWAY_DATABASE_URL") or None)
+
+
 def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dataset = subparsers.add_parser("dataset", help="fine-tuning datasets from captured traffic")
     commands = dataset.add_subparsers(dest="dataset_command", required=True)
@@ -93,7 +138,14 @@ def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     out.add_argument("--training-price", type=positive, help="USD per million training tokens (overrides the table)")
     out.add_argument("--test-share", type=_share, default=0.1)
     out.add_argument("--validation-share", type=_share, default=0.2)
-    out.add_argument("--policies", default=os.environ.get("HYBRID_GATEWAY_POLICIES", str(DEFAULT_POLICIES)))
-    out.add_argument("--data-dir", default=os.environ.get("HYBRID_GATEWAY_DATA_DIR", "var"))
-    out.add_argument("--database-url", default=os.environ.get("HYBRID_GATEWAY_DATABASE_URL") or None)
+    _store_arguments(out)
     out.set_defaults(command=_export)
+    labels = commands.add_parser("labels", help="router training labels from captured paired answers and feedback")
+    labels.add_argument("--route", required=True)
+    labels.add_argument("--out", required=True, help="directory for <route>.csv (router train|eval --data DIR)")
+    labels.add_argument("--grader", choices=("exact", "f1", "similarity"), default="f1",
+                        help="how a fine-tuned shadow answer is graded against the prompted one")
+    labels.add_argument("--threshold", type=float, default=0.5,
+                        help="a grade (or a feedback score, as a share of its scale) at or above this: it would do")
+    _store_arguments(labels)
+    labels.set_defaults(command=_labels)

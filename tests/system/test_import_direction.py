@@ -33,7 +33,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "edge": frozenset(),
     "pipeline": frozenset({"upstream", "accounting"}),
     "capture": frozenset({"accounting"}),
-    "dataset": frozenset({"capture", "accounting"}),
+    "dataset": frozenset({"capture", "accounting", "evaluation"}),
     "finetune": frozenset(),
     "demo_upstream": frozenset({"accounting"}),
     "state": frozenset({"pipeline", "upstream", "accounting", "capture"}),
