@@ -16,6 +16,9 @@ from gateway.demo_upstream.models import SimulatedModel
 
 # A numbered passage as the knowledge layer renders it: "[1] (source: pricing.md)" then its text.
 _PASSAGE = re.compile(r"^\[(\d+)\] \(source: ([^)\n]+)\)\n(.*?)(?=\n\n\[\d+\] \(source:|\n</knowledge>|\Z)", re.M | re.S)
+_REASONING = re.compile(r"\b(?:why|explain|compare|difference|calculate|estimate|derive|prove|analy[sz]e|design|"
+                        r"trade-?offs?|step by step|what if|optimi[sz]e)\b", re.I)
+_TRAINED_WORDS = 30
 _FILLER = (
     "This answer is simulated by the demo upstream.",
     "Real deployments replace it with a provider key.",
@@ -38,9 +41,17 @@ def _seed(model: SimulatedModel, messages: Sequence[Mapping[str, Any]]) -> int:
     return int.from_bytes(digest.digest()[:4], "big")
 
 
+def beyond_training(question: str) -> bool:
+    """Where a hedging model (``SimulatedModel.hedges``) says it is not sure: a long question, or one asking
+    for reasoning, which a fine-tune on frequent support questions never learned."""
+    return len(question.split()) > _TRAINED_WORDS or _REASONING.search(question) is not None
+
+
 def compose(model: SimulatedModel, messages: Sequence[Mapping[str, Any]]) -> str:
     system = " ".join(content_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
     question = next((content_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+    if model.hedges and beyond_training(question):
+        return f"[{model.id}, {model.role}] I'm not sure; please ask the support team."
     parts = [f"[{model.id}, {model.role}] Answering: \"{_first_sentence(question, 120)}\"."]
     persona = system.rsplit("</knowledge>", 1)[-1].strip()  # the arm's own prompt, after any injected context
     if persona:

@@ -33,3 +33,14 @@ def test_answers_quote_passages_with_text_and_skip_bare_headings() -> None:
     assert "According to [4]" not in answer  # two quotes at most
     assert 'Following the instructions "You are precise."' in answer
     assert compose(LARGE, messages) == answer
+
+
+def test_only_the_early_fine_tune_hedges_and_only_beyond_its_training() -> None:
+    early, current = MODELS["ft:demo-small:hybrid-gateway:support:v0"], MODELS["ft:demo-small:hybrid-gateway:support:v1"]
+    asked = {"How much does the Growth plan cost?": False,
+             "Explain why my webhook signature check fails.": True,  # asks for reasoning
+             " ".join(["word"] * 31) + "?": True}  # longer than a frequent support question
+    for question, beyond in asked.items():
+        messages = [{"role": "user", "content": question}]
+        assert ("not sure" in compose(early, messages)) is beyond
+        assert "not sure" not in compose(current, messages) and "not sure" not in compose(LARGE, messages)
