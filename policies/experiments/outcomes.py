@@ -33,11 +33,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
-
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from policies.runtime.shared_state import Script, SharedState
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 log = logging.getLogger("hybrid_gateway.policies")
 

@@ -27,23 +27,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+if TYPE_CHECKING:  # redis-py (8-12 MB with what it pulls in) loads only when a Redis URL is configured
+    from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
 
 log = logging.getLogger("hybrid_gateway.policies")
 
 T = TypeVar("T")
 Resync = Callable[[], Awaitable[None]]
 
-# Everything that means "Redis did not answer properly": redis-py's own errors and raw
-# socket errors (TimeoutError is an OSError since Python 3.11).
-_FAILURES = (RedisError, OSError)
 
 
 class SharedState:
@@ -64,6 +58,13 @@ class SharedState:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
+        self._failures: tuple[type[BaseException], ...] = (OSError,)
+        if client is not None:
+            from redis.exceptions import RedisError
+
+            # Everything that means "Redis did not answer properly": redis-py's own errors and raw
+            # socket errors (TimeoutError is an OSError since Python 3.11).
+            self._failures = (RedisError, OSError)
         self.prefix = prefix
         self.retry_interval_s = retry_interval_s
         self._on_change = on_change
@@ -93,6 +94,11 @@ class SharedState:
         """Build the state for ``url`` (None: local only). No I/O happens here."""
         if url is None:
             return cls(None, prefix=prefix, on_change=on_change, retry_interval_s=retry_interval_s, clock=clock)
+        from redis.asyncio import BlockingConnectionPool, Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
         pool = BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
@@ -139,7 +145,7 @@ class SharedState:
             return None
         try:
             result = await op(client)
-        except _FAILURES as exc:
+        except self._failures as exc:
             self.failures += 1
             self._mark_down(exc)
             return None
@@ -155,7 +161,7 @@ class SharedState:
             self._last_probe = self._clock()
             try:
                 await client.ping()
-            except _FAILURES as exc:
+            except self._failures as exc:
                 self.failures += 1
                 self._mark_down(exc)
                 return False
