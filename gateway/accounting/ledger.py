@@ -72,8 +72,9 @@ class Ledger:
         children = self._children(labels, done.status)
         m = self.metrics
         children.requests.inc()
+        overhead_s = done.overhead_s  # once: the metric and the log line read it
         children.duration.observe(done.duration_s)
-        children.overhead.observe(done.overhead_s)
+        children.overhead.observe(overhead_s)
         if delivery.upstream_s and routing.target:
             upstream = self._upstream.get(routing.target)
             if upstream is None:
@@ -95,11 +96,11 @@ class Ledger:
                 m.unpriced.labels(routing.target).inc()
         if done.cost_usd:
             children.cost.inc(done.cost_usd)
-        self._log(done)
+        self._log(done, overhead_s)
         for hook in self._hooks:
             hook(done)
 
-    def _log(self, done: Completion) -> None:
+    def _log(self, done: Completion, overhead_s: float) -> None:
         if self._access is None:
             return
         arrival, routing, delivery, usage = done.arrival, done.routing, done.delivery, done.usage
@@ -109,7 +110,7 @@ class Ledger:
             "endpoint": arrival.endpoint, "route": routing.route,
             "arm": routing.arm, "target": routing.target, "variant": routing.variant, "status": done.status,
             "error": done.error_code, "stream": routing.stream, "latency_ms": round(done.duration_s * 1000, 3),
-            "overhead_ms": round(done.overhead_s * 1000, 3),
+            "overhead_ms": round(overhead_s * 1000, 3),
             "prompt_tokens": usage.prompt_tokens if usage else None,
             "completion_tokens": usage.completion_tokens if usage else None,
             "usage_estimated": usage.estimated if usage else None,

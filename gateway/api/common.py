@@ -48,14 +48,23 @@ def _routing_headers(routing: Routing) -> dict[str, str]:
 
 def gateway_headers(arrival: Arrival, routing: Routing, delivery: Delivery, cost: str,
                     usage: Usage | None = None) -> dict[str, str]:
-    """Every ``x-gateway-*`` header of an answer; ``cost`` is final, or ``pending`` for a stream."""
+    """Every ``x-gateway-*`` header of an answer; ``cost`` is final, or ``pending`` for a stream.
+
+    One dict literal, the usual headers in it at once: this runs on every answer."""
+    request_id = arrival.request_id
     headers = {
-        **_id_headers(arrival),
-        **_routing_headers(routing),
+        "x-request-id": arrival.client_request_id or request_id,
+        "x-gateway-request-id": request_id,
+        "x-gateway-route": routing.route,
+        "x-gateway-arm": routing.arm,
+        "x-gateway-target": routing.target,
         "x-gateway-cost-usd": cost,
         "x-gateway-overhead-ms": f"{delivery.overhead_s(arrival.elapsed()) * 1000:.3f}",
     }
-    headers.update(_delivery_headers(delivery))
+    if delivery.attempts:
+        headers["x-gateway-attempts"] = str(delivery.attempts)
+    if delivery.fallback:
+        headers["x-gateway-fallback"] = delivery.fallback
     if routing.score is not None:
         headers["x-gateway-score"] = f"{routing.score:.4f}"
     if delivery.rag is not None:

@@ -41,7 +41,10 @@ async def _as_is(plan: Plan) -> Plan:
     return plan
 
 
-@dataclass(frozen=True, slots=True)
+_fill = object.__setattr__  # as gateway.accounting.completion does: one __dict__ write, not one setattr per field
+
+
+@dataclass(frozen=True, init=False)
 class Effort:
     """What a request's attempts took, whether they ended in an answer or not."""
 
@@ -49,13 +52,16 @@ class Effort:
     fallbacks: tuple[str, ...]  # "from>to:trigger", in the order taken
     upstream_s: float  # time spent in calls, every attempt included
 
+    def __init__(self, attempts: int, fallbacks: tuple[str, ...], upstream_s: float) -> None:
+        _fill(self, "__dict__", {"attempts": attempts, "fallbacks": fallbacks, "upstream_s": upstream_s})
+
     @property
     def fallback(self) -> str:
         """As ``x-gateway-fallback`` and the access log show it."""
         return ",".join(self.fallbacks)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False)
 class Answered(Generic[Result]):
     """``plan`` (the one that answered; after a fallback, not the first) gave ``result``."""
 
@@ -63,14 +69,20 @@ class Answered(Generic[Result]):
     result: Result
     effort: Effort
 
+    def __init__(self, plan: Plan, result: Result, effort: Effort) -> None:
+        _fill(self, "__dict__", {"plan": plan, "result": result, "effort": effort})
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, init=False)
 class Exhausted:
     """Nothing answered: ``error`` ended the chain at ``plan``, the last plan tried."""
 
     plan: Plan
     error: GatewayError
     effort: Effort
+
+    def __init__(self, plan: Plan, error: GatewayError, effort: Effort) -> None:
+        _fill(self, "__dict__", {"plan": plan, "error": error, "effort": effort})
 
 
 class _Tally:

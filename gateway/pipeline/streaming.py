@@ -17,7 +17,6 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -74,7 +73,7 @@ class SSERelay:
         if usage is None:
             usage = Usage(estimate_prompt_tokens(self._plan.messages), estimate_tokens(stream_text(self._payloads)),
                           True)
-        delivery = replace(self._delivery, upstream_s=self._delivery.upstream_s + self._read_s)
+        delivery = self._delivery.read_longer(self._read_s)
         own = self._captured_messages
         exchange = Exchange(own, self._plan.messages, tuple(self._payloads)) if own is not None else None
         return finish(self._arrival, self._routing, delivery, target=self._plan.target, usage=usage,
