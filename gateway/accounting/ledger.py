@@ -16,14 +16,15 @@ from typing import BinaryIO
 import orjson
 from prometheus_client import Counter, Histogram
 
-from gateway.accounting.completion import Completion
+from gateway.accounting.completion import Completion, Routing
 from gateway.metrics import Metrics
 
 
 @dataclass(frozen=True)
 class _Children:
-    """The labelled metrics every request of one label set updates."""
+    """The labelled metrics every request of one label set updates, and that set's label values."""
 
+    labels: tuple[str, str, str, str]
     requests: Counter
     duration: Histogram
     overhead: Histogram
@@ -45,21 +46,22 @@ class Ledger:
         self.metrics = metrics
         self._access = access
         self._hooks = tuple(hooks)
-        self._cache: dict[tuple[str, str, str, str, int], _Children] = {}
+        self._cache: dict[tuple[str, str, str, str, int], _Children] = {}  # by the routing's raw values
         self._upstream: dict[str, Histogram] = {}  # made on first use: a series only for what happened
         self._ttft: dict[tuple[str, str, str, str], Histogram] = {}
 
-    def _children(self, labels: tuple[str, str, str, str], status: int) -> _Children:
+    def _children(self, routing: Routing, status: int) -> _Children:
         """The metric children of one (route, arm, target, variant, status): found once, then reused.
 
         prometheus-client's ``.labels()`` validates and hashes its arguments under a lock on every call;
-        the label sets are bounded by the policy, so the children are kept per set.
+        the label sets are bounded by the policy, so the children are kept per set, found by the routing's
+        own values (its ``labels()`` are computed only for a new set).
         """
-        key = (*labels, status)
+        key = (routing.route, routing.arm, routing.target, routing.variant, status)
         children = self._cache.get(key)
         if children is None:
-            m = self.metrics
-            children = _Children(m.requests.labels(*labels, str(status)), m.request_duration.labels(*labels),
+            m, labels = self.metrics, routing.labels()
+            children = _Children(labels, m.requests.labels(*labels, str(status)), m.request_duration.labels(*labels),
                                  m.overhead.labels(labels[0]), m.tokens.labels(*labels, "input"),
                                  m.tokens.labels(*labels, "output"), m.cost.labels(*labels))
             self._cache[key] = children
@@ -68,8 +70,8 @@ class Ledger:
     def close(self, done: Completion) -> None:
         """Record how ``done`` ended in metrics, the access log and every hook."""
         routing, delivery, usage = done.routing, done.delivery, done.usage
-        labels = routing.labels()
-        children = self._children(labels, done.status)
+        children = self._children(routing, done.status)
+        labels = children.labels
         m = self.metrics
         children.requests.inc()
         overhead_s = done.overhead_s  # once: the metric and the log line read it
@@ -117,5 +119,5 @@ class Ledger:
             "cost_usd": done.cost_usd, "rag": delivery.rag, "score": routing.score, "attempts": delivery.attempts,
             "rag_ms": round(delivery.rag_s * 1000, 3) if delivery.rag else None,
             "fallback": delivery.fallback or None, "experiment": routing.experiment or None,
-        }, option=orjson.OPT_UTC_Z) + b"\n")
+        }, option=orjson.OPT_UTC_Z | orjson.OPT_APPEND_NEWLINE))
         self._access.flush()
