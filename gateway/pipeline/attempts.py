@@ -145,10 +145,6 @@ class AttemptRunner:
         for target, state in self._breakers.states().items():
             self._metrics.circuit_state.labels(target).set(0 if state == "closed" else 1)
 
-    async def _breaker_allows(self, plan: Plan) -> bool:
-        config: Breaker | None = plan.target.breaker
-        return config is None or await self._breakers.allow(plan.target_name, config)
-
     async def _note(self, plan: Plan, error: GatewayError | None) -> None:
         config = plan.target.breaker
         if config is None or (error is not None and error.trigger not in _BREAKER_FAILURES):
@@ -168,13 +164,12 @@ class AttemptRunner:
             raise
         finally:
             tally.upstream_s += time.perf_counter() - started
-        await self._note(plan, None)
+        if plan.target.breaker is not None:  # no coroutine to await for a target without a breaker
+            await self._note(plan, None)
         return result
 
     async def _with_retries(self, call: Call[Result], plan: Plan, deadline: float, tally: _Tally) -> Result:
         retry = plan.target.retry
-        if retry.attempts == 1:  # the common case skips tenacity's per-call machinery (~10% of a request's CPU)
-            return await self._attempt(call, plan, deadline, tally)
 
         def retryable(error: BaseException) -> bool:
             return isinstance(error, GatewayError) and error.trigger in retry.triggers
@@ -211,9 +206,13 @@ class AttemptRunner:
         plan = first
         while True:
             try:
-                if not await self._breaker_allows(plan):
+                breaker: Breaker | None = plan.target.breaker
+                if breaker is not None and not await self._breakers.allow(plan.target_name, breaker):
                     raise CircuitOpen(f"the circuit breaker of upstream {plan.target_name} is open")
-                result = await self._with_retries(call, plan, deadline, tally)
+                if plan.target.retry.attempts == 1:  # the common case skips tenacity (~10% of a request's CPU)
+                    result = await self._attempt(call, plan, deadline, tally)
+                else:
+                    result = await self._with_retries(call, plan, deadline, tally)
                 return Answered(plan, result, tally.effort())
             except GatewayError as error:
                 following = next(rest, None) if error.trigger in first.fallback_on else None
