@@ -11,7 +11,7 @@ grounding and deadlines make new ones (``dataclasses.replace``), never edit one.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gateway.pipeline.decision import DIRECT_ARM, ArmDecision
@@ -21,8 +21,14 @@ from policies import Arm, Fallback, Knowledge, PolicySet, Resolution, Route, Sha
 __all__ = ["DIRECT_ARM", "Plan", "alternates", "plan_chat"]
 
 
-@dataclass(frozen=True)
+_fill = object.__setattr__
+
+
+@dataclass(frozen=True, init=False)
 class Plan:
+    """Frozen; its ``__init__`` writes the ``__dict__`` in one call, as ``gateway.accounting.completion``'s values
+    do: the generated one calls ``object.__setattr__`` for each of the 14 fields (~20,000 instructions a plan)."""
+
     route: str
     arm: str
     target_name: str
@@ -33,10 +39,20 @@ class Plan:
     knowledge: Knowledge | None = None
     deadline_s: float = 120.0
     fallback: Fallback | None = None
-    fallback_on: frozenset[Trigger] = field(default_factory=frozenset)
+    fallback_on: frozenset[Trigger] = frozenset()
     shadow: Shadow | None = None
     policy_route: Route | None = None  # the route resolved once, which its fallbacks are built from
     grounded: bool = False  # the knowledge's passages are in ``payload`` already
+
+    def __init__(self, route: str, arm: str, target_name: str, target: Target, payload: dict[str, Any], stream: bool,
+                 include_usage: bool, knowledge: Knowledge | None = None, deadline_s: float = 120.0,
+                 fallback: Fallback | None = None, fallback_on: frozenset[Trigger] = frozenset(),
+                 shadow: Shadow | None = None, policy_route: Route | None = None, grounded: bool = False) -> None:
+        _fill(self, "__dict__", {"route": route, "arm": arm, "target_name": target_name, "target": target,
+                                "payload": payload, "stream": stream, "include_usage": include_usage,
+                                "knowledge": knowledge, "deadline_s": deadline_s, "fallback": fallback,
+                                "fallback_on": fallback_on, "shadow": shadow, "policy_route": policy_route,
+                                "grounded": grounded})
 
     @property
     def messages(self) -> list[dict[str, Any]]:

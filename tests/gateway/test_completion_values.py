@@ -26,7 +26,7 @@ def _values() -> list[object]:
     delivery = Delivery(2, "big>small:timeout", 0.5, "hit", 0.01, "doc.md")
     effort = Effort(2, ("big>small:timeout",), 0.5)
     return [arrival, routing, delivery, finish(arrival, routing, delivery, target=TARGET, usage=Usage(3, 4)),
-            effort, Answered(PLAN, "reply", effort), Exhausted(PLAN, UpstreamTimeout("late"), effort)]
+            effort, Answered(PLAN, "reply", effort), Exhausted(PLAN, UpstreamTimeout("late"), effort), PLAN]
 
 
 @pytest.mark.parametrize("value", _values(), ids=lambda value: type(value).__name__)
@@ -56,6 +56,12 @@ def test_constructors_keep_their_defaults_and_keywords() -> None:
     assert Routing(route="chat").labels() == ("chat", "none", "none", "none")
     done = Completion(Arrival("r", "chat", started=2.0), Routing(), Delivery(), 200, None, None, None, 1.0, None)
     assert done.exchange is None and done.arrival.started == 2.0 and done.overhead_s == 1.0
+
+
+def test_a_plan_keeps_its_defaults_and_grounding_makes_a_new_one() -> None:
+    assert PLAN.fallback_on == frozenset() and PLAN.knowledge is None and not PLAN.grounded
+    grounded = PLAN.with_messages([{"role": "user", "content": "hi"}])
+    assert grounded.grounded and grounded.messages == [{"role": "user", "content": "hi"}] and PLAN.messages == []
 
 
 def test_an_arrival_reads_the_clock_unless_given_a_start() -> None:
