@@ -11,11 +11,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
+from gateway.capture import CaptureStore, CaptureStoreError
 from gateway.cli.arguments import non_negative, positive, positive_int
-from policies import DEFAULT_POLICIES, PolicyLoadError, load_policies
+from policies import DEFAULT_POLICIES, PolicyLoadError, PolicySet, load_policies
+
+T = TypeVar("T")
 
 
 def _moment(text: str) -> float:
@@ -38,31 +43,41 @@ def _share(text: str) -> float:
     return value
 
 
-def _export(args: argparse.Namespace) -> int:
-    from gateway.capture import CaptureStore, CaptureStoreError
-    from gateway.dataset import ExportOptions, NoFineTuning, export
-    from gateway.dataset.export import DatasetError
-    from retrieval import MiniLMEncoder
-
+def _with_store(args: argparse.Namespace, verb: str, work: Callable[[CaptureStore, PolicySet], T],
+                refused: tuple[type[Exception], ...]) -> T | None:
+    """``work`` on the policies and the migrated capture store; None (said on stderr) when either fails."""
     try:
         policy = load_policies(args.policies)
     except PolicyLoadError as exc:
         print(exc, file=sys.stderr)
-        return 2
+        return None
+    failures: tuple[type[Exception], ...] = (CaptureStoreError, *refused)
+    try:
+        store = CaptureStore.open(args.database_url, Path(args.data_dir))
+        try:
+            store.migrate()
+            return work(store, policy)
+        finally:
+            store.close()
+    except failures as exc:
+        print(f"cannot {verb}: {exc}", file=sys.stderr)
+        return None
+
+
+def _export(args: argparse.Namespace) -> int:
+    from gateway.dataset import ExportOptions, NoFineTuning, export
+    from gateway.dataset.export import DatasetError
+    from retrieval import MiniLMEncoder
+
     options = ExportOptions(route=args.route, out=Path(args.out), since=args.since, until=args.until,
                             min_feedback=args.min_feedback, source=args.source, system_prompt=args.system_prompt,
                             provider=args.provider, base_model=args.base_model, epochs=args.epochs,
                             training_usd_per_million=args.training_price, test_share=args.test_share,
                             validation_share=args.validation_share)
-    try:
-        store = CaptureStore.open(args.database_url, Path(args.data_dir))
-        store.migrate()
-        try:
-            manifest = export(store, policy, options, MiniLMEncoder(threads=2).embed)
-        finally:
-            store.close()
-    except (NoFineTuning, DatasetError, CaptureStoreError) as exc:
-        print(f"cannot export: {exc}", file=sys.stderr)
+    manifest = _with_store(args, "export", lambda store, policy: export(store, policy, options,
+                                                                       MiniLMEncoder(threads=2).embed),
+                           (NoFineTuning, DatasetError))
+    if manifest is None:
         return 2
     counts, cost = manifest.counts, manifest.estimated_training_cost_usd
     print(f"{args.out}: {counts['train']} train, {counts['validation']} validation, {counts['test']} test "
@@ -74,28 +89,16 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _labels(args: argparse.Namespace) -> int:
-    from gateway.capture import CaptureStore, CaptureStoreError
     from gateway.dataset.labels import counts, labels_of, write_labels
 
-    try:
-        policy = load_policies(args.policies)
-    except PolicyLoadError as exc:
-        print(exc, file=sys.stderr)
-        return 2
     embed = None
     if args.grader == "similarity":
         from retrieval import MiniLMEncoder
 
         embed = MiniLMEncoder(threads=2).embed
-    try:
-        store = CaptureStore.open(args.database_url, Path(args.data_dir))
-        store.migrate()
-        try:
-            found = labels_of(store, policy, args.route, args.grader, args.threshold, embed)
-        finally:
-            store.close()
-    except (ValueError, CaptureStoreError) as exc:
-        print(f"cannot label: {exc}", file=sys.stderr)
+    found = _with_store(args, "label", lambda store, policy: labels_of(store, policy, args.route, args.grader,
+                                                                       args.threshold, embed), (ValueError,))
+    if found is None:
         return 2
     if not found.labels:
         print(f"cannot label: route '{args.route}' has no captures with a fine-tuned shadow answer or feedback yet",

@@ -59,6 +59,13 @@ def _similar_pairs(vectors: NDArray[np.float32], threshold: float) -> list[tuple
     return pairs
 
 
+def unit_rows(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Each row scaled to length 1, so a dot product is a cosine (a zero row stays zero)."""
+    rows = vectors.astype(np.float32)
+    unit: NDArray[np.float32] = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    return unit
+
+
 def deduplicate(examples: Sequence[Example], embed: Embed, threshold: float = NEAR_DUPLICATE_COSINE) -> Deduplicated:
     seen: set[str] = set()
     unique: list[Example] = []
@@ -69,7 +76,6 @@ def deduplicate(examples: Sequence[Example], embed: Embed, threshold: float = NE
             unique.append(example)
     if len(unique) < 2:
         return Deduplicated(unique, len(examples) - len(unique), 0)
-    vectors = embed([example.prompt_text for example in unique]).astype(np.float32)
-    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    vectors = unit_rows(embed([example.prompt_text for example in unique]))
     kept = [unique[i] for i in _first_of_each_group(len(unique), _similar_pairs(vectors, threshold))]
     return Deduplicated(kept, len(examples) - len(unique), len(unique) - len(kept))

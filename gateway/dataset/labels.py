@@ -26,7 +26,7 @@ import numpy as np
 
 from gateway.accounting.usage import content_text
 from gateway.capture import CaptureFeedback, CaptureRow, CaptureStore
-from gateway.dataset.dedupe import Embed
+from gateway.dataset.dedupe import Embed, unit_rows
 from gateway.evaluation.scoring import exact_match, token_f1
 from policies import FeedbackScale, PolicySet
 from routes.training.data import STRONG_MODEL, WEAK_MODEL
@@ -61,9 +61,7 @@ def _grades(grader: Grader, answers: Sequence[str], references: Sequence[str], e
         raise ValueError("the similarity grader needs an encoder")
     if not answers:
         return []
-    left, right = embed(list(answers)), embed(list(references))
-    left /= np.maximum(np.linalg.norm(left, axis=1, keepdims=True), 1e-12)
-    right /= np.maximum(np.linalg.norm(right, axis=1, keepdims=True), 1e-12)
+    left, right = unit_rows(embed(list(answers))), unit_rows(embed(list(references)))
     return [float(x) for x in np.sum(left * right, axis=1)]
 
 

@@ -3,16 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from gateway.accounting.completion import Arrival, Completion, Exchange, Routing, finish
 from gateway.accounting.usage import Usage
+from gateway.app import create_app
 from gateway.capture import CaptureStore
+from gateway.settings import Settings
+from tests.conftest import POLICY
 from tests.support.postgres import fresh_database
+from tests.support.servers import ServerThread
 
 OpenStore = Callable[[], CaptureStore]
+
+
+@contextmanager
+def gateway_with(tmp_path: Path, upstream_url: str, routes: str) -> Iterator[ServerThread]:
+    """A gateway on the shared test policy plus ``routes`` (YAML under ``routes:``), data under ``tmp_path/var``."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "policy.yaml").write_text(POLICY.format(url=upstream_url) + routes)
+    server = ServerThread(create_app(Settings(policies_dir=policies, data_dir=tmp_path / "var"))).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -11,10 +11,9 @@ import httpx
 import orjson
 import pytest
 
-from gateway.app import create_app
 from gateway.capture import CaptureStore
-from gateway.settings import Settings
-from tests.conftest import BIG_MODEL, POLICY
+from tests.capture.conftest import gateway_with
+from tests.conftest import BIG_MODEL
 from tests.support.chat import chat
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.ledger import cost_of
@@ -37,12 +36,8 @@ QUESTION = "I am jane@example.com, ticket TCK-1234, key sk-proj-Ab3dEf6hIj9kLm2n
 
 @pytest.fixture
 def served(tmp_path: Path, fake_server: tuple[FakeUpstream, ServerThread], fake: FakeUpstream) -> Iterator[ServerThread]:
-    policies = tmp_path / "policies"
-    policies.mkdir()
-    (policies / "policy.yaml").write_text(POLICY.format(url=fake_server[1].url) + CAPTURED)
-    server = ServerThread(create_app(Settings(policies_dir=policies, data_dir=tmp_path / "var"))).start()
-    yield server
-    server.stop()
+    with gateway_with(tmp_path, fake_server[1].url, CAPTURED) as server:
+        yield server
 
 
 def _flushed(server: ServerThread) -> None:

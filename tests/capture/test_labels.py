@@ -9,14 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.app import create_app
 from gateway.capture import CaptureStore
 from gateway.cli.main import main
 from gateway.dataset.labels import labels_of
-from gateway.settings import Settings
 from policies import load_policies
 from routes.training.data import load_examples
-from tests.conftest import BIG_MODEL, POLICY, SMALL_MODEL
+from tests.capture.conftest import gateway_with
+from tests.conftest import BIG_MODEL, SMALL_MODEL
 from tests.support.chat import chat
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.metrics import scrape
@@ -42,12 +41,8 @@ PAIRS = [("Where is my invoice?", "Invoices are under Settings > Billing.", "Inv
 
 @pytest.fixture
 def served(tmp_path: Path, fake_server: tuple[FakeUpstream, ServerThread], fake: FakeUpstream) -> Iterator[ServerThread]:
-    policies = tmp_path / "policies"
-    policies.mkdir()
-    (policies / "policy.yaml").write_text(POLICY.format(url=fake_server[1].url) + LABELLED)
-    server = ServerThread(create_app(Settings(policies_dir=policies, data_dir=tmp_path / "var"))).start()
-    yield server
-    server.stop()
+    with gateway_with(tmp_path, fake_server[1].url, LABELLED) as server:
+        yield server
 
 
 def test_paired_answers_and_feedback_become_routing_labels(served: ServerThread, fake: FakeUpstream,
