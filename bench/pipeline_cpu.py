@@ -23,28 +23,18 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import overhead  # a sibling script, not a package
 
-POLICY = """version: 1
-targets:
-  upstream:
-    provider: vllm
-    model: demo-large
-    api_base: http://127.0.0.1:{port}/v1
-    price: {{input_per_million: 2.5, output_per_million: 10}}
+CLASSIFIER_ROUTE = """version: 1
 routes:
-  bench:
-    arms:
-      prompted: {{target: upstream}}
   fast:
-    classifier: {{model: fast, threshold: 0.5}}
+    classifier: {model: fast, threshold: 0.5}
     arms:
-      prompted: {{target: upstream}}
-      fine_tuned: {{target: upstream}}
+      prompted: {target: upstream}
+      fine_tuned: {target: upstream}
 """
 
 
@@ -78,9 +68,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
     parser.add_argument("--trees", nargs="+", metavar="DIR", help="serve these trees side by side, alternating")
     args = parser.parse_args()
-    policies = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     upstream_port = overhead.free_port()
-    (policies / "bench.yaml").write_text(POLICY.format(port=upstream_port))
+    policies = overhead.policy_dir(upstream_port)  # the zero-delay upstream's target and the plain route
+    (policies / "fast.yaml").write_text(CLASSIFIER_ROUTE)
     direct = overhead.start("direct", [str(overhead.BIN / "hybrid-gateway"), "demo-upstream", "--port",
                                        str(upstream_port), "--latency-scale", "0"], upstream_port, "demo-large")
     gateways: list[overhead.System] = []
