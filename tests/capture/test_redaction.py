@@ -7,6 +7,9 @@ import pytest
 from gateway.capture import Redactor
 from policies import Redaction
 
+FULLWIDTH = str.maketrans("0123456789", "".join(chr(0xFF10 + digit) for digit in range(10)))
+ARABIC_INDIC = str.maketrans("0123456789", "".join(chr(0x0660 + digit) for digit in range(10)))  # digits too
+
 REMOVED = [
     ("email", "Write to jane.doe+billing@example.co.uk about it", "jane.doe+billing@example.co.uk"),
     ("email", "cc: ops@lumen-freight.io", "ops@lumen-freight.io"),
@@ -21,6 +24,10 @@ REMOVED = [
     ("api_key", "aws AKIAIOSFODNN7EXAMPLE in the config", "AKIAIOSFODNN7EXAMPLE"),
     ("api_key", "token ghp_16C7e42F292c6912E7710c838347Ae178B4a", "ghp_16C7e42F292c6912E7710c838347Ae178B4a"),
     ("api_key", "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.abc", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.abc"),
+    ("api_key", "slack xoxb-1234567890 here", "xoxb-1234567890"),  # the shortest key: 15 characters
+    ("api_key", "Authorization: bearer a.b.c.d.e.f.g.h.i", "bearer a.b.c.d.e.f.g.h.i"),  # no long run in it
+    ("card", *(text.translate(FULLWIDTH) for text in ("card 4111 1111 1111 1111 on file", "4111 1111 1111 1111"))),
+    ("phone", *(text.translate(ARABIC_INDIC) for text in ("call +44 7700 900123 now", "+44 7700 900123"))),
     ("api_key", "secret=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
      "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
 ]
