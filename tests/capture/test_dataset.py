@@ -7,7 +7,6 @@ import random
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +80,7 @@ def store(tmp_path: Path) -> Iterator[CaptureStore]:
                          answer=orjson.dumps({"choices": [{"message": {"content": f"Answer {index}: see the docs."}}]}))
         row = capture_row(done, lambda text: text, lambda index=index: 1_000.0 + index)
         prompted = draw.random() < 0.7 or index >= len(asked) - 6  # the duplicates are prompted: selected
-        rows.append(replace(row, arm="prompted" if prompted else "fine_tuned", score=round(draw.random(), 3)))
+        rows.append(row._replace(arm="prompted" if prompted else "fine_tuned", score=round(draw.random(), 3)))
     opened.insert(rows)
     for row in rows[:40]:
         opened.add_feedback(CaptureFeedback(row.request_id, round(draw.random(), 2), None, None, 2_000.0),
