@@ -103,9 +103,12 @@ def _keep_shadow_answer(gateway: GatewayState, request_id: str, route: str, targ
     gateway.captures.offer_shadow(ShadowAnswer(request_id, route, target, body))
 
 
-def _routing(plan: Plan, score: float | None, assigned: Assignment | None) -> Routing:
+def _routing(plan: Plan, score: float | None, assigned: Assignment | None, capturing: bool) -> Routing:
+    """A request in an experiment, or captured, gets a feedback token: its caller may judge it. Built once,
+    as ``dataclasses.replace`` to add the token to a captured request's routing cost ~5 us."""
     if assigned is None:
-        return Routing(plan.route, plan.arm, plan.target_name, plan.stream, score)
+        return Routing(plan.route, plan.arm, plan.target_name, plan.stream, score,
+                       feedback_token=feedback_token() if capturing else None)
     return Routing(plan.route, plan.arm, plan.target_name, plan.stream, score, assigned.experiment,
                    assigned.variant, assigned.keyed, feedback_token())
 
@@ -169,10 +172,8 @@ async def chat_completions(request: Request) -> Response:
 
         decision = await decide_arm(resolution, forced, assigned[1] if assigned else None, classify)
         plan = plan_chat(policy, resolution, body, chat, decision)
-        routing = _routing(plan, decision.score, assigned[0] if assigned else None)
         capturing = gateway.capture.sampled(resolution.route)
-        if capturing and routing.feedback_token is None:  # a captured request can be judged, as an experiment's
-            routing = replace(routing, feedback_token=feedback_token())
+        routing = _routing(plan, decision.score, assigned[0] if assigned else None, capturing)
         return await _serve(gateway, policy, arrival, routing, body, chat, plan, capturing)
     except Exception as exc:  # the one boundary where every failure becomes an OpenAI error
         return failure(gateway, arrival, exc, routing, NOTHING_DELIVERED)

@@ -36,6 +36,7 @@ log = logging.getLogger("hybrid_gateway.capture")
 MAX_ROW_CHARS = 2 * 1024 * 1024  # a capture's text beyond this is not stored: no dataset example is this long
 QUEUED_CHARS = 64 * 1024 * 1024  # what the queue may hold in all, whatever the clients send
 _DAY_S = 86_400.0
+_WAKE_S = 0.5  # the thread's longest wait: it notices a stop and shows the queue's depth at least this often
 _Queued = tuple[Completion | ShadowAnswer, int]  # an item and the characters it holds
 
 
@@ -57,16 +58,18 @@ class CaptureWriter:
         self._retention_days = retention_days
         self._wanted = wanted
         self._metrics = metrics
-        self._queue: queue.Queue[_Queued] = queue.Queue(capacity)  # each with the characters it holds
-        self._queued_chars = 0
+        self._queue: queue.SimpleQueue[_Queued] = queue.SimpleQueue()  # each with the characters it holds
+        self._capacity = capacity
         self._batch = batch
         self._linger_s = linger_s
         self._sweep_every_s = sweep_every_s
         self._clock = clock
         self._stop = threading.Event()
-        self._settled = threading.Condition()
+        self._lock = threading.Lock()  # the counts below, which bound the queue
+        self._settled = threading.Condition(self._lock)
+        self._queued_chars = 0
         self._accepted = 0
-        self._finished = 0  # stored or dropped by the thread: what ``flush`` waits for
+        self._finished = 0  # stored or dropped by the thread: what ``flush`` waits for, and the queue's depth
         self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
         self._next_sweep = 0.0
 
@@ -88,25 +91,21 @@ class CaptureWriter:
         return self._queued(done, exchange_chars(done.exchange) if done.exchange is not None else 0)
 
     def _queued(self, item: Completion | ShadowAnswer, chars: int) -> bool:
+        """The request path's whole share of a capture: two counts under a lock and a put into a C queue
+        (``queue.Queue`` and the depth gauge took ~3 us more; the thread shows the depth instead)."""
         if chars > MAX_ROW_CHARS:
             self._metrics.captures.labels("too_large").inc()
             return False
-        with self._settled:
-            if self._queued_chars + chars > QUEUED_CHARS:
-                full = True
-            else:
-                try:
-                    self._queue.put_nowait((item, chars))
-                    full = False
-                except queue.Full:
-                    full = True
+        with self._lock:
+            full = (self._accepted - self._finished >= self._capacity
+                    or self._queued_chars + chars > QUEUED_CHARS)
             if not full:
                 self._accepted += 1
                 self._queued_chars += chars
         if full:
             self._metrics.captures.labels("queue_full").inc()
             return False
-        self._metrics.capture_queue.inc()
+        self._queue.put((item, chars))
         return True
 
     def flush(self, timeout_s: float) -> bool:
@@ -124,19 +123,25 @@ class CaptureWriter:
             self._thread.join(timeout_s)
 
     def _settle(self, batch: list[_Queued]) -> None:
-        self._metrics.capture_queue.dec(len(batch))
         with self._settled:
             self._finished += len(batch)
             self._queued_chars -= sum(chars for _, chars in batch)
             self._settled.notify_all()
+        self._show_depth()
+
+    def _show_depth(self) -> None:
+        """``gateway_capture_queue_depth``: accepted and not yet stored or dropped, the batch in hand included;
+        set by the thread each time it takes, settles or waits (at least every half second)."""
+        self._metrics.capture_queue.set(self._accepted - self._finished)
 
     def _take(self) -> list[_Queued]:
         """The next batch: waits for a first item (or the next sweep, or stop), lets ``linger_s`` pass for more
         to arrive (one wake-up per batch, not one per capture; none when stopping), then takes what is there."""
         timeout = max(self._next_sweep - self._clock(), 0.0) if self._next_sweep else self._sweep_every_s
         try:
-            taken = [self._queue.get(timeout=min(timeout, 0.5))]  # wakes twice a second to notice a stop
+            taken = [self._queue.get(timeout=min(timeout, _WAKE_S))]  # wakes to notice a stop
         except queue.Empty:
+            self._show_depth()
             return []
         self._stop.wait(self._linger_s)
         while len(taken) < self._batch:
@@ -144,17 +149,23 @@ class CaptureWriter:
                 taken.append(self._queue.get_nowait())
             except queue.Empty:
                 break
+        self._show_depth()
         return taken
 
     def _rows(self, batch: list[_Queued]) -> tuple[list[CaptureRow], list[ShadowRow]]:
         rows: list[CaptureRow] = []
         shadows: list[ShadowRow] = []
+        redactors: dict[str, Redact] = {}  # each route's, looked up once a batch (it hashes the policy block)
         for item, _ in batch:
+            route = item.route if isinstance(item, ShadowAnswer) else item.routing.route
+            redact = redactors.get(route)
+            if redact is None:
+                redact = redactors[route] = self._redactor(route)
             try:
                 if isinstance(item, ShadowAnswer):
-                    shadows.append(shadow_row(item, self._redactor(item.route), self._clock))
+                    shadows.append(shadow_row(item, redact, self._clock))
                     continue
-                row = capture_row(item, self._redactor(item.routing.route), self._clock)
+                row = capture_row(item, redact, self._clock)
             except Exception:  # an answer the parser cannot read must not stop the others
                 log.exception("capture of request %s is unreadable; dropped", _request_id(item))
                 self._metrics.captures.labels("unreadable").inc()
@@ -196,7 +207,7 @@ class CaptureWriter:
                 if store is not None:
                     store.close()
                 store = None
-                if self._stop.wait(backoff_s):
+                if self._paused(backoff_s):
                     break
                 backoff_s = min(backoff_s * 2, 30.0)
         while True:  # stopped with the store down: what could not be written is gone, and said so
@@ -210,6 +221,15 @@ class CaptureWriter:
             self._settle(pending)
         if store is not None:
             store.close()
+
+    def _paused(self, seconds: float) -> bool:
+        """Wait ``seconds``, or until stopped (True), showing the depth meanwhile: it grows while the store is down."""
+        until = time.monotonic() + seconds
+        while (left := until - time.monotonic()) > 0:
+            if self._stop.wait(min(left, _WAKE_S)):
+                return True
+            self._show_depth()
+        return False
 
     def _opened(self) -> CaptureStore:
         store = self._open_store()
