@@ -2,10 +2,11 @@
 
 OpenAI, Azure OpenAI, vLLM, TGI, Ollama, fine-tuned ``ft:`` models and the
 demo upstream all speak OpenAI's wire format, so the gateway forwards bytes to
-them itself: one pooled aiohttp session per process, request bodies serialised
-once with orjson, SSE lines passed through as they arrive. aiohttp rather than
-httpx: in one run on this machine a minimal proxy served 6,300 req/s at
-concurrency 64 through aiohttp and 570 through httpx (docs/BENCHMARKS.md).
+them itself over ``gateway.upstream.http1``'s pooled keep-alive connections:
+request bodies serialised once with orjson, SSE bytes passed through as they
+arrive. A general HTTP client costs more than the rest of the gateway per
+proxied request (httpx served a tenth of aiohttp's rate on this machine, and
+aiohttp itself was 35-49% of a worker's CPU: docs/BENCHMARKS.md).
 
 The URL and headers come from the target alone, never from the body. A
 non-streamed answer is read up to ``max_reply_bytes`` and no further; an
@@ -21,19 +22,20 @@ import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiohttp
 import orjson
 
 from gateway.errors import ServiceUnavailable, UpstreamFailed, UpstreamTimeout, UpstreamUnreachable
+from gateway.upstream import http1
 from gateway.upstream.base import UpstreamReply
 from gateway.upstream.status import status_error, upstream_message
 from policies import Target
 
 _DEFAULT_BASES = {"openai": "https://api.openai.com/v1", "ollama": "http://127.0.0.1:11434/v1"}
-_JSON = "application/json"
 _PARSE_WHOLE_BYTES = 1024 * 1024
 _USAGE_TAIL_BYTES = 4096
-_READ_CHUNK = 256 * 1024
+_ERROR_BODY_BYTES = 64 * 1024  # an error answer is read for its message only
+_IDLE_S = 30.0  # how long an idle keep-alive connection is kept for reuse
+_FIXED_HEADERS = b"content-type: application/json\r\naccept: application/json\r\nuser-agent: hybrid-gateway\r\n"
 Parse = Callable[[Target, bytes], dict[str, Any]]
 
 
@@ -67,22 +69,21 @@ def _usage_only(target: Target, body: bytes) -> dict[str, Any]:
 
 
 class _Stream:
-    def __init__(self, target: Target, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, target: Target, response: http1.Response) -> None:
         self._target = target
         self._response = response
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
-            async for data in self._response.content.iter_any():
+            async for data in self._response.chunks():
                 yield data
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except TimeoutError as exc:
             raise UpstreamTimeout(f"upstream {self._target.model} stopped sending") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamFailed(f"upstream stream broke: {type(exc).__name__}") from exc
+        except (http1.ConnectionBroken, http1.ConnectFailed) as exc:
+            raise UpstreamFailed(f"upstream stream broke: {exc}") from exc
 
     async def aclose(self) -> None:
-        self._response.release()
-        self._response.close()
+        self._response.release()  # closes the connection instead when the stream was not read to its end
 
 
 class OpenAICompatibleClient:
@@ -90,9 +91,8 @@ class OpenAICompatibleClient:
 
     def __init__(self, max_reply_bytes: int, max_connections: int = 1000) -> None:
         self._max_reply_bytes = max_reply_bytes
-        connector = aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300, keepalive_timeout=30)
-        # No cookie jar: a cookie one upstream answer sets must not ride along on other clients' requests.
-        self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+        # No cookies are kept: a cookie one upstream answer sets must not ride along on other clients' requests.
+        self._pool = http1.Pool(max_connections, _IDLE_S)
 
     def _url(self, target: Target, endpoint: str) -> str:
         if target.provider == "azure":
@@ -103,63 +103,62 @@ class OpenAICompatibleClient:
             raise ServiceUnavailable(f"target for model {target.model} has no api_base")
         return f"{base}/{endpoint}"
 
-    def _headers(self, target: Target) -> dict[str, str]:
-        headers = {"content-type": _JSON, "accept": _JSON}
+    def _credential(self, target: Target) -> bytes:
+        """The target's credential header line, read from the environment on every call so rotation applies."""
         if target.api_key_env is None:
-            return headers
+            return b""
         key = os.environ.get(target.api_key_env)
         if not key:
             raise ServiceUnavailable(f"the credential variable {target.api_key_env} is not set on the gateway")
-        if target.provider == "azure":
-            headers["api-key"] = key
-        else:
-            headers["authorization"] = f"Bearer {key}"
-        return headers
+        if "\r" in key or "\n" in key or not key.isascii():
+            raise ServiceUnavailable(f"the credential variable {target.api_key_env} holds a line break or non-ASCII")
+        name = "api-key: " if target.provider == "azure" else "authorization: Bearer "
+        return f"{name}{key}\r\n".encode("ascii")
 
-    async def _send(self, target: Target, endpoint: str, payload: dict[str, Any],
-                    timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+    async def _send(self, target: Target, endpoint: str, payload: dict[str, Any], *, stream: bool) -> http1.Response:
         try:
-            response = await self._session.post(self._url(target, endpoint), data=orjson.dumps(payload),
-                                                headers=self._headers(target), timeout=timeout)
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            origin = http1.origin_of(self._url(target, endpoint))
+        except ValueError as exc:
+            raise ServiceUnavailable(f"target for model {target.model} has an invalid api_base") from exc
+        body = orjson.dumps(payload)
+        data = http1.encode(b"POST", origin, _FIXED_HEADERS + self._credential(target), body)
+        try:
+            response = await self._pool.request(
+                origin, data, body_limit=0 if stream else self._max_reply_bytes,
+                total_s=None if stream else target.timeout_s, quiet_s=target.timeout_s,
+                connect_s=target.connect_timeout_s)
+        except TimeoutError as exc:
             raise UpstreamTimeout(f"upstream {target.model} timed out") from exc
-        except aiohttp.ClientConnectionError as exc:
-            raise UpstreamUnreachable(f"upstream {target.model} is unreachable: {type(exc).__name__}") from exc
+        except http1.ConnectFailed as exc:
+            raise UpstreamUnreachable(f"upstream {target.model} is unreachable: {exc}") from exc
+        except http1.ConnectionBroken as exc:
+            raise UpstreamFailed(f"upstream {target.model} broke off its answer: {exc}") from exc
+        except http1.BodyTooLarge as exc:
+            raise self._too_large(target) from exc
         if response.status >= 400:
             try:
-                body = await response.read()
-            except (aiohttp.ClientError, TimeoutError):
-                body = b""
+                error = await response.read(_ERROR_BODY_BYTES)
+            except (TimeoutError, http1.ConnectionBroken, http1.BodyTooLarge, http1.ConnectFailed):
+                error = b""
             finally:
                 response.release()
-            raise status_error(target.model, response.status, upstream_message(body),
+            raise status_error(target.model, response.status, upstream_message(error),
                                response.headers.get("retry-after"))
         return response
 
-    async def _read(self, target: Target, response: aiohttp.ClientResponse) -> bytes:
-        """The whole answer, refused as soon as it is known to be over ``max_reply_bytes``."""
-        limit = self._max_reply_bytes
-        too_large = UpstreamFailed(f"upstream {target.model} answered more than {limit} bytes "
-                                   "(HYBRID_GATEWAY_MAX_UPSTREAM_REPLY_BYTES)")
-        if response.content_length is not None and response.content_length > limit:
-            raise too_large
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_chunked(_READ_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            chunks.append(chunk)
-        return b"".join(chunks)
+    def _too_large(self, target: Target) -> UpstreamFailed:
+        return UpstreamFailed(f"upstream {target.model} answered more than {self._max_reply_bytes} bytes "
+                              "(HYBRID_GATEWAY_MAX_UPSTREAM_REPLY_BYTES)")
 
     async def _complete(self, target: Target, endpoint: str, payload: dict[str, Any], parse: Parse) -> UpstreamReply:
-        timeout = aiohttp.ClientTimeout(total=target.timeout_s, sock_connect=target.connect_timeout_s)
-        response = await self._send(target, endpoint, payload, timeout)
+        response = await self._send(target, endpoint, payload, stream=False)
         try:
-            body = await self._read(target, response)
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            body = await response.read(self._max_reply_bytes)
+        except http1.BodyTooLarge as exc:
+            raise self._too_large(target) from exc
+        except TimeoutError as exc:
             raise UpstreamTimeout(f"upstream {target.model} timed out") from exc
-        except aiohttp.ClientError as exc:
+        except (http1.ConnectionBroken, http1.ConnectFailed) as exc:
             raise UpstreamFailed(f"upstream {target.model} broke off its answer") from exc
         finally:
             response.release()  # closes the connection instead when the answer was not read to its end
@@ -173,9 +172,7 @@ class OpenAICompatibleClient:
 
     async def open_stream(self, target: Target, payload: dict[str, Any]) -> _Stream:
         # The whole stream may last long; what must stay short is each wait for the next bytes.
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=target.connect_timeout_s,
-                                        sock_read=target.timeout_s)
-        return _Stream(target, await self._send(target, "chat/completions", payload, timeout))
+        return _Stream(target, await self._send(target, "chat/completions", payload, stream=True))
 
     async def aclose(self) -> None:
-        await self._session.close()
+        self._pool.close()
