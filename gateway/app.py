@@ -10,7 +10,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiohttp
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.applications import Starlette
@@ -45,10 +44,11 @@ from gateway.pipeline.score_sharing import ScoreSharing
 from gateway.pipeline.shadow import ShadowRunner
 from gateway.settings import Settings
 from gateway.state import Dependency, GatewayState, ReadinessCheck
-from gateway.upstream import Upstreams, warm_up
+from gateway.upstream import Upstreams, http1, warm_up
 from policies import PolicyHolder, PolicySet, SharedState, breaker_board, outcome_store
 
 log = logging.getLogger("hybrid_gateway")
+_PROBE_BYTES = 1024 * 1024
 
 
 def _demo_check(policy: PolicySet) -> str | None:
@@ -58,12 +58,19 @@ def _demo_check(policy: PolicySet) -> str | None:
 
 
 def _readiness_of_demo(base: str) -> ReadinessCheck:
+    origin = http1.origin_of(f"{base}/models")
+
     async def check() -> str | None:
+        pool = http1.Pool(limit=1, idle_s=0)  # one connection per probe, closed after it
         try:
-            async with aiohttp.ClientSession() as session, session.get(f"{base}/models") as response:
-                return None if response.status == 200 else f"HTTP {response.status}"
-        except aiohttp.ClientError as exc:
+            response = await pool.request(origin, http1.encode(b"GET", origin, b""), body_limit=_PROBE_BYTES,
+                                          total_s=None, quiet_s=None, connect_s=None)  # /readyz times checks
+            response.release()
+            return None if response.status == 200 else f"HTTP {response.status}"
+        except (http1.ConnectFailed, http1.ConnectionBroken) as exc:
             return f"unreachable: {type(exc).__name__}"
+        finally:
+            pool.close()
     return check
 
 

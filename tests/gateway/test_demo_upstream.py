@@ -8,12 +8,15 @@ multiply its latency, and stops "generating" when its client disconnects.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from gateway.app import create_app
 from gateway.demo_upstream.server import DemoUpstream
+from gateway.settings import Settings
 from tests.support.polling import poll
 from tests.support.servers import ServerThread
 
@@ -82,3 +85,26 @@ def test_generation_stops_when_the_client_leaves(slow_demo: tuple[DemoUpstream, 
         httpx.post(server.url + "/v1/chat/completions", json={"model": "demo-large", "messages": MESSAGES, "n": 128},
                    timeout=httpx.Timeout(30, read=0.5))
     poll(lambda: demo.working == 0, "the demo upstream to stop the answer its client left")
+
+
+def test_readiness_follows_the_demo_upstream(tmp_path: Path) -> None:
+    demo = ServerThread(DemoUpstream(0).app()).start()
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "demo.yaml").write_text(f"""version: 1
+targets:
+  large: {{provider: demo, model: demo-large, api_base: {demo.url}/v1}}
+routes:
+  chat: {{arms: {{prompted: {{target: large}}}}}}
+""")
+    gateway = ServerThread(create_app(Settings(policies_dir=policies, data_dir=tmp_path / "var"))).start()
+    try:
+        ready = poll(lambda: (r := httpx.get(gateway.url + "/readyz")).status_code == 200 and r.json(),
+                     "the gateway to see the demo upstream")
+        assert ready["checks"]["demo_upstream"] == "ok"
+        demo.stop()
+        down = httpx.get(gateway.url + "/readyz")
+        assert down.status_code == 503
+        assert down.json()["checks"]["demo_upstream"] == "unreachable: ConnectFailed"
+    finally:
+        gateway.stop()
