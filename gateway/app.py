@@ -14,18 +14,20 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from gateway.accounting.cluster_ledger import ClusterLedger
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.traffic_window import Grid
 from gateway.accounting.window_store import SqliteWindowStore
-from gateway.api import docs_page, endpoints
+from gateway.api import docs_page, endpoints, hot_endpoints
 from gateway.api.openapi import document
 from gateway.capture import CapturePolicy, CaptureStore, CaptureWriter
 from gateway.edge.guard import EdgeGuard
+from gateway.edge.hot_routes import HotRoutes
+from gateway.edge_settings import EdgeSettings
 from gateway.errors import (
     GatewayError,
     InternalError,
@@ -178,6 +180,18 @@ async def _gateway_error(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
+class _GatewayApp(FastAPI):
+    """FastAPI with the edge guard outermost and the OpenAI traffic's endpoints past the framework's stack."""
+
+    def __init__(self, *, edge: EdgeSettings, **kwargs: Any) -> None:
+        self._edge = edge
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        return EdgeGuard(HotRoutes(stack, hot_endpoints, self.exception_handlers), self._edge)
+
+
 def create_app(settings: Settings | None = None, *, clock: Callable[[], float] = time.time) -> FastAPI:
     """The gateway app: FastAPI for the OpenAPI document (``/openapi.json``, ``/docs``), plain routes to serve.
 
@@ -188,10 +202,10 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     ``clock`` (epoch seconds) times the economics window; tests pass a fake one to move through it.
     """
     settings = settings or Settings.from_env()
-    app = FastAPI(routes=[*endpoints], lifespan=_lifespan, middleware=[Middleware(EdgeGuard, edge=settings.edge)],
-                  exception_handlers={HTTPException: _http_error, RequestValidationError: _invalid,
-                                      GatewayError: _gateway_error, Exception: _unhandled},
-                  docs_url=None, redoc_url=None, telemetry={"tracing": False, "metrics": False, "logs": False})
+    app = _GatewayApp(edge=settings.edge, routes=[*endpoints], lifespan=_lifespan,
+                      exception_handlers={HTTPException: _http_error, RequestValidationError: _invalid,
+                                          GatewayError: _gateway_error, Exception: _unhandled},
+                      docs_url=None, redoc_url=None, telemetry={"tracing": False, "metrics": False, "logs": False})
 
     def openapi() -> dict[str, Any]:
         if not app.openapi_schema:

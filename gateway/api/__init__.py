@@ -26,4 +26,7 @@ endpoints: list[Route] = [*chat.endpoints, *embeddings.endpoints, *models.endpoi
                           *routing.endpoints]
 """Every served path (Starlette ``Route``s: "route" alone means a policy route in this project)."""
 
-__all__ = ["endpoints"]
+hot_endpoints: list[Route] = [*chat.endpoints, *embeddings.endpoints]
+"""The OpenAI traffic's endpoints, served past the framework's middleware stack (``gateway.edge.hot_routes``)."""
+
+__all__ = ["endpoints", "hot_endpoints"]

@@ -138,3 +138,16 @@ def test_forced_arm_needs_the_route_to_allow_it(gateway: ServerThread, fake: Fak
     forced = post(gateway, {"model": "chat", "messages": MESSAGES}, headers={"x-gateway-arm": "fine_tuned"})
     assert forced.headers["x-gateway-arm"] == "fine_tuned"
     assert forced.headers["x-gateway-target"] == "small"
+
+
+@pytest.mark.parametrize(("path", "module"), [("/v1/chat/completions", "chat"), ("/v1/embeddings", "embeddings")])
+def test_a_bug_past_the_handlers_boundary_is_500_in_the_envelope_and_logged(
+        gateway: ServerThread, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        path: str, module: str) -> None:
+    """The hot routes skip the framework's server-error layer; its 500 and its traceback must not go with it."""
+    def broken(request: object) -> None:
+        raise RuntimeError("a bug before the handler's own try")
+
+    monkeypatch.setattr(f"gateway.api.{module}.state_of", broken)
+    assert_envelope(post(gateway, {"model": "chat", "messages": MESSAGES}, path=path), 500, "internal_error")
+    assert any(record.exc_info and "a bug before" in str(record.exc_info[1]) for record in caplog.records)
