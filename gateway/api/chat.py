@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.accounting.completion import (
@@ -23,6 +23,7 @@ from gateway.accounting.completion import (
 )
 from gateway.accounting.usage import reply_usage
 from gateway.api.common import completed_headers, failure, gateway_headers, state_of
+from gateway.api.event_stream import EventStream
 from gateway.capture import ShadowAnswer
 from gateway.errors import InvalidRequest
 from gateway.pipeline.attempts import Answered, Exhausted
@@ -151,7 +152,7 @@ async def _serve(gateway: GatewayState, policy: PolicySet, arrival: Arrival, rou
         return response
     relay = SSERelay(sent, arrival, routing, delivery, gateway.ledger.close, client_messages)
     headers = {**gateway_headers(arrival, routing, delivery, "pending"), **_SSE_HEADERS}
-    return StreamingResponse(relay.run(result), media_type="text/event-stream", headers=headers)
+    return EventStream(relay.run(result), headers)
 
 
 async def chat_completions(request: Request) -> Response:

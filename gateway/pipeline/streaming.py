@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -112,7 +112,7 @@ class SSERelay:
             kept.append(line)
         return b"\n".join(kept) + b"\n" if changed else block
 
-    async def run(self, stream: UpstreamStream) -> AsyncIterator[bytes]:
+    async def run(self, stream: UpstreamStream) -> AsyncGenerator[bytes, None]:
         chunks = stream.chunks()
         pending = b""
         tail = b""

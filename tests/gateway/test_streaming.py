@@ -11,6 +11,8 @@ import pytest
 from tests.conftest import BIG_MODEL
 from tests.support.chat import chat
 from tests.support.fake_upstream import Action, FakeUpstream
+from tests.support.metrics import scrape
+from tests.support.polling import poll
 from tests.support.servers import ServerThread
 
 _COST = re.compile(rb"^: x-gateway-cost-usd=(\d+\.\d{8})$")
@@ -62,3 +64,15 @@ def test_stream_without_upstream_usage_is_estimated(gateway: ServerThread, fake:
     assert cost is not None and float(cost.group(1)) > 0
     metrics = httpx.get(gateway.url + "/metrics").text
     assert 'gateway_estimated_usage_requests_total{target="big"} 1.0' in metrics
+
+
+def test_a_client_leaving_mid_stream_closes_the_upstream_call_and_counts_a_499(gateway: ServerThread,
+                                                                             fake: FakeUpstream) -> None:
+    fake.script_for(BIG_MODEL, Action(stall_after_chunks=2))
+    before = fake.abandoned
+    body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    with httpx.stream("POST", gateway.url + "/v1/chat/completions", json=body, timeout=30) as response:
+        assert next(response.iter_raw()).startswith(b"data: ")  # the stream is under way; then the client leaves
+    poll(lambda: fake.abandoned == before + 1, "the gateway to close its upstream stream")
+    poll(lambda: scrape(gateway.url, "gateway_requests_total", status="499") == 1, "the 499 to be counted")
+    assert scrape(gateway.url, "gateway_requests_total", status="200") == 0

@@ -30,6 +30,7 @@ class Action:
     retry_after: str | None = None
     usage: bool = True
     break_after_chunks: int | None = None
+    stall_after_chunks: int | None = None  # then sends nothing more until the gateway hangs up
     text: str = "Hello from the fake upstream."
     error_message: str | None = None
 
@@ -37,6 +38,7 @@ class Action:
 class FakeUpstream(ScriptedUpstream[Action]):
     def __init__(self) -> None:
         super().__init__(Action)
+        self.abandoned = 0  # streams the gateway closed before their end (never reset: tests compare counts)
 
     async def chat(self, request: Request) -> Response:
         body, action = await self.take(request)
@@ -69,6 +71,11 @@ class FakeUpstream(ScriptedUpstream[Action]):
         for index, word in enumerate(words):
             if action.break_after_chunks is not None and index == action.break_after_chunks:
                 raise ConnectionResetError("scripted break")
+            if action.stall_after_chunks is not None and index == action.stall_after_chunks:
+                try:
+                    await asyncio.Event().wait()
+                finally:
+                    self.abandoned += 1
             yield event({"choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]})
         yield event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if usage is not None:
