@@ -23,7 +23,6 @@ class Decision:
     arm: ArmName
     score: float | None
     threshold: float
-    reasons: tuple[str, ...]
 
 
 def decide(
@@ -43,7 +42,7 @@ def decide(
     shown = threshold.threshold if isinstance(threshold, Cut) else threshold
     result = classifier.score(messages)
     if not result.judgeable:
-        return Decision(low_confidence_arm, None, shown, result.reasons)
+        return Decision(low_confidence_arm, None, shown)
     strong = threshold.prompted(result.value, draw) if isinstance(threshold, Cut) else result.value >= threshold
     arm: ArmName = "prompted" if strong else "fine_tuned"
-    return Decision(arm, result.value, shown, result.reasons)
+    return Decision(arm, result.value, shown)

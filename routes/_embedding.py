@@ -133,9 +133,13 @@ class EmbeddingClassifier:
         linear_logit, feats, hashed = self.linear.logit(conv)
         topic = float(self.topic_logits(self.embed([conv]))[0])
         w_linear, w_topic = float(self.weights[0]), float(self.weights[1])
-        named = [(name, w_linear * value) for name, value in self.linear.contributions(feats, hashed)]
-        named.append(("topic", w_topic * (topic - self.topic_mean)))
-        return Score(sigmoid(w_linear * linear_logit + w_topic * topic + self.bias), top_reasons(named), True)
+
+        def explain() -> tuple[str, ...]:
+            named = [(name, w_linear * value) for name, value in self.linear.contributions(feats, hashed)]
+            named.append(("topic", w_topic * (topic - self.topic_mean)))
+            return top_reasons(named)
+
+        return Score(sigmoid(w_linear * linear_logit + w_topic * topic + self.bias), True, explain)
 
     def score_batch(self, chats: Sequence[Sequence[Mapping[str, Any]]]) -> NDArray[np.float64]:
         """`score(chat).value` for many chats, with one batched MiniLM call (same numbers, faster)."""

@@ -26,7 +26,7 @@ FORMAT_VERSION = 2  # 2: word-problem cues added to the dense features; a `kind`
 KIND = "linear"
 N_REASONS = 3
 NEUTRAL = 0.5
-UNJUDGEABLE = Score(NEUTRAL, ("no text to judge",), judgeable=False)
+UNJUDGEABLE = Score(NEUTRAL, judgeable=False, explain=lambda: ("no text to judge",))
 _FIELDS = frozenset(
     {"bits", "dense_names", "dense_weights", "dense_means", "hashed_weights", "bias", "calibration"}
 )
@@ -53,7 +53,7 @@ class LinearClassifier:
         if not conv.judgeable:
             return UNJUDGEABLE
         logit, feats, hashed = self.logit(conv)
-        return Score(sigmoid(logit), top_reasons(self.contributions(feats, hashed)), judgeable=True)
+        return Score(sigmoid(logit), True, lambda: top_reasons(self.contributions(feats, hashed)))
 
     def score_batch(self, chats: Sequence[Sequence[Mapping[str, Any]]]) -> NDArray[np.float64]:
         """`score(chat).value` for many chats."""

@@ -3,8 +3,8 @@ the YAML `classifier:` block that picks one)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -18,8 +18,17 @@ class Score:
     """
 
     value: float
-    reasons: tuple[str, ...]
     judgeable: bool
+    explain: Callable[[], tuple[str, ...]] = field(default=tuple, repr=False, compare=False)
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """The largest pushes behind `value` (e.g. 'length_words+0.21'), worked out only when asked.
+
+        The gateway routes on `value` alone; weighing and formatting the reasons on every request
+        was ~146k of the `fast` route's 818k extra instructions per request (docs/BENCHMARKS.md).
+        """
+        return self.explain()
 
 
 @runtime_checkable

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from routes import ChatScorer, Decision, EmbeddingClassifier, Score, decide, load_classifier
+from routes import ChatScorer, Decision, EmbeddingClassifier, decide, load_classifier
 from routes._linear import ModelFileError
 from routes._messages import conversation
 from routes._models import read_model
@@ -40,7 +40,7 @@ def test_longer_prompt_scores_higher_with_reasons() -> None:
 )
 def test_unjudgeable_inputs(messages: list[object]) -> None:
     result = toy_linear_model().score(messages)  # type: ignore[arg-type]
-    assert result == Score(0.5, ("no text to judge",), judgeable=False)
+    assert (result.value, result.judgeable, result.reasons) == (0.5, False, ("no text to judge",))
 
 
 def test_list_content_with_text_is_judged() -> None:
@@ -56,7 +56,7 @@ def test_decide_uses_threshold_and_low_confidence_arm() -> None:
     value = clf.score(user_messages("hello world")).value
     assert decide(clf, user_messages("hello world"), value).arm == "prompted"
     assert decide(clf, user_messages("hello world"), value + 1e-9).arm == "fine_tuned"
-    assert decide(clf, [], 0.5) == Decision("prompted", None, 0.5, ("no text to judge",))
+    assert decide(clf, [], 0.5) == Decision("prompted", None, 0.5)
     assert decide(clf, [], 0.5, low_confidence_arm="fine_tuned").arm == "fine_tuned"
     with pytest.raises(ValueError):
         decide(clf, [], 0.5, low_confidence_arm="cheap")
@@ -121,7 +121,8 @@ def test_embedding_model_adds_the_topic_prior_to_the_linear_logit() -> None:
     expected = 1.0 / (1.0 + np.exp(-(np.log(0.9 / 0.1) + linear_logit)))
     assert maths.value == pytest.approx(expected)
     assert any(reason.startswith("topic+") for reason in maths.reasons)
-    assert clf.score([]) == Score(0.5, ("no text to judge",), judgeable=False)
+    empty = clf.score([])
+    assert (empty.value, empty.judgeable, empty.reasons) == (0.5, False, ("no text to judge",))
 
 
 def test_embedding_model_batch_scores_equal_single_scores() -> None:
