@@ -28,6 +28,8 @@ from policies.experiments.outcomes import (
 )
 from policies.experiments.statistics import Observation, report
 from policies.loader import DEFAULT_POLICIES, PolicyIssue, PolicyLoadError, load_policies
+from policies.providers import INSTEAD as FINE_TUNING_INSTEAD
+from policies.providers import NO_PUBLIC_FINE_TUNING
 from policies.reloader import PolicyHolder, ReloadResult
 from policies.resolution import Resolution, experiment_for, public_names, resolve
 from policies.runtime.breakers import BreakerBoard, breaker_board
@@ -59,6 +61,8 @@ from policies.schema import (
 __all__ = [
     "ARM_NAMES",
     "DEFAULT_POLICIES",
+    "FINE_TUNING_INSTEAD",
+    "NO_PUBLIC_FINE_TUNING",
     "Alternate",
     "Arm",
     "ArmName",

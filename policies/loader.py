@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from policies.providers import fine_tuned_arm_error, fine_tuned_arm_warning
 from policies.schema import ARM_NAMES, Experiment, PolicyFile, PolicySet, Route, Target
 
 # The shipped policy directory: what serve, eval and the router CLI read unless told otherwise.
@@ -161,6 +162,7 @@ class _Merger:
         self.experiments: dict[str, Experiment] = {}
         self.origin: dict[tuple[str, str], tuple[_Parsed, Location]] = {}
         self.issues: list[PolicyIssue] = []
+        self.warnings: list[PolicyIssue] = []
 
     def add(self, parsed: _Parsed, policy: PolicyFile) -> None:
         for section in self.SECTIONS:
@@ -209,6 +211,8 @@ class _Merger:
                 continue
             arm_loc = (*loc, "arms", arm_name)
             self._target(parsed, (*arm_loc, "target"), arm.target)
+            if arm_name == "fine_tuned" and arm.target in self.targets:
+                self._provider_allows_tuning(parsed, (*arm_loc, "target"), arm.target)
             for index, step in enumerate(arm.fallback.to if arm.fallback else ()):
                 step_loc = (*arm_loc, "fallback", "to", index)
                 if step.target is not None:
@@ -225,6 +229,13 @@ class _Merger:
             self._arm(parsed, (*loc, "classifier"), route, "fine_tuned")
             if self.check_model and (problem := self.check_model(route.classifier.model, self.directory)):
                 self._issue(parsed, (*loc, "classifier", "model"), problem)
+
+    def _provider_allows_tuning(self, parsed: _Parsed, loc: Location, name: str) -> None:
+        target = self.targets[name]
+        if (error := fine_tuned_arm_error(name, target)) is not None:
+            self._issue(parsed, loc, error)
+        elif (warning := fine_tuned_arm_warning(name, target)) is not None:
+            self.warnings.append(PolicyIssue(parsed.file, parsed.line_of(loc), _dotted(loc), warning))
 
     def _check_experiment(self, name: str, experiment: Experiment, taken: dict[str, str]) -> None:
         parsed, loc = self.origin[("experiments", name)]
@@ -280,4 +291,5 @@ def load_policies(directory: str | Path, check_model: ModelCheck | None = None) 
     if issues:
         raise PolicyLoadError(issues)
     return PolicySet(targets=merger.targets, routes=merger.routes, experiments=merger.experiments,
-                     aliases=_aliases(merger.targets), fingerprint=fingerprint(root))
+                     aliases=_aliases(merger.targets), fingerprint=fingerprint(root),
+                     warnings=tuple(str(warning) for warning in merger.warnings))

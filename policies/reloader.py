@@ -30,6 +30,7 @@ class PolicyHolder:
         self._on_reload = on_reload or (lambda result: None)
         self._check_model = check_model
         self._current = load_policies(self.directory, check_model)
+        _log_warnings(self._current)
         self.last_error: PolicyLoadError | None = None
         self._rejected = ""
 
@@ -52,6 +53,7 @@ class PolicyHolder:
         self.last_error = None
         log.info("policies reloaded: fingerprint %s, %d routes, %d targets",
                  candidate.fingerprint, len(candidate.routes), len(candidate.targets))
+        _log_warnings(candidate)
         self._on_reload("success")
         return "success"
 
@@ -68,3 +70,8 @@ class PolicyHolder:
         while True:
             await asyncio.sleep(interval_s)
             await asyncio.to_thread(self.reload)
+
+
+def _log_warnings(policy: PolicySet) -> None:
+    for warning in policy.warnings:
+        log.warning("policy warning: %s", warning)

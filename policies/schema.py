@@ -348,6 +348,8 @@ class PolicySet(_Strict):
     aliases: dict[str, str] = Field(default_factory=dict,
                                     description="Target names standing in for others whose key is unset.")
     fingerprint: str = ""
+    warnings: tuple[str, ...] = Field(default=(), description="What loads but is probably a mistake, each "
+                                      "with its file and line (a fine_tuned arm serving a base model).")
 
     def target(self, name: str) -> tuple[str, Target]:
         """The target that really serves ``name``: its stand-in while its key is unset."""

@@ -31,8 +31,10 @@ def _policy_check(args: argparse.Namespace) -> int:
             print(issue, file=sys.stderr)
         print(f"{len(exc.issues)} problem(s) in {args.directory}", file=sys.stderr)
         return 1
+    for warning in policy.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"ok: {args.directory}: {len(policy.routes)} route(s), {len(policy.targets)} target(s), "
-          f"fingerprint {policy.fingerprint}")
+          f"fingerprint {policy.fingerprint}" + (f", {len(policy.warnings)} warning(s)" if policy.warnings else ""))
     return 0
 
 

@@ -1,7 +1,8 @@
 """What each provider's fine-tuning accepts, and what its training costs; who offers none.
 
 The decision guide's provider constraint (Step 13): OpenAI and Google fine-tune, Anthropic does not, so a
-dataset for an Anthropic target is refused with the reason instead of being written for nothing. The
+dataset for an Anthropic target is refused with the reason instead of being written for nothing (the reason
+is ``policies.NO_PUBLIC_FINE_TUNING``'s, which the policy check also applies to fine_tuned arms). The
 OpenAI chat format's rules: one ``{"messages": [...]}`` object per line; roles ``system``, ``user``,
 ``assistant``; after any system messages, user and assistant alternate, starting with user and ending
 with the assistant's answer; at least 10 examples; at most ``max_tokens_per_example`` tokens each. Training
@@ -16,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
+
+from policies import FINE_TUNING_INSTEAD, NO_PUBLIC_FINE_TUNING
 
 
 class NoFineTuning(ValueError):
@@ -41,17 +44,13 @@ OPENAI = FineTuningRules("openai", 10, 65_536, MappingProxyType({
 }), "gpt-4o-mini-2024-07-18")
 
 _RULES = MappingProxyType({"openai": OPENAI, "azure": OPENAI})
-_NONE = MappingProxyType({
-    "anthropic": "Anthropic offers no public fine-tuning (Claude relies on prompting, per the decision guide): "
-                 "keep this route on its prompted arm, or choose an OpenAI or Google model to fine-tune.",
-})
 _ROLES = frozenset({"system", "user", "assistant"})
 
 
 def rules_for(provider: str) -> FineTuningRules:
     """The rules of ``provider``'s fine-tuning; ``NoFineTuning`` for a provider without it."""
-    if provider in _NONE:
-        raise NoFineTuning(_NONE[provider])
+    if provider in NO_PUBLIC_FINE_TUNING:
+        raise NoFineTuning(f"{NO_PUBLIC_FINE_TUNING[provider]}: {FINE_TUNING_INSTEAD}.")
     rules = _RULES.get(provider)
     if rules is None:
         raise NoFineTuning(f"no fine-tuning format is known for provider '{provider}' (known: "

@@ -30,16 +30,11 @@ version: 1
 targets:
   big: {provider: openai, model: gpt-4o}
   tuned: {provider: openai, model: "ft:gpt-4o-mini-2024-07-18:acme::x1"}
-  claude: {provider: anthropic, model: claude-sonnet-4}
 routes:
   support:
     arms:
       prompted: {target: big, system_prompt: "You are the Lumen Freight support desk. Long rules follow..."}
       fine_tuned: {target: tuned, system_prompt: "Lumen Freight support."}
-  claude-only:
-    arms:
-      prompted: {target: big}
-      fine_tuned: {target: claude}
 """
 SYSTEM = "Lumen Freight support."
 PARAPHRASES = [("How do refunds work?", "How do refunds work exactly?"),
@@ -158,7 +153,7 @@ def test_feedback_filters_and_the_providers_refusals(store: CaptureStore, policy
                                                test_share=0.0), encoder.embed)
     assert both.counts["selected"] == len(liked)
     with pytest.raises(NoFineTuning, match="Anthropic offers no public fine-tuning"):
-        export(store, policy, ExportOptions("claude-only", tmp_path / "claude"), encoder.embed)
+        export(store, policy, ExportOptions("support", tmp_path / "claude", provider="anthropic"), encoder.embed)
     assert not (tmp_path / "claude").exists() and not (tmp_path / "few").exists()
 
 
@@ -172,6 +167,6 @@ def test_the_command_writes_the_dataset_and_refuses_anthropic_in_one_line(store:
     assert done.returncode == 0, done.stderr
     assert "estimated training cost $" in done.stdout
     assert orjson.loads((tmp_path / "ds" / "manifest.json").read_bytes())["route"] == "support"
-    refused = subprocess.run([*command, "--route", "claude-only", "--out", str(tmp_path / "no")],
+    refused = subprocess.run([*command, "--route", "support", "--provider", "anthropic", "--out", str(tmp_path / "no")],
                              capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and refused.stderr.startswith("cannot export: Anthropic offers no public")

@@ -194,3 +194,38 @@ def test_an_experiment_declares_its_feedback_scale(tmp_path: Path) -> None:
     assert (scale.min, scale.max) == (0, 1)  # the default: a fraction
     path = write(tmp_path, GOOD + experiment + "    feedback: {min: 5, max: 1}\n")
     assert issues_of(tmp_path) == [f"{path}:18: experiments.e.feedback: Value error, min must be below max"]
+
+
+TUNED = GOOD + """      fine_tuned:
+        target: small
+"""
+
+
+def test_a_fine_tuned_arm_on_anthropic_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, TUNED.replace("targets:\n", "targets:\n  small: {provider: anthropic, "
+                                         "model: claude-haiku-4-5, api_key_env: ANTHROPIC_API_KEY}\n"))
+    [issue] = issues_of(tmp_path)
+    assert issue.startswith(f"{path}:14: routes.r.arms.fine_tuned.target: target 'small' cannot serve a "
+                            "fine_tuned arm: Anthropic offers no public fine-tuning")
+
+
+def test_an_openai_fine_tuned_arm_without_ft_loads_with_a_warning(tmp_path: Path) -> None:
+    base = TUNED.replace("targets:\n", "targets:\n  small: {provider: openai, model: gpt-4o-mini}\n")
+    path = write(tmp_path, base)
+    assert load_policies(tmp_path).warnings == (
+        f"{path}:14: routes.r.arms.fine_tuned.target: target 'small' (openai model 'gpt-4o-mini') is not a "
+        "fine-tuned model (its tuned models start with 'ft:'): the fine_tuned arm is serving a base model",)
+    check = subprocess.run([sys.executable, "-m", "gateway.cli", "policy", "check", str(tmp_path)],
+                           capture_output=True, text=True, check=False)
+    assert check.returncode == 0 and "1 warning(s)" in check.stdout
+    assert "warning: " in check.stderr and "is not a fine-tuned model" in check.stderr
+    write(tmp_path, base.replace("model: gpt-4o-mini", "model: 'ft:gpt-4o-mini-2024-07-18:acme::abc123'"))
+    assert load_policies(tmp_path).warnings == ()
+
+
+def test_the_same_base_model_on_the_prompted_arm_or_a_self_hosted_server_is_not_warned_about(
+        tmp_path: Path) -> None:
+    write(tmp_path, TUNED.replace("targets:\n", "targets:\n  small: {provider: vllm, model: llama-3-8b-support}\n"
+                                  "  big: {provider: openai, model: gpt-4o}\n").replace(
+        "      prompted:\n        target: a\n", "      prompted:\n        target: big\n"))
+    assert load_policies(tmp_path).warnings == ()
