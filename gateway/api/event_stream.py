@@ -24,6 +24,19 @@ class EventStream(StreamingResponse):
         super().__init__(events, media_type="text/event-stream", headers=headers)
         self._events = events
 
+    async def stream_response(self, send: Send) -> None:
+        """The head goes out with the first event, in one write. Sent at once, it was a write of its own
+        (~6% of a stream's samples): the upstream's head usually arrives a read before its first event.
+        A client reads nothing before the first event either way, and errors before it keep their status,
+        because they are raised before this response exists."""
+        first = await anext(self._events, None)
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        if first is not None:
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+            async for event in self._events:
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         streaming = asyncio.current_task()
         assert streaming is not None

@@ -8,6 +8,7 @@ head alone; a stream's head before an event that comes later.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import uvicorn
@@ -17,6 +18,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 from uvicorn.server import ServerState
 
+from gateway.api.event_stream import EventStream
 from gateway.edge.http_protocol import GuardedHttpToolsProtocol
 from gateway.edge_settings import EdgeSettings
 
@@ -60,9 +62,21 @@ async def _stream(request: Request) -> StreamingResponse:
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
+async def _event_stream(request: Request) -> EventStream:
+    release = request.app.state.release
+
+    async def events() -> AsyncGenerator[bytes, None]:
+        await release.wait()
+        yield b"data: late\n\n"
+        yield b"data: [DONE]\n\n"
+
+    return EventStream(events(), {})
+
+
 def _exchange(request: bytes, release_after_turns: int = 0) -> list[bytes]:
     """The writes the connection received for one request, the stream's event released after some loop turns."""
-    app = Starlette(routes=[Route("/answer", _answer, methods=["GET", "HEAD"]), Route("/stream", _stream)])
+    app = Starlette(routes=[Route("/answer", _answer, methods=["GET", "HEAD"]), Route("/stream", _stream),
+                            Route("/events", _event_stream)])
 
     async def run() -> list[bytes]:
         app.state.release = asyncio.Event()
@@ -102,3 +116,11 @@ def test_a_stream_sends_its_head_before_a_late_first_event() -> None:
     before, *writes = _exchange(b"GET /stream HTTP/1.1\r\nhost: localhost\r\n\r\n", release_after_turns=10)
     assert before == b"1" and writes[0].startswith(b"HTTP/1.1 200 OK\r\n") and writes[0].endswith(b"\r\n\r\n")
     assert b"data: late" in b"".join(writes[1:])
+
+
+def test_a_completion_stream_sends_its_head_with_its_first_event() -> None:
+    """The gateway's own streams wait for the first event (nothing to read before it), saving a write."""
+    before, *writes = _exchange(b"GET /events HTTP/1.1\r\nhost: localhost\r\n\r\n", release_after_turns=10)
+    assert before == b"0"
+    assert writes[0].startswith(b"HTTP/1.1 200 OK\r\n") and writes[0].endswith(b"\r\n\r\nc\r\ndata: late\n\n\r\n")
+    assert b"".join(writes[1:]).endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n")
