@@ -7,7 +7,10 @@ malformed heads, close-delimited bodies and half answers are what the client rea
 from __future__ import annotations
 
 import asyncio
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -20,8 +23,9 @@ OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r
 class RawServer:
     """A loopback server running ``handler`` per connection and counting the connections it accepted."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
         self._handler = handler
+        self._tls = tls
         self.connections = 0
         self.closed_by_client = asyncio.Event()
         self._server: asyncio.Server | None = None
@@ -36,9 +40,10 @@ class RawServer:
             writer.close()
 
     async def __aenter__(self) -> http1.Origin:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self._tls)
         port = self._server.sockets[0].getsockname()[1]
-        return http1.origin_of(f"http://127.0.0.1:{port}/v1/chat/completions")
+        scheme = "https" if self._tls is not None else "http"
+        return http1.origin_of(f"{scheme}://127.0.0.1:{port}/v1/chat/completions")
 
     async def __aexit__(self, *_: object) -> None:
         assert self._server is not None
@@ -279,3 +284,30 @@ def test_origins_keep_ports_ipv6_brackets_and_queries() -> None:
     assert (v6.key, v6.host_header, v6.target) == (("http", "::1", 8000), b"[::1]:8000", b"/v1/x?api-version=2024")
     with pytest.raises(ValueError):
         http1.origin_of("ftp://example.com/")
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, made by the system's openssl."""
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+async def test_https_verifies_the_upstreams_certificate(certificate: tuple[Path, Path],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hosted providers are reached over TLS: a certificate the system trusts is accepted, any other refused."""
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(*certificate)
+    async with RawServer(answering(OK, OK), tls) as origin:
+        untrusting = http1.Pool(limit=1, idle_s=30)
+        with pytest.raises(http1.ConnectFailed, match="CERTIFICATE_VERIFY_FAILED"):
+            await fetch(untrusting, origin)
+        untrusting.close()
+        monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # read when the pool makes its TLS context
+        trusting = http1.Pool(limit=1, idle_s=30)
+        assert await fetch(trusting, origin) == b'{"ok":true}'
+        trusting.close()
