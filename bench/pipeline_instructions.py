@@ -55,7 +55,8 @@ def measure_tree(tree: str, policies: Path, requests: int) -> dict[str, float]:
     command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={dump_dir}/cg.%p",
                str(overhead.BIN / "hybrid-gateway"), "serve", "--port", str(port), "--policies", str(policies),
                "--demo", "off", "--workers", "1"]
-    system = overhead.start(tree, command, port, "bench", env={"PYTHONPATH": tree})
+    # A fixed hash seed: dict and set layouts follow it, and with a random one the same tree's count moves by ~5%.
+    system = overhead.start(tree, command, port, "bench", env={"PYTHONPATH": tree, "PYTHONHASHSEED": "0"})
     figures: dict[str, float] = {}
     try:
         with httpx.Client(timeout=60) as client:
