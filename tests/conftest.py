@@ -78,9 +78,6 @@ routes:
     arms: {{prompted: {{target: down}}}}
 """
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared"
-
-
 @pytest.fixture(scope="session")
 def fake_server() -> Iterator[tuple[FakeUpstream, ServerThread]]:
     fake = FakeUpstream()

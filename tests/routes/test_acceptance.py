@@ -7,14 +7,10 @@ target >= 0.55) needs a training run and is not repeated here:
 `router eval --data ../shared/data/routing/gsm8k --model /tmp/m.npz` gave 0.568 (`--kind embedding`:
 0.555; `--kind linear`: 0.536).
 
-Needs `shared/` beside the repository (as on developer machines and in CI). Without it the test
-is skipped locally but fails under CI, so a missing data copy can never pass silently.
+Needs `shared/` beside the repository (as on developer machines and in CI): tests/support/required.py.
 """
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,17 +18,7 @@ import pytest
 from routes import load_classifier
 from routes.training.data import load_examples
 from routes.training.evaluate import Report, evaluate, pooled_share
-
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "routing"
-
-
-def _require(folder: str) -> Path:
-    path = DATA / folder
-    if not path.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"routing data missing at {path} (CI must have shared/ beside the clone)")
-        pytest.skip(f"routing data not found at {path}")
-    return path
+from tests.support.required import routing_data
 
 
 @pytest.fixture(scope="module", params=["default", "fast"])
@@ -44,14 +30,14 @@ def model(request: pytest.FixtureRequest) -> str:
 def reports(model: str) -> dict[str, Report]:
     clf = load_classifier(model)
     return {
-        name: evaluate(clf, load_examples(_require(name), "test"), name)
+        name: evaluate(clf, load_examples(routing_data(name), "test"), name)
         for name in ("mmlu", "gsm8k", "mt_bench")
     }
 
 
 def test_split_sizes_are_the_published_ones() -> None:
-    rows = load_examples(_require("mmlu"), "all")
-    test = load_examples(_require("mmlu"), "test")
+    rows = load_examples(routing_data("mmlu"), "all")
+    test = load_examples(routing_data("mmlu"), "test")
     assert len(rows) == 14_037  # 14,042 minus 5 contaminated
     assert len(test) == 2_765
 
@@ -78,7 +64,7 @@ def test_gsm8k_target(reports: dict[str, Report]) -> None:
 
 def test_scores_spread_and_stay_in_range() -> None:
     clf = load_classifier()
-    examples = load_examples(_require("gsm8k"), "test")
+    examples = load_examples(routing_data("gsm8k"), "test")
     values = np.array([clf.score([{"role": "user", "content": e.prompt}]).value for e in examples])
     assert values.min() >= 0.0 and values.max() <= 1.0
     assert values.std() > 0.0

@@ -11,7 +11,6 @@ import base64
 import contextlib
 import itertools
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -19,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from tests.support.polling import poll
 from tests.support.process import end_process
+from tests.support.required import unavailable
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -75,9 +74,7 @@ def chromium(tmp_path: Path) -> Iterator[DevTools]:
     """A fresh headless Chromium with its own profile, driven through its first page."""
     binary = shutil.which("chromium")
     if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed (CI=true): .ci/run installs it")
-        pytest.skip("chromium is not installed: apt-get install chromium")
+        unavailable("chromium is not installed", "apt-get install chromium")
     profile = tmp_path / "chromium"
     log = (tmp_path / "chromium.log").open("wb")
     process = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],

@@ -16,11 +16,11 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
 import redis
 import redis.asyncio
 
 from tests.support.process import end_process, free_port
+from tests.support.required import unavailable
 
 SHARED_REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -32,10 +32,7 @@ def require_shared_redis() -> str:
         with redis.Redis.from_url(SHARED_REDIS_URL, socket_timeout=1, socket_connect_timeout=1) as client:
             client.ping()
     except (redis.RedisError, OSError) as exc:
-        reason = f"shared Redis at {SHARED_REDIS_URL} is unreachable ({exc})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + "; CI=true requires it")
-        pytest.skip(reason + "; start redis-server to run this test")
+        unavailable(f"shared Redis at {SHARED_REDIS_URL} is unreachable ({exc})", "start redis-server to run this test")
     return SHARED_REDIS_URL
 
 
@@ -68,9 +65,7 @@ class RedisServer:
 
     def __init__(self) -> None:
         if not os.path.exists(REDIS_SERVER):
-            if os.environ.get("CI") == "true":
-                pytest.fail("redis-server binary not installed; CI=true requires it")
-            pytest.skip("redis-server binary not installed")
+            unavailable("redis-server binary not installed", "apt-get install redis-server")
         self.port = free_port()
         self.directory = Path(tempfile.mkdtemp(prefix="hg-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
