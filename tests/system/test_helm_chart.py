@@ -369,6 +369,8 @@ def test_image_matches_what_the_chart_assumes() -> None:
     assert "/healthz" in dockerfile.split("HEALTHCHECK", 1)[1].split("\n\n", 1)[0]
     for env in ("HF_HUB_OFFLINE=1", "HYBRID_GATEWAY_DATA_DIR=/var/lib/hybrid-gateway", "HOME=/tmp"):
         assert env in dockerfile
+    copied = {name for line in re.findall(r"^COPY (?!--from)(.+) \S+$", dockerfile, re.MULTILINE) for name in line.split()}
+    assert {"pyproject.toml", "setup.py", "README.md"} <= copied  # without setup.py, no compiled scorer
     with Chart.load(CHART) as chart:
         pod = only(render(chart, {"allowUnauthenticated": True}), "Deployment")["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsUser"] == 10001

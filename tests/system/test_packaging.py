@@ -2,8 +2,9 @@
 
 Dashboard assets, shipped policies, classifier models and the demo corpus live beside the
 code; a pattern missing from `[tool.setuptools.package-data]` would pass every test run
-from the checkout and break only an installed copy. Built offline with the test
-environment's setuptools (no build isolation, nothing downloaded).
+from the checkout and break only an installed copy. The classifier's C source goes in
+compiled, not as data (setup.py). Built offline with the test environment's setuptools (no
+build isolation, nothing downloaded).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ PACKAGES = ("gateway", "policies", "routes", "retrieval")
 def _tracked_data_files() -> set[str]:
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", *PACKAGES],
                             cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    return {name for name in listed if not name.endswith(".py")}
+    return {name for name in listed if not name.endswith((".py", ".c"))}
 
 
 def test_wheel_carries_every_data_file(tmp_path: Path) -> None:
@@ -31,3 +32,4 @@ def test_wheel_carries_every_data_file(tmp_path: Path) -> None:
     expected = _tracked_data_files()
     assert {"routes/models/default.npz", "gateway/dashboard/index.html", "policies/default/routes.yaml"} <= expected
     assert expected - inside == set()
+    assert [name for name in inside if name.startswith("routes/_scorer.") and name.endswith(".so")]
