@@ -1,8 +1,9 @@
 """Per-decision latency of the shipped classifiers over real prompts (median and p99).
 
 A decision is `routes.decide` on one chat: message parsing, feature extraction, the sparse dot
-product and the explanation, plus the topic prior -- for `fast`, a tokenizer call and a mean of
-static word-piece vectors (routes/_static.py); for `default`, one MiniLM call on the prompt's
+product (its explanation is worked out only when asked, so not here), plus the topic prior -- for
+`fast`, a tokenizer call and a mean of static word-piece vectors (routes/_static.py; both by the
+compiled scorer routes/_scorer.c when it is built); for `default`, one MiniLM call on the prompt's
 first word pieces. Targets: `fast` p99 <= 1 ms, `default` p99 <= 10 ms. Prompts come from the routing data's test split (MMLU, GSM8K,
 MT-Bench), scored in a shuffled order, after one warm-up pass so imports and first calls are not
 counted; pass --cold to include that first pass. Run from the repo root:
