@@ -36,6 +36,7 @@ from policies.runtime.breakers import BreakerBoard, breaker_board
 from policies.runtime.shared_state import Script, SharedState
 from policies.schema import (
     ARM_NAMES,
+    Acceptors,
     Alternate,
     Arm,
     ArmName,
@@ -63,6 +64,7 @@ __all__ = [
     "DEFAULT_POLICIES",
     "FINE_TUNING_INSTEAD",
     "NO_PUBLIC_FINE_TUNING",
+    "Acceptors",
     "Alternate",
     "Arm",
     "ArmName",

@@ -225,6 +225,11 @@ class _Merger:
             self._arm(parsed, (*loc, "default_arm"), route, "fine_tuned")
         if route.shadow is not None:
             self._target(parsed, (*loc, "shadow", "target"), route.shadow.target)
+        if route.strategy == "cascade" and route.default_arm == "prompted" and route.classifier is None:
+            self.warnings.append(PolicyIssue(parsed.file, parsed.line_of((*loc, "strategy")), _dotted((*loc, "strategy")),
+                                             "the cascade starts only from the fine_tuned arm, which this route "
+                                             "sends nothing to (default_arm is prompted, no classifier): only an "
+                                             "experiment's variant would reach it"))
         if route.classifier is not None:
             self._arm(parsed, (*loc, "classifier"), route, "fine_tuned")
             if self.check_model and (problem := self.check_model(route.classifier.model, self.directory)):

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 ArmName = Literal["prompted", "fine_tuned"]
 ARM_NAMES: tuple[ArmName, ...] = ("prompted", "fine_tuned")
@@ -216,6 +216,14 @@ class Economics(_Strict):
         return self.maintenance_monthly_usd + retraining
 
 
+def _regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from exc
+    return pattern
+
+
 class Redaction(_Strict):
     """A pattern of the operator's own to remove before a capture is stored, besides the built-in ones."""
 
@@ -225,11 +233,7 @@ class Redaction(_Strict):
     @field_validator("pattern")
     @classmethod
     def _compiles(cls, pattern: str) -> str:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from exc
-        return pattern
+        return _regex(pattern)
 
 
 class Capture(_Strict):
@@ -241,6 +245,51 @@ class Capture(_Strict):
                                           "(e-mail addresses, phone numbers, card numbers, API keys).")
     feedback: FeedbackScale | None = Field(default=None, description="The scale of POST /v1/feedback scores on "
                                            "captured requests outside an experiment (default 0 to 1).")
+
+
+class Acceptors(_Strict):
+    """What a cascade checks in the fine-tuned arm's answer before returning it; the first check that fails
+    sends the request on to the prompted arm (docs/policies.md, strategy: cascade)."""
+
+    reject: tuple[str, ...] = Field(default=(), max_length=64, description="Regular expressions (Python, "
+                                    "case-insensitive) the answer must not match: refusals, hedges.")
+    require: tuple[str, ...] = Field(default=(), max_length=64, description="Regular expressions (Python, "
+                                     "case-insensitive) the answer must each match.")
+    min_chars: int = Field(default=0, ge=0, description="Shortest answer accepted, in characters.")
+    max_chars: int | None = Field(default=None, gt=0, description="Longest answer accepted, in characters.")
+    valid_json: bool = Field(default=True, description="When the request's response_format asks for JSON, the answer "
+                       "must be a JSON object (valid against the schema, for json_schema).")
+    min_mean_logprob: float | None = Field(default=None, le=0, description="Lowest mean token log-probability "
+                                           "accepted; the gateway asks the fine-tuned arm for logprobs.")
+    min_token_logprob: float | None = Field(default=None, le=0, description="Lowest single token "
+                                            "log-probability accepted; the gateway asks for logprobs.")
+
+    @field_validator("reject", "require")
+    @classmethod
+    def _compile(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in patterns:
+            _regex(pattern)
+        return patterns
+
+    _rejecting: tuple[re.Pattern[str], ...] = PrivateAttr(default=())
+    _requiring: tuple[re.Pattern[str], ...] = PrivateAttr(default=())
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Compiled once, when the policy loads: a cascade judges answers with them on every request."""
+        self._rejecting = tuple(re.compile(p, re.IGNORECASE) for p in self.reject)
+        self._requiring = tuple(re.compile(p, re.IGNORECASE) for p in self.require)
+
+    @property
+    def rejecting(self) -> tuple[re.Pattern[str], ...]:
+        return self._rejecting
+
+    @property
+    def requiring(self) -> tuple[re.Pattern[str], ...]:
+        return self._requiring
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return self.min_mean_logprob is not None or self.min_token_logprob is not None
 
 
 class Route(_Strict):
@@ -258,6 +307,20 @@ class Route(_Strict):
     classifier: Classifier | None = None
     economics: Economics | None = None
     capture: Capture | None = None
+    strategy: Literal["route", "cascade"] = Field(default="route", description="route: each request goes to one "
+                                                  "arm. cascade: a request the fine-tuned arm would serve gets its "
+                                                  "answer checked by the acceptors, and the prompted arm's when rejected.")
+    acceptors: Acceptors | None = Field(default=None, description="The cascade's checks (default: JSON validity "
+                                        "when asked for, and the fine-tuned call succeeding).")
+
+    @model_validator(mode="after")
+    def _cascade_has_both_arms(self) -> Route:
+        if self.strategy == "cascade" and self.arms.fine_tuned is None:
+            raise ValueError("strategy: cascade needs a fine_tuned arm: it answers first, the prompted arm only "
+                             "when its answer is rejected")
+        if self.acceptors is not None and self.strategy != "cascade":
+            raise ValueError("acceptors apply only to strategy: cascade")
+        return self
 
     @model_validator(mode="after")
     def _retrieval_leaves_time_to_answer(self) -> Route:

@@ -229,3 +229,39 @@ def test_the_same_base_model_on_the_prompted_arm_or_a_self_hosted_server_is_not_
                                   "  big: {provider: openai, model: gpt-4o}\n").replace(
         "      prompted:\n        target: a\n", "      prompted:\n        target: big\n"))
     assert load_policies(tmp_path).warnings == ()
+
+
+CASCADE = TUNED.replace("targets:\n", "targets:\n  small: {provider: openai, model: 'ft:m-small'}\n").replace(
+    "  r:\n", "  r:\n    strategy: cascade\n    default_arm: fine_tuned\n")
+
+
+def test_a_cascade_with_its_acceptors_loads(tmp_path: Path) -> None:
+    write(tmp_path, CASCADE.replace("    arms:\n", "    acceptors: {reject: ['not sure'], min_mean_logprob: -1}\n"
+                                      "    arms:\n", 1))
+    route = load_policies(tmp_path).routes["r"]
+    assert route.strategy == "cascade" and route.acceptors is not None and route.acceptors.wants_logprobs
+
+
+@pytest.mark.parametrize(("change", "line", "message"), [
+    (("      fine_tuned:\n        target: small\n", ""), 9, "routes.r: Value error, strategy: cascade needs a "
+     "fine_tuned arm"),
+    (("    strategy: cascade\n", ""), 9, "routes.r: Value error, acceptors apply only to strategy: cascade"),
+    (("reject: ['not sure']", "reject: ['(unclosed']"), 12, "routes.r.acceptors.reject: Value error, '(unclosed' is "
+     "not a valid regular expression"),
+    (("min_mean_logprob: -1", "min_mean_logprob: 0.5"), 12, "routes.r.acceptors.min_mean_logprob: Input should be "
+     "less than or equal to 0"),
+])
+def test_cascade_mistakes_are_refused(tmp_path: Path, change: tuple[str, str], line: int, message: str) -> None:
+    text = CASCADE.replace("    arms:\n", "    acceptors: {reject: ['not sure'], min_mean_logprob: -1}\n"
+                           "    arms:\n", 1).replace(*change)
+    if "fine_tuned arm" in message:
+        text = text.replace("    default_arm: fine_tuned\n", "")
+    path = write(tmp_path, text)
+    [issue] = issues_of(tmp_path)
+    assert issue.startswith(f"{path}:{line}: {message}"), issue
+
+
+def test_a_cascade_nothing_reaches_loads_with_a_warning(tmp_path: Path) -> None:
+    path = write(tmp_path, CASCADE.replace("    default_arm: fine_tuned\n", ""))
+    [warning] = load_policies(tmp_path).warnings
+    assert warning.startswith(f"{path}:10: routes.r.strategy: the cascade starts only from the fine_tuned arm")
