@@ -55,6 +55,12 @@ class Metrics:
                                        "reason.", ("target", "reason"), registry=r)
         self.fallbacks = Counter("gateway_fallbacks", "Moves to the next plan of a fallback chain.",
                                  ("route", "from_target", "to_target", "reason"), registry=r)
+        self.cascades = Counter("gateway_cascade", "Requests a cascade route sent to its fine-tuned arm first, by "
+                                "outcome: accepted, escalated (the prompted arm answered), kept (the prompted "
+                                "arm failed, the rejected answer was returned).", ("route", "outcome"), registry=r)
+        self.cascade_rejections = Counter("gateway_cascade_rejections", "Fine-tuned answers a cascade rejected, by "
+                                          "the acceptor that rejected them ('error': the call failed).",
+                                          ("route", "acceptor"), registry=r)
         self.decisions = Counter("gateway_classifier_decisions", "Arms chosen by the complexity classifier; "
                                  "kind is 'scored' or 'unjudged' (low-confidence rule).", ("route", "arm", "kind"),
                                  registry=r)

@@ -35,7 +35,7 @@ from gateway.accounting.traffic_window import (
     MemoryBuckets,
     Values,
     Window,
-    values_of,
+    rows_of,
     window_of,
 )
 from policies import Script, SharedState
@@ -93,9 +93,11 @@ class ClusterLedger:
     def __call__(self, done: Completion) -> None:
         if done.status != 200:
             return
-        entry = _Entry(done.arrival.request_id, done.routing.labels(), self._clock(), values_of(done))
-        self._own.add(entry.at, *entry.labels[:2], entry.values)
-        self._queue.append(entry)
+        now, request_id = self._clock(), done.arrival.request_id
+        for n, (labels, values) in enumerate(rows_of(done)):  # a paid call's row: its own id, counted once too
+            entry = _Entry(f"{request_id}/{n}" if n else request_id, labels, now, values)
+            self._own.add(now, *labels[:2], values)
+            self._queue.append(entry)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._write_queued())
 

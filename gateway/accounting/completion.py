@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.accounting.usage import Usage, cost_usd
+from gateway.accounting.usage import Usage, cost_usd, format_cost
 from policies import Target
 
 _fill = object.__setattr__
@@ -89,9 +89,23 @@ UNROUTED = Routing()
 """A request that failed before its route was known (authentication, a malformed body)."""
 
 
+@dataclass(frozen=True, slots=True)
+class PaidCall:
+    """An upstream answer the request paid for and did not return: a cascade's rejected fine-tuned answer.
+
+    Its cost is part of the request's (``Completion.cost_usd``), booked under its own arm and target."""
+
+    arm: str
+    target: str
+    usage: Usage
+    cost_usd: float | None
+    rejected_by: str  # the acceptor that turned the answer down
+
+
 @dataclass(frozen=True, init=False)
 class Delivery:
-    """What getting the answer took: upstream attempts and fallbacks, retrieval, upstream time."""
+    """What getting the answer took: upstream attempts and fallbacks, retrieval, upstream time, and on a cascade
+    route what became of the fine-tuned answer (``cascade``: accepted, escalated or kept) and its paid calls."""
 
     attempts: int = 0
     fallback: str = ""  # "from>to:trigger", comma-separated, as ``x-gateway-fallback`` shows it
@@ -99,11 +113,21 @@ class Delivery:
     rag: str | None = None  # the retrieval's result (hit, miss, timeout, unavailable); None without knowledge
     rag_s: float = 0.0  # time retrieval added (queue wait, embedding, search)
     sources: str = ""
+    cascade: str = ""  # "" off a cascade; else accepted, escalated (prompted answered) or kept (prompted failed)
+    rejected_by: str = ""  # the acceptor that rejected the fine-tuned answer ("error": the call failed)
+    calls: tuple[PaidCall, ...] = ()
 
     def __init__(self, attempts: int = 0, fallback: str = "", upstream_s: float = 0.0, rag: str | None = None,
-                 rag_s: float = 0.0, sources: str = "") -> None:
+                 rag_s: float = 0.0, sources: str = "", cascade: str = "", rejected_by: str = "",
+                 calls: tuple[PaidCall, ...] = ()) -> None:
         _fill(self, "__dict__", {"attempts": attempts, "fallback": fallback, "upstream_s": upstream_s, "rag": rag,
-                                "rag_s": rag_s, "sources": sources})
+                                "rag_s": rag_s, "sources": sources, "cascade": cascade, "rejected_by": rejected_by,
+                                "calls": calls})
+
+    @property
+    def calls_cost_usd(self) -> float:
+        """What the paid calls cost (unpriced ones count 0; the ledger counts them as unpriced)."""
+        return sum(call.cost_usd or 0.0 for call in self.calls)
 
     def overhead_s(self, elapsed_s: float) -> float:
         """The gateway's own share of ``elapsed_s``: all of it but the time spent waiting on upstreams."""
@@ -112,7 +136,8 @@ class Delivery:
     def read_longer(self, read_s: float) -> Delivery:
         """The same delivery, ``read_s`` more upstream time (a stream's reads after its attempt); direct, as
         ``replace`` walks the fields (~3 us a stream)."""
-        return Delivery(self.attempts, self.fallback, self.upstream_s + read_s, self.rag, self.rag_s, self.sources)
+        return Delivery(self.attempts, self.fallback, self.upstream_s + read_s, self.rag, self.rag_s, self.sources,
+                        self.cascade, self.rejected_by, self.calls)
 
 
 NOTHING_DELIVERED = Delivery()
@@ -154,11 +179,29 @@ class Completion:
     def overhead_s(self) -> float:
         return self.delivery.overhead_s(self.duration_s)
 
+    @property
+    def answer_cost_usd(self) -> float | None:
+        """The returned answer's own cost: ``cost_usd`` without the paid calls before it."""
+        if not self.delivery.calls or self.cost_usd is None:
+            return self.cost_usd
+        return max(self.cost_usd - self.delivery.calls_cost_usd, 0.0)
+
+
+def format_calls(routing: Routing, delivery: Delivery, answer_cost: str) -> str:
+    """``x-gateway-calls``: every upstream answer a cascade paid for, in order, the returned one last
+    (``answer_cost``: its cost, or ``pending`` on a stream's head), as an HTTP structured-field list."""
+    paid = [f'{call.arm};target="{call.target}";cost="{format_cost(call.cost_usd)}";rejected="{call.rejected_by}"'
+            for call in delivery.calls]
+    return ", ".join([*paid, f'{routing.arm};target="{routing.target}";cost="{answer_cost}"'])
+
 
 def finish(arrival: Arrival, routing: Routing = UNROUTED, delivery: Delivery = NOTHING_DELIVERED, *,
            target: Target | None = None, usage: Usage | None = None, status: int = 200,
            error_code: str | None = None, ttft_s: float | None = None, exchange: Exchange | None = None) -> Completion:
-    """The request's ``Completion``, now: its duration ends here and its cost is ``usage`` at ``target``'s price."""
+    """The request's ``Completion``, now: its duration ends here and its cost is ``usage`` at ``target``'s price,
+    plus what the delivery's paid calls cost (``answer_cost_usd`` takes them out again)."""
     cost = cost_usd(target, usage) if usage is not None else None
+    if delivery.calls:
+        cost = (cost or 0.0) + delivery.calls_cost_usd
     return Completion(arrival, routing, delivery, status, error_code, usage, cost, arrival.elapsed(), ttft_s,
                       exchange)

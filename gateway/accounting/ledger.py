@@ -96,11 +96,30 @@ class Ledger:
                 m.estimated_usage.labels(routing.target).inc()
             if done.cost_usd is None and usage.total_tokens:
                 m.unpriced.labels(routing.target).inc()
-        if done.cost_usd:
-            children.cost.inc(done.cost_usd)
+        answer_cost = done.answer_cost_usd
+        if answer_cost:
+            children.cost.inc(answer_cost)
+        if delivery.cascade:
+            self._cascade(done)
         self._log(done, overhead_s)
         for hook in self._hooks:
             hook(done)
+
+    def _cascade(self, done: Completion) -> None:
+        """A cascade's outcome, and each answer it paid for and did not return, under that call's own arm and
+        target: the metrics' cost then adds up to the requests' ``x-gateway-cost-usd``."""
+        m, routing, delivery = self.metrics, done.routing, done.delivery
+        m.cascades.labels(routing.route, delivery.cascade).inc()
+        if delivery.rejected_by:
+            m.cascade_rejections.labels(routing.route, delivery.rejected_by).inc()
+        for call in delivery.calls:
+            labels = (routing.route, call.arm, call.target, routing.variant)
+            m.tokens.labels(*labels, "input").inc(call.usage.prompt_tokens)
+            m.tokens.labels(*labels, "output").inc(call.usage.completion_tokens)
+            if call.cost_usd is None:
+                m.unpriced.labels(call.target).inc()
+            else:
+                m.cost.labels(*labels).inc(call.cost_usd)
 
     def _log(self, done: Completion, overhead_s: float) -> None:
         if self._access is None:
@@ -119,5 +138,6 @@ class Ledger:
             "cost_usd": done.cost_usd, "rag": delivery.rag, "score": routing.score, "attempts": delivery.attempts,
             "rag_ms": round(delivery.rag_s * 1000, 3) if delivery.rag else None,
             "fallback": delivery.fallback or None, "experiment": routing.experiment or None,
+            "cascade": delivery.cascade or None, "rejected_by": delivery.rejected_by or None,
         }, option=orjson.OPT_UTC_Z | orjson.OPT_APPEND_NEWLINE))
         self._access.flush()

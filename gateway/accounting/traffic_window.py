@@ -55,10 +55,25 @@ Values = tuple[float, float, float, float]
 """One request's numbers in the order of :data:`FIELDS` (plain floats: this runs once per request)."""
 
 
-def values_of(done: Completion) -> Values:
-    usage = done.usage
-    return (1.0, done.cost_usd or 0.0, float(usage.prompt_tokens if usage else 0),
-            float(usage.completion_tokens if usage else 0))
+Labels = tuple[str, str, str, str]
+"""route, arm, target, variant: as ``Routing.labels``."""
+
+
+def rows_of(done: Completion) -> tuple[tuple[Labels, Values], ...]:
+    """What one finished request adds: the request, its answer's tokens and cost under the arm that answered,
+    and each answer a cascade paid for and did not return under its own arm and target, with no request: the
+    arm's cost per query then holds what it cost to get its answers, and the prompted arm's stays the
+    counterfactual's."""
+    usage, routing = done.usage, done.routing
+    labels = routing.labels()
+    answer: tuple[Labels, Values] = (labels, (1.0, done.answer_cost_usd or 0.0,
+                                              float(usage.prompt_tokens if usage else 0),
+                                              float(usage.completion_tokens if usage else 0)))
+    if not done.delivery.calls:
+        return (answer,)
+    return (answer, *(((labels[0], call.arm, call.target, labels[3]),
+                       (0.0, call.cost_usd or 0.0, float(call.usage.prompt_tokens),
+                        float(call.usage.completion_tokens))) for call in done.delivery.calls))
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.accounting.completion import Completion
-from gateway.accounting.traffic_window import Counts, Grid, Key, MemoryBuckets, Window, values_of, window_of
+from gateway.accounting.traffic_window import Counts, Grid, Key, MemoryBuckets, Window, rows_of, window_of
 from gateway.errors import ServiceUnavailable
 
 log = logging.getLogger("hybrid_gateway.economics")
@@ -78,7 +78,9 @@ class SqliteWindowStore:
     def __call__(self, done: Completion) -> None:
         if done.status != 200:
             return
-        self._pending.add(self._clock(), *done.routing.labels()[:2], values_of(done))
+        now = self._clock()
+        for labels, values in rows_of(done):
+            self._pending.add(now, *labels[:2], values)
         if self._task is None:  # the first request starts the background flush, on the serving loop
             self._task = asyncio.get_running_loop().create_task(self._flush_forever(), name="economics-flush")
 
