@@ -27,20 +27,23 @@ from gateway.api.event_stream import EventStream
 from gateway.capture import ShadowAnswer
 from gateway.errors import InvalidRequest
 from gateway.pipeline.attempts import Answered, Exhausted
+from gateway.pipeline.cascade import Cascaded, cascade
 from gateway.pipeline.decision import decide_arm, resolve_model
 from gateway.pipeline.experiments import assign_variant, feedback_token
 from gateway.pipeline.grounding import RagOutcome
 from gateway.pipeline.intake import authenticate, client_request_id, new_request_id, read_json, validate
-from gateway.pipeline.plan import Plan, alternates, plan_chat
+from gateway.pipeline.plan import Plan, alternates, escalation, plan_chat
 from gateway.pipeline.streaming import SSERelay
 from gateway.protocol import ChatCompletionRequest
 from gateway.state import GatewayState
 from gateway.upstream import UpstreamReply, UpstreamStream
-from policies import ARM_NAMES, ArmName, Assignment, Knowledge, PolicySet
+from policies import ARM_NAMES, Acceptors, ArmName, Assignment, Knowledge, PolicySet
 from policies import Route as PolicyRoute
 from routes import Decision
 
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+_ACCEPT_WHAT_ANSWERS = Acceptors()
+"""A cascade without acceptors: the fine-tuned answer stands unless its call fails (or, asked for JSON, it is not)."""
 
 
 def _forced_arm(request: Request, chat: ChatCompletionRequest) -> ArmName | None:
@@ -84,12 +87,15 @@ class _Grounding:
     def outcome(self, plan: Plan) -> RagOutcome | None:
         return self._outcomes.get(plan.knowledge) if plan.knowledge is not None else None
 
-    def delivery(self, attempted: Answered[Any] | Exhausted) -> Delivery:
+    def delivery(self, attempted: Answered[Any] | Exhausted, cascaded: Cascaded | None = None) -> Delivery:
         """What the attempts and the retrievals took; the knowledge is the one of the plan that ended them."""
         rag, effort = self.outcome(attempted.plan), attempted.effort
-        return Delivery(effort.attempts, effort.fallback, effort.upstream_s,
-                        rag.result if rag else None, sum(o.seconds for o in self._outcomes.values()),
-                        rag.header() if rag else "")
+        rag_s = sum(o.seconds for o in self._outcomes.values())
+        if cascaded is None:
+            return Delivery(effort.attempts, effort.fallback, effort.upstream_s, rag.result if rag else None, rag_s,
+                            rag.header() if rag else "")
+        return Delivery(effort.attempts, effort.fallback, effort.upstream_s, rag.result if rag else None, rag_s,
+                        rag.header() if rag else "", cascaded.outcome, cascaded.rejected_by, cascaded.calls)
 
 
 def _with_sources(reply: UpstreamReply, rag: RagOutcome | None, request_id: str) -> bytes:
@@ -115,11 +121,13 @@ def _routing(plan: Plan, score: float | None, assigned: Assignment | None, captu
 
 
 async def _serve(gateway: GatewayState, policy: PolicySet, arrival: Arrival, routing: Routing,
-                 body: dict[str, Any], chat: ChatCompletionRequest, first: Plan, capturing: bool) -> Response:
+                 body: dict[str, Any], chat: ChatCompletionRequest, first: Plan, capturing: bool,
+                 acceptors: Acceptors | None) -> Response:
     """Call upstream through retries, breakers and fallbacks; answer from whichever plan succeeded.
 
     ``capturing``: the route keeps this request (``gateway.capture``); its ``Completion`` then carries
-    the ``Exchange``, raw, for the capture writer to parse off the request path."""
+    the ``Exchange``, raw, for the capture writer to parse off the request path. ``acceptors``: the
+    route's, when this request is a cascade's (``gateway.pipeline.cascade``)."""
     deadline = time.monotonic() + first.deadline_s  # one for retrieval and every attempt (the runner's clock)
     grounding = _Grounding(gateway, body, deadline)
 
@@ -133,9 +141,20 @@ async def _serve(gateway: GatewayState, policy: PolicySet, arrival: Arrival, rou
     # The shadow's answer to a captured request is kept beside it, paired for the router's labels.
     paired = partial(_keep_shadow_answer, gateway, arrival.request_id, first.route) if capturing else None
     gateway.shadow.maybe_mirror(policy, first.route, first.shadow, first.payload, paired)
-    attempted = await gateway.attempts.run(call, first, alternates(policy, body, chat, first), deadline,
-                                           prepare=grounding.ground)
-    sent, delivery = attempted.plan, grounding.delivery(attempted)
+    async def run(plan: Plan) -> Answered[Any] | Exhausted:
+        plan = await grounding.ground(plan)
+        return await gateway.attempts.run(call, plan, alternates(policy, body, chat, plan), deadline,
+                                          prepare=grounding.ground)
+
+    if acceptors is None:
+        attempted = await run(first)
+        delivery = grounding.delivery(attempted)
+    else:
+        cascaded = await cascade(run, first, partial(escalation, policy, body, chat, first), acceptors, deadline,
+                                 gateway.settings.limits.max_upstream_reply_bytes)
+        attempted = cascaded.attempted
+        delivery = grounding.delivery(attempted, cascaded)
+    sent = attempted.plan
     if sent is not first:  # a fallback answered: the routing names the arm and target that did
         routing = replace(routing, arm=sent.arm, target=sent.target_name)
     if isinstance(attempted, Exhausted):
@@ -175,7 +194,11 @@ async def chat_completions(request: Request) -> Response:
         plan = plan_chat(policy, resolution, body, chat, decision)
         capturing = gateway.capture.sampled(resolution.route)
         routing = _routing(plan, decision.score, assigned[0] if assigned else None, capturing)
-        return await _serve(gateway, policy, arrival, routing, body, chat, plan, capturing)
+        route = resolution.route
+        cascading = (route is not None and route.strategy == "cascade" and decision.arm == "fine_tuned"
+                     and decision.source != "forced")
+        acceptors = (route.acceptors or _ACCEPT_WHAT_ANSWERS) if cascading and route is not None else None
+        return await _serve(gateway, policy, arrival, routing, body, chat, plan, capturing, acceptors)
     except Exception as exc:  # the one boundary where every failure becomes an OpenAI error
         return failure(gateway, arrival, exc, routing, NOTHING_DELIVERED)
 

@@ -15,6 +15,7 @@ from gateway.accounting.completion import (
     Delivery,
     Routing,
     finish,
+    format_calls,
 )
 from gateway.accounting.usage import Usage, format_cost
 from gateway.errors import ClientClosedRequest, GatewayError, InternalError, error_response
@@ -47,8 +48,9 @@ def _routing_headers(routing: Routing) -> dict[str, str]:
 
 
 def gateway_headers(arrival: Arrival, routing: Routing, delivery: Delivery, cost: str,
-                    usage: Usage | None = None) -> dict[str, str]:
-    """Every ``x-gateway-*`` header of an answer; ``cost`` is final, or ``pending`` for a stream.
+                    usage: Usage | None = None, answer_cost: str | None = None) -> dict[str, str]:
+    """Every ``x-gateway-*`` header of an answer; ``cost`` is final, or ``pending`` for a stream; ``answer_cost``,
+    the returned answer's own, when a cascade paid for others (``cost`` is then their sum).
 
     One dict literal, the usual headers in it at once: this runs on every answer."""
     request_id = arrival.request_id
@@ -80,12 +82,18 @@ def gateway_headers(arrival: Arrival, routing: Routing, delivery: Delivery, cost
         headers["x-gateway-assignment"] = "keyed" if routing.keyed else "unkeyed"
     if usage is not None and usage.estimated:
         headers["x-gateway-usage"] = "estimated"
+    if delivery.cascade:
+        headers["x-gateway-cascade"] = delivery.cascade
+        if delivery.rejected_by:
+            headers["x-gateway-cascade-rejected"] = delivery.rejected_by
+        headers["x-gateway-calls"] = format_calls(routing, delivery, answer_cost or cost)
     return headers
 
 
 def completed_headers(done: Completion) -> dict[str, str]:
     """The headers of a finished answer, from its ``Completion``."""
-    return gateway_headers(done.arrival, done.routing, done.delivery, format_cost(done.cost_usd), done.usage)
+    return gateway_headers(done.arrival, done.routing, done.delivery, format_cost(done.cost_usd), done.usage,
+                           format_cost(done.answer_cost_usd) if done.delivery.calls else None)
 
 
 def failure(gateway: GatewayState, arrival: Arrival, exc: Exception, routing: Routing = UNROUTED,

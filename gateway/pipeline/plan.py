@@ -18,7 +18,7 @@ from gateway.pipeline.decision import DIRECT_ARM, ArmDecision
 from gateway.protocol import GATEWAY_FIELD, ChatCompletionRequest
 from policies import Arm, Fallback, Knowledge, PolicySet, Resolution, Route, Shadow, Target, Trigger
 
-__all__ = ["DIRECT_ARM", "Plan", "alternates", "plan_chat"]
+__all__ = ["DIRECT_ARM", "Plan", "alternates", "escalation", "plan_chat"]
 
 
 _fill = object.__setattr__
@@ -62,6 +62,10 @@ class Plan:
     def with_messages(self, messages: list[dict[str, Any]]) -> Plan:
         """The same plan sending ``messages`` (grounding's): a new payload, this one untouched."""
         return replace(self, payload={**self.payload, "messages": messages}, grounded=True)
+
+    def with_payload(self, payload: dict[str, Any]) -> Plan:
+        """The same plan sending ``payload``, a new one (a cascade's request for logprobs)."""
+        return replace(self, payload=payload)
 
 
 def _arm_messages(arm: Arm, system_prompt: str | None) -> list[dict[str, Any]]:
@@ -109,6 +113,17 @@ def plan_chat(policy: PolicySet, resolution: Resolution, body: Mapping[str, Any]
     arm: Arm = getattr(route.arms, decision.arm)
     return _plan(policy, request, payload, resolution.name, route, decision.arm, arm, decision.target or arm.target,
                  route.deadline_s, decision.system_prompt)
+
+
+def escalation(policy: PolicySet, body: Mapping[str, Any], request: ChatCompletionRequest, first: Plan) -> Plan:
+    """The prompted arm's plan for ``first``'s request (a cascade's next step): that arm's own prompt,
+    few-shot, knowledge and fallback chain, within the same deadline."""
+    route = first.policy_route
+    if route is None:
+        raise ValueError(f"plan for {first.route} has no route to escalate in")
+    arm = route.arms.prompted
+    return _plan(policy, request, _base_payload(body, request), first.route, route, "prompted", arm, arm.target,
+                 first.deadline_s)
 
 
 def alternates(policy: PolicySet, body: Mapping[str, Any], request: ChatCompletionRequest,

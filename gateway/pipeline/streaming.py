@@ -21,7 +21,15 @@ from typing import Any
 
 import orjson
 
-from gateway.accounting.completion import Arrival, Completion, Delivery, Exchange, Routing, finish
+from gateway.accounting.completion import (
+    Arrival,
+    Completion,
+    Delivery,
+    Exchange,
+    Routing,
+    finish,
+    format_calls,
+)
 from gateway.accounting.usage import (
     Usage,
     estimate_prompt_tokens,
@@ -79,6 +87,15 @@ class SSERelay:
         return finish(self._arrival, self._routing, delivery, target=self._plan.target, usage=usage,
                       status=status, error_code=error_code, ttft_s=self._ttft_s, exchange=exchange)
 
+    @staticmethod
+    def _trailer(done: Completion) -> list[bytes]:
+        """The comment lines before ``data: [DONE]``: the cost, and on a cascade every call it paid for."""
+        lines = [f": x-gateway-cost-usd={format_cost(done.cost_usd)}".encode()]
+        if done.delivery.cascade:
+            answer = format_cost(done.answer_cost_usd)
+            lines.append(f": x-gateway-calls={format_calls(done.routing, done.delivery, answer)}".encode())
+        return lines
+
     def _keep(self, payload: bytes) -> bool:
         """Note a data payload; False for the usage chunk the client did not ask for."""
         self._payloads.append(payload)
@@ -104,7 +121,7 @@ class SSERelay:
                 if payload == _DONE:
                     changed = True
                     self._done = self._finish()
-                    kept += [f": x-gateway-cost-usd={format_cost(self._done.cost_usd)}".encode(), b"", line]
+                    kept += [*self._trailer(self._done), b"", line]
                     continue
                 if not self._keep(payload):
                     self._skip_blank = changed = True

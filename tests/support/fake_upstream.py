@@ -33,6 +33,7 @@ class Action:
     stall_after_chunks: int | None = None  # then sends nothing more until the gateway hangs up
     text: str = "Hello from the fake upstream."
     error_message: str | None = None
+    logprob: float = -0.05  # each word's, sent when the request asks for logprobs
 
 
 class FakeUpstream(ScriptedUpstream[Action]):
@@ -53,18 +54,22 @@ class FakeUpstream(ScriptedUpstream[Action]):
         words = action.text.split(" ")
         usage = {"prompt_tokens": 11, "completion_tokens": len(words), "total_tokens": 11 + len(words)}
         base = {"id": "chatcmpl-fake", "created": 1, "model": body["model"]}
+        logprobs = bool(body.get("logprobs"))
         if body.get("stream"):
             wants_usage = action.usage and (body.get("stream_options") or {}).get("include_usage")
-            return StreamingResponse(self._chunks(base, words, usage if wants_usage else None, action),
+            return StreamingResponse(self._chunks(base, words, usage if wants_usage else None, action, logprobs),
                                      media_type="text/event-stream")
-        answer = {**base, "object": "chat.completion", "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": action.text}, "finish_reason": "stop"}]}
+        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": action.text},
+                                  "finish_reason": "stop"}
+        if logprobs:
+            choice["logprobs"] = {"content": [{"token": word, "logprob": action.logprob} for word in words]}
+        answer = {**base, "object": "chat.completion", "choices": [choice]}
         if action.usage:
             answer["usage"] = usage
         return Response(orjson.dumps(answer), media_type="application/json")
 
     async def _chunks(self, base: dict[str, Any], words: list[str], usage: dict[str, Any] | None,
-                      action: Action) -> AsyncIterator[bytes]:
+                      action: Action, logprobs: bool = False) -> AsyncIterator[bytes]:
         def event(data: dict[str, Any]) -> bytes:
             return b"data: " + orjson.dumps({**base, "object": "chat.completion.chunk", **data}) + b"\n\n"
 
@@ -76,7 +81,10 @@ class FakeUpstream(ScriptedUpstream[Action]):
                     await asyncio.Event().wait()
                 finally:
                     self.abandoned += 1
-            yield event({"choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]})
+            choice: dict[str, Any] = {"index": 0, "delta": {"content": word + " "}, "finish_reason": None}
+            if logprobs:
+                choice["logprobs"] = {"content": [{"token": word + " ", "logprob": action.logprob}]}
+            yield event({"choices": [choice]})
         yield event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if usage is not None:
             yield event({"choices": [], "usage": usage})

@@ -1,0 +1,217 @@
+"""``strategy: cascade`` over real HTTP: the fine-tuned answer is judged, and escalated only when rejected.
+
+The upstream's call log proves who was called; the bill is checked three ways (the cost header, the
+``x-gateway-calls`` list, the Prometheus counters), since a cascade pays for answers it does not return.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.conftest import BIG_MODEL, GatewayFactory
+from tests.support.chat import chat
+from tests.support.fake_upstream import Action, FakeUpstream
+from tests.support.ledger import cost_of
+from tests.support.metrics import scrape
+from tests.support.servers import ServerThread
+
+CASCADE = """
+version: 1
+targets:
+  tuned:
+    provider: openai
+    model: ft:tuned-model
+    api_base: {url}/v1
+    price: {{input_per_million: 0.5, output_per_million: 1.0}}
+routes:
+  cascading:
+    default_arm: fine_tuned
+    strategy: cascade
+    acceptors:
+      reject: ["i'?m not sure", "i don't know"]
+      require: ["[a-z]"]
+      min_chars: 5
+      max_chars: 200
+      min_mean_logprob: -1.0
+    arms:
+      prompted: {{target: big, system_prompt: Be thorough.}}
+      fine_tuned: {{target: tuned, system_prompt: Be brief.}}
+"""
+TUNED = "ft:tuned-model"
+GOOD = "Refunds take five days."
+BIG_ANSWER = Action().text  # the fake's default answer, which the prompted arm gives
+
+
+def _cost(prompt: int, completion: int, per_million: tuple[float, float]) -> float:
+    return (prompt * per_million[0] + completion * per_million[1]) / 1e6
+
+
+def tuned_cost(text: str) -> float:
+    return _cost(11, len(text.split(" ")), (0.5, 1.0))
+
+
+BIG_COST = _cost(11, len(BIG_ANSWER.split(" ")), (2.0, 8.0))
+
+
+@pytest.fixture
+def gateway(start_gateway: GatewayFactory, policy_dir: Path, fake_server: tuple[FakeUpstream, ServerThread],
+            fake: FakeUpstream) -> ServerThread:
+    (policy_dir / "cascade.yaml").write_text(CASCADE.format(url=fake_server[1].url))
+    return start_gateway()
+
+
+def models_called(fake: FakeUpstream) -> list[str]:
+    return [body["model"] for body in fake.received]
+
+
+def calls_of(header: str) -> list[tuple[str, str, float]]:
+    """``x-gateway-calls`` as (arm, target, cost) items."""
+    found = re.findall(r'(\w+);target="([^"]+)";cost="([^"]+)"', header)
+    return [(arm, target, float(cost)) for arm, target, cost in found]
+
+
+def streamed_calls(response: httpx.Response) -> str:
+    found = re.search(rb"^: x-gateway-calls=(.+)$", response.content, re.MULTILINE)
+    assert found is not None, response.text
+    return found.group(1).decode()
+
+
+def streamed_text(response: httpx.Response) -> str:
+    chunks = [orjson.loads(line[6:]) for line in response.text.splitlines()
+              if line.startswith("data: {")]
+    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+
+
+def billed(server: ServerThread, **labels: str) -> float:
+    return scrape(server.url, "gateway_cost_usd_total", **labels)
+
+
+def test_an_accepted_answer_is_the_fine_tuned_arms_alone(gateway: ServerThread, fake: FakeUpstream) -> None:
+    fake.script_for(TUNED, Action(text=GOOD))
+    response = chat(gateway, "cascading", expect=200)
+    assert models_called(fake) == [TUNED]
+    assert response.headers["x-gateway-arm"] == "fine_tuned"
+    assert response.headers["x-gateway-cascade"] == "accepted"
+    assert "x-gateway-cascade-rejected" not in response.headers
+    # The gateway asked for logprobs (an acceptor reads them); the client, who did not, gets none.
+    assert fake.received[0]["logprobs"] is True
+    assert "logprobs" not in response.json()["choices"][0]
+    assert response.json()["choices"][0]["message"]["content"] == GOOD
+    assert cost_of(response) == pytest.approx(tuned_cost(GOOD))
+    assert calls_of(response.headers["x-gateway-calls"]) == [("fine_tuned", "tuned", pytest.approx(tuned_cost(GOOD)))]
+    assert billed(gateway) == pytest.approx(cost_of(response))
+    assert scrape(gateway.url, "gateway_cascade_total", route="cascading", outcome="accepted") == 1
+
+
+@pytest.mark.parametrize(("answer", "acceptor", "extra"), [
+    (Action(text="I'm not sure, please ask support."), "reject", {}),
+    (Action(text="1234 5678"), "require", {}),
+    (Action(text="Yes."), "min_chars", {}),
+    (Action(text=" ".join(["word"] * 60)), "max_chars", {}),
+    (Action(text=GOOD, logprob=-2.5), "mean_logprob", {}),
+    (Action(text=GOOD), "json", {"response_format": {"type": "json_object"}}),
+    (Action(text='{"days": "five"}'), "json", {"response_format": {"type": "json_schema", "json_schema": {
+        "name": "refund", "schema": {"type": "object", "properties": {"days": {"type": "integer"}},
+                                     "required": ["days"]}}}}),
+])
+def test_each_acceptor_escalates_to_the_prompted_arm(gateway: ServerThread, fake: FakeUpstream, answer: Action,
+                                                     acceptor: str, extra: dict[str, Any]) -> None:
+    fake.script_for(TUNED, answer)
+    fake.script_for(BIG_MODEL, Action())
+    response = chat(gateway, "cascading", expect=200, **extra)
+    assert models_called(fake) == [TUNED, BIG_MODEL]
+    assert response.headers["x-gateway-cascade"] == "escalated"
+    assert response.headers["x-gateway-cascade-rejected"] == acceptor
+    assert (response.headers["x-gateway-arm"], response.headers["x-gateway-target"]) == ("prompted", "big")
+    assert response.json()["choices"][0]["message"]["content"] == BIG_ANSWER
+    # Each arm is called with its own prompt.
+    assert fake.received[0]["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert fake.received[1]["messages"][0] == {"role": "system", "content": "Be thorough."}
+    assert "logprobs" not in fake.received[1]
+    # Both answers were paid for: listed, summed into the header, each counted once under its own arm.
+    rejected = tuned_cost(answer.text)
+    assert calls_of(response.headers["x-gateway-calls"]) == [
+        ("fine_tuned", "tuned", pytest.approx(rejected)), ("prompted", "big", pytest.approx(BIG_COST))]
+    assert cost_of(response) == pytest.approx(rejected + BIG_COST)
+    assert billed(gateway, arm="fine_tuned", target="tuned") == pytest.approx(rejected)
+    assert billed(gateway, arm="prompted", target="big") == pytest.approx(BIG_COST)
+    assert scrape(gateway.url, "gateway_requests_total") == 1
+    assert scrape(gateway.url, "gateway_tokens_total", arm="fine_tuned", direction="input") == 11
+    assert scrape(gateway.url, "gateway_cascade_rejections_total", route="cascading", acceptor=acceptor) == 1
+    assert scrape(gateway.url, "gateway_cascade_total", route="cascading", outcome="escalated") == 1
+
+
+def test_a_failed_fine_tuned_call_escalates_and_is_not_billed(gateway: ServerThread, fake: FakeUpstream) -> None:
+    fake.script_for(TUNED, Action(status=500))
+    fake.script_for(BIG_MODEL, Action())
+    response = chat(gateway, "cascading", expect=200)
+    assert models_called(fake) == [TUNED, BIG_MODEL]
+    assert response.headers["x-gateway-cascade-rejected"] == "error"
+    assert response.headers["x-gateway-attempts"] == "2"
+    assert calls_of(response.headers["x-gateway-calls"]) == [("prompted", "big", pytest.approx(BIG_COST))]
+    assert cost_of(response) == pytest.approx(BIG_COST) == pytest.approx(billed(gateway))
+
+
+def test_a_rejected_answer_is_kept_when_the_prompted_arm_fails(gateway: ServerThread, fake: FakeUpstream) -> None:
+    hedge = "I'm not sure, please ask support."
+    fake.script_for(TUNED, Action(text=hedge))
+    fake.script_for(BIG_MODEL, Action(status=500))
+    response = chat(gateway, "cascading", expect=200)
+    assert response.headers["x-gateway-cascade"] == "kept"
+    assert response.headers["x-gateway-arm"] == "fine_tuned"
+    assert response.json()["choices"][0]["message"]["content"] == hedge
+    assert cost_of(response) == pytest.approx(tuned_cost(hedge)) == pytest.approx(billed(gateway))
+
+
+def test_both_arms_failing_is_an_error(gateway: ServerThread, fake: FakeUpstream) -> None:
+    fake.script_for(TUNED, Action(status=500))
+    fake.script_for(BIG_MODEL, Action(status=502))
+    response = chat(gateway, "cascading", expect=502)
+    assert response.json()["error"]["code"] == "upstream_error"
+    assert scrape(gateway.url, "gateway_cascade_total", route="cascading", outcome="failed") == 1
+    assert billed(gateway) == 0
+
+
+def test_a_stream_is_judged_whole_then_replayed(gateway: ServerThread, fake: FakeUpstream) -> None:
+    fake.script_for(TUNED, Action(text=GOOD))
+    response = chat(gateway, "cascading", expect=200, stream=True)
+    assert response.headers["x-gateway-cascade"] == "accepted"
+    assert streamed_text(response).strip() == GOOD
+    assert b'"logprobs"' not in response.content  # asked by the gateway, not by the client
+    assert cost_of(response) == pytest.approx(tuned_cost(GOOD)) == pytest.approx(billed(gateway))
+    assert calls_of(streamed_calls(response)) == [("fine_tuned", "tuned", pytest.approx(tuned_cost(GOOD)))]
+
+
+def test_a_rejected_stream_never_reaches_the_client(gateway: ServerThread, fake: FakeUpstream) -> None:
+    hedge = "I don't know that one."
+    fake.script_for(TUNED, Action(text=hedge))
+    fake.script_for(BIG_MODEL, Action())
+    response = chat(gateway, "cascading", expect=200, stream=True)
+    assert response.headers["x-gateway-cascade"] == "escalated"
+    assert streamed_text(response).strip() == BIG_ANSWER
+    assert "know" not in response.text
+    assert calls_of(streamed_calls(response)) == [
+        ("fine_tuned", "tuned", pytest.approx(tuned_cost(hedge))), ("prompted", "big", pytest.approx(BIG_COST))]
+    assert cost_of(response) == pytest.approx(tuned_cost(hedge) + BIG_COST) == pytest.approx(billed(gateway))
+
+
+def test_a_client_asking_for_logprobs_keeps_them(gateway: ServerThread, fake: FakeUpstream) -> None:
+    fake.script_for(TUNED, Action(text=GOOD))
+    response = chat(gateway, "cascading", expect=200, logprobs=True)
+    assert response.json()["choices"][0]["logprobs"]["content"][0]["logprob"] == pytest.approx(-0.05)
+
+
+def test_a_fine_tuned_stream_that_breaks_while_buffered_escalates(gateway: ServerThread, fake: FakeUpstream) -> None:
+    fake.script_for(TUNED, Action(text="Refunds take five working days.", break_after_chunks=2))
+    fake.script_for(BIG_MODEL, Action())
+    response = chat(gateway, "cascading", expect=200, stream=True)
+    assert (response.headers["x-gateway-cascade"], response.headers["x-gateway-cascade-rejected"]) == (
+        "escalated", "error")
+    assert streamed_text(response).strip() == BIG_ANSWER  # nothing of the broken stream reached the client
+    assert cost_of(response) == pytest.approx(BIG_COST) == pytest.approx(billed(gateway))
