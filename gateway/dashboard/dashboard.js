@@ -211,6 +211,20 @@
     return html + (parts.length ? `<div class="muted retraining">${parts.join(" · ")}</div>` : "");
   }
 
+  // strategy: cascade: how many fine-tuned answers were escalated, and which acceptor turned them down.
+  function cascadeSection(samples, on) {
+    const outcomes = group(samples, "gateway_cascade_total", (l) => l.outcome, on);
+    const n = [...outcomes.values()].reduce((a, b) => a + b, 0);
+    if (!n) return "";
+    const escalated = outcomes.get("escalated") || 0, kept = outcomes.get("kept") || 0;
+    const rejections = group(samples, "gateway_cascade_rejections_total", (l) => l.acceptor, on);
+    let html = `<h3>Cascade</h3><div class="bar prompted"><span style="width:${(escalated / n) * 100}%"></span></div>`;
+    html += `<span class="muted cascade">${pct(escalated / n)} of ${num(n)} requests escalated to the prompted arm` +
+      `${kept ? `, ${num(kept)} kept the rejected answer (the prompted arm failed)` : ""}</span>`;
+    if (rejections.size) html += table(["rejected by", "count"], [...rejections].sort().map(([a, c]) => [esc(a), num(c)]), "rejections");
+    return html;
+  }
+
   function routeCard(route, samples, econ) {
     const on = (l) => l.route === route;
     const requests = total(samples, "gateway_requests_total", on), cost = total(samples, "gateway_cost_usd_total", on);
@@ -245,6 +259,7 @@
       html += `<div class="muted calibration">${Number.isFinite(target) ? `live threshold ${score(threshold)} for a ${pct(target)} target`
         : `fixed threshold ${score(threshold)}`} · ${pct(gauge("gateway_classifier_prompted_share"))} prompted in the calibration window</div>`;
     }
+    html += cascadeSection(samples, on);
     const fallbacks = group(samples, "gateway_fallbacks_total", (l) => `${l.from_target}\u0000${l.to_target}\u0000${l.reason}`, on);
     html += `<h3>Fallbacks</h3>${fallbacks.size ? table(["from → to", "reason", "count"], [...fallbacks].map(([k, n]) => {
       const [from, to, reason] = k.split("\u0000");

@@ -53,6 +53,13 @@ routes:""" + econ_route(projected_monthly_queries=20_000_000) + """
       fine_tuned:
         target: small
         fallback: {to: [{arm: prompted}]}
+  cascading:
+    default_arm: fine_tuned
+    strategy: cascade
+    acceptors: {reject: ["not sure"]}
+    arms:
+      prompted: {target: big}
+      fine_tuned: {target: small}
   routed:
     classifier: {model: fast, threshold: 0.5}
     arms:
@@ -110,6 +117,9 @@ def send_traffic(server: ServerThread, fake: FakeUpstream) -> None:
         chat(server, "chat", "Explain, step by step, why the sky is blue.")
     for prompt in ["hi", "Prove that the square root of 2 is irrational, step by step, then generalise it."]:
         assert chat(server, "routed", prompt, stream=True).status_code == 200
+    fake.script_for(SMALL_MODEL, Action(text="I'm not sure."), Action(text="Refunds take five days."))
+    assert chat(server, "cascading").headers["x-gateway-cascade"] == "escalated"
+    assert chat(server, "cascading").headers["x-gateway-cascade"] == "accepted"
     # A forced arm bypasses the experiment (variant "none"); then two requests refused before any route is known.
     assert chat(server, "ab", user="user-0", headers={"x-gateway-arm": "prompted"}).status_code == 200
     assert chat(server, "no-such-route").status_code == 404
@@ -135,6 +145,9 @@ READ = """JSON.stringify({
   crossing: document.querySelector('[data-route="econ"] .kv div:last-child b')?.textContent,
   classifier: document.querySelector('[data-route="routed"] .bar.prompted + .muted')?.textContent,
   calibration: document.querySelector('[data-route="routed"] .calibration')?.textContent,
+  cascade: document.querySelector('[data-route="cascading"] .cascade')?.textContent,
+  rejections: [...document.querySelectorAll('[data-route="cascading"] .rejections tr')].slice(1)
+    .map(r => [...r.children].map(c => c.textContent)),
   ttft: [...document.querySelectorAll('[data-route="routed"] table tr')].slice(1).map(r => r.lastChild.textContent),
   quality: [...document.querySelectorAll('[data-route="ab"] .quality tr')].slice(1)
     .map(r => [...r.children].map(c => c.textContent)),
@@ -197,6 +210,8 @@ def test_dashboard_shows_the_metrics(gateway: ServerThread, fake: FakeUpstream, 
     assert decisions == 2
     assert shown["classifier"] == f"{prompted / decisions:.0%} of 2 decisions sent to the prompted arm"
     assert shown["calibration"] == f"fixed threshold 0.5000 · {prompted / decisions:.0%} prompted in the calibration window"
+    assert shown["cascade"] == "50% of 2 requests escalated to the prompted arm"
+    assert shown["rejections"] == [["reject", "1"]]
     assert shown["ttft"] and all(cell.endswith("ms") for cell in shown["ttft"])  # streamed: a TTFT per arm
     # Feedback per arm: the treatment's scores alternate 0.75 and 0.25, the control's are all successes.
     scored = metric_sum(metrics, "gateway_feedback_score_count", route="ab", arm="fine_tuned")

@@ -60,6 +60,13 @@ routes:
       prompted: {target: big}
     economics: {upfront_usd: 100, maintenance_monthly_usd: 10, projected_monthly_queries: 1000000}
     capture: {share: 1.0}  # into a database that refuses connections: captures lost, and said so
+  mon-cascade:
+    default_arm: fine_tuned
+    strategy: cascade
+    acceptors: {reject: ["not sure"]}
+    arms:
+      prompted: {target: big}
+      fine_tuned: {target: small}
   mon-kb:
     arms:
       prompted:
@@ -89,7 +96,7 @@ BASE_METRICS = ["gateway_requests_total", "gateway_cost_usd_total",
                 "gateway_fallbacks_total", "gateway_classifier_decisions_total", "gateway_rag_requests_total",
                 "gateway_unpriced_requests_total", "gateway_shadow_requests_total", "gateway_shadow_cost_usd_total",
                 "gateway_shadow_duration_seconds_bucket", "gateway_policy_reloads_total", "gateway_redis_up",
-                "gateway_redis_transitions_total", "gateway_economics"]
+                "gateway_redis_transitions_total", "gateway_economics", "gateway_cascade_total"]
 
 
 def binary(name: str) -> str | None:
@@ -173,6 +180,9 @@ def drive(gateway: ServerThread, fake: FakeUpstream, round_: int) -> None:
     for arm in ("fine_tuned", "prompted"):
         send("mon", headers={"x-gateway-arm": arm})
     send("mon", stream=True, stream_options={"include_usage": True})  # time to first token
+    fake.script_for(SMALL_MODEL, Action(text="I'm not sure."))
+    assert send("mon-cascade").headers["x-gateway-cascade"] == "escalated"
+    assert send("mon-cascade").headers["x-gateway-cascade"] == "accepted"
     send("mon-prompted")
     send("unpriced")
     assert send("mon-kb").headers["x-gateway-rag"] == "unavailable"
