@@ -225,6 +225,11 @@ class _Merger:
             self._arm(parsed, (*loc, "default_arm"), route, "fine_tuned")
         if route.shadow is not None:
             self._target(parsed, (*loc, "shadow", "target"), route.shadow.target)
+        judges = [("acceptors", route.acceptors.judge if route.acceptors else None),
+                  ("ensemble", route.ensemble.judge if route.ensemble else None)]
+        for block, judge in judges:
+            if judge is not None:
+                self._target(parsed, (*loc, block, "judge", "target"), judge.target)
         if route.strategy == "cascade" and route.default_arm == "prompted" and route.classifier is None:
             self.warnings.append(PolicyIssue(parsed.file, parsed.line_of((*loc, "strategy")), _dotted((*loc, "strategy")),
                                              "the cascade starts only from the fine_tuned arm, which this route "

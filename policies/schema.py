@@ -247,6 +247,20 @@ class Capture(_Strict):
                                            "captured requests outside an experiment (default 0 to 1).")
 
 
+class Judge(_Strict):
+    """A target asked about answers: a cascade's yes/no acceptor, or an ensemble's choice between candidates.
+    Its calls are priced at its target's price and counted with the request; it has its own timeout."""
+
+    target: str = Field(min_length=1)
+    question: str | None = Field(default=None, max_length=4000, description="What the judge is asked; the "
+                                 "default asks whether the answer fully answers the request (acceptor) or which "
+                                 "candidate answers it best (ensemble).")
+    timeout_s: float = Field(default=10.0, gt=0, le=600, description="The judge's own time, within the route's "
+                             "deadline.")
+    on_error: Literal["accept", "reject"] = Field(default="reject", description="An acceptor's verdict when the "
+                                                  "judge fails or answers neither yes nor no.")
+
+
 class Acceptors(_Strict):
     """What a cascade checks in the fine-tuned arm's answer before returning it; the first check that fails
     sends the request on to the prompted arm (docs/policies.md, strategy: cascade)."""
@@ -263,6 +277,8 @@ class Acceptors(_Strict):
                                            "accepted; the gateway asks the fine-tuned arm for logprobs.")
     min_token_logprob: float | None = Field(default=None, le=0, description="Lowest single token "
                                             "log-probability accepted; the gateway asks for logprobs.")
+    judge: Judge | None = Field(default=None, description="Asked last, only about answers every other check "
+                                "accepted: a paid call.")
 
     @field_validator("reject", "require")
     @classmethod
@@ -292,6 +308,26 @@ class Acceptors(_Strict):
         return self.min_mean_logprob is not None or self.min_token_logprob is not None
 
 
+class Ensemble(_Strict):
+    """``strategy: ensemble``: both arms answer every request, in parallel, and a selector picks the answer."""
+
+    selector: Literal["judge", "vote", "first_accepted"] = Field(description="judge: a judge target picks among "
+                                                                  "the candidates (order shuffled and recorded); "
+                                                                  "vote: the most frequent answer after "
+                                                                  "normalisation; first_accepted: the first answer "
+                                                                  "to pass the acceptors.")
+    samples: int = Field(default=1, ge=1, le=5, description="Calls per arm (voting needs answers to compare).")
+    patience_s: float | None = Field(default=None, gt=0, le=3600, description="Once one candidate is in, how "
+                                     "long the others may still take (default: the route's deadline).")
+    judge: Judge | None = None
+
+    @model_validator(mode="after")
+    def _judge_for_judge(self) -> Ensemble:
+        if (self.selector == "judge") != (self.judge is not None):
+            raise ValueError("selector: judge needs a judge block, and only it uses one")
+        return self
+
+
 class Route(_Strict):
     """A public model name that clients call; the gateway picks an arm per request."""
 
@@ -307,19 +343,28 @@ class Route(_Strict):
     classifier: Classifier | None = None
     economics: Economics | None = None
     capture: Capture | None = None
-    strategy: Literal["route", "cascade"] = Field(default="route", description="route: each request goes to one "
-                                                  "arm. cascade: a request the fine-tuned arm would serve gets its "
-                                                  "answer checked by the acceptors, and the prompted arm's when rejected.")
+    strategy: Literal["route", "cascade", "ensemble"] = Field(
+        default="route", description="route: each request goes to one arm. cascade: a request the fine-tuned arm "
+        "would serve gets its answer checked by the acceptors, and the prompted arm's when rejected. ensemble: "
+        "both arms answer, the ensemble's selector picks.")
     acceptors: Acceptors | None = Field(default=None, description="The cascade's checks (default: JSON validity "
-                                        "when asked for, and the fine-tuned call succeeding).")
+                                        "when asked for, and the fine-tuned call succeeding); an ensemble's "
+                                        "candidates must pass them too.")
+    ensemble: Ensemble | None = None
+    stream: Literal["buffered", "passthrough-no-cascade"] = Field(
+        default="buffered", description="A cascade's or ensemble's streamed request: buffered (answers are read "
+        "whole, judged, then replayed) or passthrough-no-cascade (streams are routed as on strategy: route).")
 
     @model_validator(mode="after")
-    def _cascade_has_both_arms(self) -> Route:
-        if self.strategy == "cascade" and self.arms.fine_tuned is None:
-            raise ValueError("strategy: cascade needs a fine_tuned arm: it answers first, the prompted arm only "
-                             "when its answer is rejected")
-        if self.acceptors is not None and self.strategy != "cascade":
-            raise ValueError("acceptors apply only to strategy: cascade")
+    def _strategy_has_what_it_needs(self) -> Route:
+        if self.strategy != "route" and self.arms.fine_tuned is None:
+            raise ValueError(f"strategy: {self.strategy} needs a fine_tuned arm as well as the prompted one")
+        if (self.strategy == "ensemble") != (self.ensemble is not None):
+            raise ValueError("strategy: ensemble needs an ensemble block, and only it uses one")
+        if self.acceptors is not None and self.strategy == "route":
+            raise ValueError("acceptors apply only to strategy: cascade or ensemble")
+        if self.stream != "buffered" and self.strategy == "route":
+            raise ValueError("stream applies only to strategy: cascade or ensemble")
         return self
 
     @model_validator(mode="after")

@@ -265,3 +265,36 @@ def test_a_cascade_nothing_reaches_loads_with_a_warning(tmp_path: Path) -> None:
     path = write(tmp_path, CASCADE.replace("    default_arm: fine_tuned\n", ""))
     [warning] = load_policies(tmp_path).warnings
     assert warning.startswith(f"{path}:10: routes.r.strategy: the cascade starts only from the fine_tuned arm")
+
+
+ENSEMBLE = CASCADE.replace("strategy: cascade", "strategy: ensemble").replace(
+    "    arms:\n", "    ensemble: {selector: judge, judge: {target: small, timeout_s: 3}}\n    arms:\n", 1)
+
+
+def test_an_ensemble_with_its_judge_loads(tmp_path: Path) -> None:
+    write(tmp_path, ENSEMBLE)
+    route = load_policies(tmp_path).routes["r"]
+    assert route.ensemble is not None and route.ensemble.judge is not None
+    assert (route.ensemble.selector, route.ensemble.judge.timeout_s, route.stream) == ("judge", 3, "buffered")
+
+
+@pytest.mark.parametrize(("change", "line", "message"), [
+    (("    ensemble: {selector: judge, judge: {target: small, timeout_s: 3}}\n", ""), 9,
+     "routes.r: Value error, strategy: ensemble needs an ensemble block"),
+    (("judge: {target: small, timeout_s: 3}", "samples: 2"), 12, "routes.r.ensemble: Value error, selector: judge "
+     "needs a judge block"),
+    (("target: small, timeout_s", "target: nobody, timeout_s"), 12, "routes.r.ensemble.judge.target: unknown target "
+     "'nobody'"),
+    (("strategy: ensemble", "strategy: route\n    stream: passthrough-no-cascade"), 9, "routes.r: Value error, "
+     "strategy: ensemble needs"),
+])
+def test_ensemble_mistakes_are_refused(tmp_path: Path, change: tuple[str, str], line: int, message: str) -> None:
+    path = write(tmp_path, ENSEMBLE.replace(*change))
+    [issue] = issues_of(tmp_path)
+    assert issue.startswith(f"{path}:{line}: {message}"), issue
+
+
+def test_a_cascade_judge_must_be_a_known_target(tmp_path: Path) -> None:
+    path = write(tmp_path, CASCADE.replace("    arms:\n", "    acceptors: {judge: {target: nobody}}\n    arms:\n", 1))
+    [issue] = issues_of(tmp_path)
+    assert issue.startswith(f"{path}:12: routes.r.acceptors.judge.target: unknown target 'nobody'"), issue
