@@ -61,6 +61,9 @@ class Metrics:
         self.cascade_rejections = Counter("gateway_cascade_rejections", "Fine-tuned answers a cascade rejected, by "
                                           "the acceptor that rejected them ('error': the call failed).",
                                           ("route", "acceptor"), registry=r)
+        self.ensembles = Counter("gateway_ensemble", "Requests an ensemble route sent to both arms, by the arm "
+                                 "whose answer was returned ('failed': no candidate answered).", ("route", "outcome"),
+                                 registry=r)
         self.decisions = Counter("gateway_classifier_decisions", "Arms chosen by the complexity classifier; "
                                  "kind is 'scored' or 'unjudged' (low-confidence rule).", ("route", "arm", "kind"),
                                  registry=r)

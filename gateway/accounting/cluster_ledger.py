@@ -180,6 +180,7 @@ class ClusterLedger:
                 route, arm, name = key.split("|")
                 values.setdefault((route, arm), {})[name] = float(value)
             for (route, arm), named in values.items():
+                named.setdefault("routed_cost_usd", named.get("cost_usd", 0.0))  # written before strategies
                 rows[(bucket, route, arm)] = Counts(**named)
         return window_of(self.grid, now, float(since) if since else None, "cluster", rows)
 

@@ -91,21 +91,42 @@ UNROUTED = Routing()
 
 @dataclass(frozen=True, slots=True)
 class PaidCall:
-    """An upstream answer the request paid for and did not return: a cascade's rejected fine-tuned answer.
+    """An upstream answer the request paid for and did not return: a cascade's rejected fine-tuned answer, an
+    ensemble's other candidates, a judge's verdict.
 
-    Its cost is part of the request's (``Completion.cost_usd``), booked under its own arm and target."""
+    Its cost is part of the request's (``Completion.cost_usd``), booked under its own arm and target
+    (``judge`` for a judge). ``routed``: routing alone would have made this call too (the fine-tuned answer a
+    cascade rejected), which is how the economics view prices routing alone beside the strategy."""
 
     arm: str
     target: str
     usage: Usage
     cost_usd: float | None
-    rejected_by: str  # the acceptor that turned the answer down
+    rejected_by: str  # why it was not returned: the acceptor, "unselected" (an ensemble's), "" (a judge)
+    routed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Strategy:
+    """What a cascade or an ensemble did with the request (``gateway.pipeline.cascade``, ``.ensemble``).
+
+    ``outcome``: for a cascade accepted, escalated (the prompted arm answered), kept (the prompted arm failed
+    after a rejection) or failed; for an ensemble the arm whose answer was returned, or failed. ``detail``:
+    the ensemble's selector and the order its judge saw the candidates in. ``answer_routed``: the returned
+    answer is the one routing alone would have returned."""
+
+    name: str  # cascade | ensemble
+    outcome: str
+    rejected_by: str = ""  # a cascade's: the acceptor that rejected the fine-tuned answer ("error": it failed)
+    calls: tuple[PaidCall, ...] = ()
+    answer_routed: bool = True
+    detail: str = ""
 
 
 @dataclass(frozen=True, init=False)
 class Delivery:
     """What getting the answer took: upstream attempts and fallbacks, retrieval, upstream time, and on a cascade
-    route what became of the fine-tuned answer (``cascade``: accepted, escalated or kept) and its paid calls."""
+    or ensemble route what the strategy did and which other calls it paid for."""
 
     attempts: int = 0
     fallback: str = ""  # "from>to:trigger", comma-separated, as ``x-gateway-fallback`` shows it
@@ -113,16 +134,17 @@ class Delivery:
     rag: str | None = None  # the retrieval's result (hit, miss, timeout, unavailable); None without knowledge
     rag_s: float = 0.0  # time retrieval added (queue wait, embedding, search)
     sources: str = ""
-    cascade: str = ""  # "" off a cascade; else accepted, escalated (prompted answered) or kept (prompted failed)
-    rejected_by: str = ""  # the acceptor that rejected the fine-tuned answer ("error": the call failed)
-    calls: tuple[PaidCall, ...] = ()
+    strategy: Strategy | None = None
 
     def __init__(self, attempts: int = 0, fallback: str = "", upstream_s: float = 0.0, rag: str | None = None,
-                 rag_s: float = 0.0, sources: str = "", cascade: str = "", rejected_by: str = "",
-                 calls: tuple[PaidCall, ...] = ()) -> None:
+                 rag_s: float = 0.0, sources: str = "", strategy: Strategy | None = None) -> None:
         _fill(self, "__dict__", {"attempts": attempts, "fallback": fallback, "upstream_s": upstream_s, "rag": rag,
-                                "rag_s": rag_s, "sources": sources, "cascade": cascade, "rejected_by": rejected_by,
-                                "calls": calls})
+                                "rag_s": rag_s, "sources": sources, "strategy": strategy})
+
+    @property
+    def calls(self) -> tuple[PaidCall, ...]:
+        """The calls paid for beside the returned answer."""
+        return self.strategy.calls if self.strategy is not None else ()
 
     @property
     def calls_cost_usd(self) -> float:
@@ -137,7 +159,7 @@ class Delivery:
         """The same delivery, ``read_s`` more upstream time (a stream's reads after its attempt); direct, as
         ``replace`` walks the fields (~3 us a stream)."""
         return Delivery(self.attempts, self.fallback, self.upstream_s + read_s, self.rag, self.rag_s, self.sources,
-                        self.cascade, self.rejected_by, self.calls)
+                        self.strategy)
 
 
 NOTHING_DELIVERED = Delivery()
@@ -186,12 +208,22 @@ class Completion:
             return self.cost_usd
         return max(self.cost_usd - self.delivery.calls_cost_usd, 0.0)
 
+    @property
+    def routed_cost_usd(self) -> float:
+        """What routing alone would have paid for this request: without a strategy, all of it; with one, the
+        calls routing would have made (the answer, when it is routing's, and the routed paid calls)."""
+        strategy = self.delivery.strategy
+        if strategy is None:
+            return self.cost_usd or 0.0
+        answer = (self.answer_cost_usd or 0.0) if strategy.answer_routed else 0.0
+        return answer + sum(call.cost_usd or 0.0 for call in strategy.calls if call.routed)
+
 
 def format_calls(routing: Routing, delivery: Delivery, answer_cost: str) -> str:
-    """``x-gateway-calls``: every upstream answer a cascade paid for, in order, the returned one last
+    """``x-gateway-calls``: every upstream call a cascade or ensemble paid for, in order, the returned one last
     (``answer_cost``: its cost, or ``pending`` on a stream's head), as an HTTP structured-field list."""
-    paid = [f'{call.arm};target="{call.target}";cost="{format_cost(call.cost_usd)}";rejected="{call.rejected_by}"'
-            for call in delivery.calls]
+    paid = [f'{call.arm};target="{call.target}";cost="{format_cost(call.cost_usd)}"'
+            + (f';rejected="{call.rejected_by}"' if call.rejected_by else "") for call in delivery.calls]
     return ", ".join([*paid, f'{routing.arm};target="{routing.target}";cost="{answer_cost}"'])
 
 

@@ -16,7 +16,7 @@ from typing import BinaryIO
 import orjson
 from prometheus_client import Counter, Histogram
 
-from gateway.accounting.completion import Completion, Routing
+from gateway.accounting.completion import Completion, Routing, Strategy
 from gateway.metrics import Metrics
 
 
@@ -99,20 +99,23 @@ class Ledger:
         answer_cost = done.answer_cost_usd
         if answer_cost:
             children.cost.inc(answer_cost)
-        if delivery.cascade:
-            self._cascade(done)
+        if delivery.strategy is not None:
+            self._strategy(done, delivery.strategy)
         self._log(done, overhead_s)
         for hook in self._hooks:
             hook(done)
 
-    def _cascade(self, done: Completion) -> None:
-        """A cascade's outcome, and each answer it paid for and did not return, under that call's own arm and
-        target: the metrics' cost then adds up to the requests' ``x-gateway-cost-usd``."""
-        m, routing, delivery = self.metrics, done.routing, done.delivery
-        m.cascades.labels(routing.route, delivery.cascade).inc()
-        if delivery.rejected_by:
-            m.cascade_rejections.labels(routing.route, delivery.rejected_by).inc()
-        for call in delivery.calls:
+    def _strategy(self, done: Completion, strategy: Strategy) -> None:
+        """A cascade's or ensemble's outcome, and each call it paid for and did not return, under that call's own
+        arm and target: the metrics' cost then adds up to the requests' ``x-gateway-cost-usd``."""
+        m, routing = self.metrics, done.routing
+        if strategy.name == "cascade":
+            m.cascades.labels(routing.route, strategy.outcome).inc()
+            if strategy.rejected_by:
+                m.cascade_rejections.labels(routing.route, strategy.rejected_by).inc()
+        else:
+            m.ensembles.labels(routing.route, strategy.outcome).inc()
+        for call in strategy.calls:
             labels = (routing.route, call.arm, call.target, routing.variant)
             m.tokens.labels(*labels, "input").inc(call.usage.prompt_tokens)
             m.tokens.labels(*labels, "output").inc(call.usage.completion_tokens)
@@ -138,6 +141,14 @@ class Ledger:
             "cost_usd": done.cost_usd, "rag": delivery.rag, "score": routing.score, "attempts": delivery.attempts,
             "rag_ms": round(delivery.rag_s * 1000, 3) if delivery.rag else None,
             "fallback": delivery.fallback or None, "experiment": routing.experiment or None,
-            "cascade": delivery.cascade or None, "rejected_by": delivery.rejected_by or None,
+            "strategy": _strategy_fields(delivery.strategy),
         }, option=orjson.OPT_UTC_Z | orjson.OPT_APPEND_NEWLINE))
         self._access.flush()
+
+
+def _strategy_fields(strategy: Strategy | None) -> dict[str, object] | None:
+    """The access log's view of a strategy: what it did, not the calls (their cost is the line's)."""
+    if strategy is None:
+        return None
+    return {"name": strategy.name, "outcome": strategy.outcome, "rejected_by": strategy.rejected_by,
+            "detail": strategy.detail, "calls": len(strategy.calls)}

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from gateway.accounting.completion import Completion
 
-FIELDS = ("requests", "cost_usd", "input_tokens", "output_tokens")
+FIELDS = ("requests", "cost_usd", "input_tokens", "output_tokens", "routed_cost_usd")
 BUCKETS_PER_WINDOW = 168
 """An hour per bucket over 7 days; finer than the minimum observation at any sensible window."""
 
@@ -34,24 +34,26 @@ Key = tuple[int, str, str]
 
 @dataclass(frozen=True)
 class Counts:
-    """Successful requests and what they cost, summed."""
+    """Successful requests and what they cost, summed; ``routed_cost_usd``: what routing alone would have paid
+    for them (less than ``cost_usd`` where a cascade escalated or an ensemble called both arms)."""
 
     requests: float = 0.0
     cost_usd: float = 0.0
     input_tokens: float = 0.0
     output_tokens: float = 0.0
+    routed_cost_usd: float = 0.0
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(*(a + b for a, b in zip(self.values(), other.values(), strict=True)))
 
-    def values(self) -> tuple[float, float, float, float]:
-        return (self.requests, self.cost_usd, self.input_tokens, self.output_tokens)
+    def values(self) -> Values:
+        return (self.requests, self.cost_usd, self.input_tokens, self.output_tokens, self.routed_cost_usd)
 
     def per_request(self, value: float) -> float | None:
         return value / self.requests if self.requests else None
 
 
-Values = tuple[float, float, float, float]
+Values = tuple[float, float, float, float, float]
 """One request's numbers in the order of :data:`FIELDS` (plain floats: this runs once per request)."""
 
 
@@ -61,19 +63,21 @@ Labels = tuple[str, str, str, str]
 
 def rows_of(done: Completion) -> tuple[tuple[Labels, Values], ...]:
     """What one finished request adds: the request, its answer's tokens and cost under the arm that answered,
-    and each answer a cascade paid for and did not return under its own arm and target, with no request: the
-    arm's cost per query then holds what it cost to get its answers, and the prompted arm's stays the
-    counterfactual's."""
-    usage, routing = done.usage, done.routing
+    and each call a cascade or ensemble paid for and did not return under its own arm and target, with no
+    request: the arm's cost per query then holds what it cost to get its answers, and the prompted arm's stays
+    the counterfactual's. The routed cost goes with the rows routing alone would have paid for."""
+    usage, routing, strategy = done.usage, done.routing, done.delivery.strategy
     labels = routing.labels()
-    answer: tuple[Labels, Values] = (labels, (1.0, done.answer_cost_usd or 0.0,
-                                              float(usage.prompt_tokens if usage else 0),
-                                              float(usage.completion_tokens if usage else 0)))
-    if not done.delivery.calls:
+    answer_cost = done.answer_cost_usd or 0.0
+    answer: tuple[Labels, Values] = (labels, (1.0, answer_cost, float(usage.prompt_tokens if usage else 0),
+                                              float(usage.completion_tokens if usage else 0),
+                                              answer_cost if strategy is None or strategy.answer_routed else 0.0))
+    if strategy is None or not strategy.calls:
         return (answer,)
     return (answer, *(((labels[0], call.arm, call.target, labels[3]),
                        (0.0, call.cost_usd or 0.0, float(call.usage.prompt_tokens),
-                        float(call.usage.completion_tokens))) for call in done.delivery.calls))
+                        float(call.usage.completion_tokens), (call.cost_usd or 0.0) if call.routed else 0.0))
+                      for call in strategy.calls))
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,7 @@ class MemoryBuckets:
             row[1] += values[1]
             row[2] += values[2]
             row[3] += values[3]
+            row[4] += values[4]
         if self.since is None or at < self.since:
             self.since = at
 

@@ -37,16 +37,37 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS buckets (
     width REAL NOT NULL, bucket INTEGER NOT NULL, route TEXT NOT NULL, arm TEXT NOT NULL,
     requests REAL NOT NULL, cost_usd REAL NOT NULL, input_tokens REAL NOT NULL, output_tokens REAL NOT NULL,
+    routed_cost_usd REAL NOT NULL,
     PRIMARY KEY (width, bucket, route, arm));
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value REAL NOT NULL);
 """
 _UPSERT = """
-INSERT INTO buckets VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO buckets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (width, bucket, route, arm) DO UPDATE SET
     requests = requests + excluded.requests, cost_usd = cost_usd + excluded.cost_usd,
-    input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens
+    input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens,
+    routed_cost_usd = routed_cost_usd + excluded.routed_cost_usd
 """
+_ROUTED_COLUMN = (  # a file written before cascades: every request it counted was routed, at its own cost
+    "ALTER TABLE buckets ADD COLUMN routed_cost_usd REAL NOT NULL DEFAULT 0",
+    "UPDATE buckets SET routed_cost_usd = cost_usd",
+)
 _SINCE = "INSERT INTO meta VALUES ('since', ?) ON CONFLICT (name) DO UPDATE SET value = min(value, excluded.value)"
+
+
+def _add_routed_column(db: sqlite3.Connection) -> None:
+    """Bring a file from before ``routed_cost_usd`` up to date, in one transaction; another worker may have
+    just done it (its ALTER then fails here as a duplicate column, and the column is there)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(buckets)")}
+    if "routed_cost_usd" in columns:
+        return
+    try:
+        with db:
+            for statement in _ROUTED_COLUMN:
+                db.execute(statement)
+    except sqlite3.OperationalError:
+        if "routed_cost_usd" not in {row[1] for row in db.execute("PRAGMA table_info(buckets)")}:
+            raise
 
 
 class SqliteWindowStore:
@@ -69,6 +90,7 @@ class SqliteWindowStore:
             try:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.executescript(_SCHEMA)
+                _add_routed_column(db)
             except sqlite3.Error:
                 db.close()
                 raise
@@ -129,7 +151,8 @@ class SqliteWindowStore:
 
     def _read(self, now: float) -> tuple[dict[Key, Counts], float | None]:
         with contextlib.closing(self._connect()) as db:
-            found = db.execute("SELECT bucket, route, arm, requests, cost_usd, input_tokens, output_tokens "
+            found = db.execute("SELECT bucket, route, arm, requests, cost_usd, input_tokens, output_tokens, "
+                               "routed_cost_usd "
                                "FROM buckets WHERE width = ? AND bucket >= ?",
                                (self.grid.width_s, self.grid.first(now))).fetchall()
             since = db.execute("SELECT value FROM meta WHERE name = 'since'").fetchone()

@@ -19,6 +19,7 @@ from gateway.accounting.completion import (
     Delivery,
     Exchange,
     Routing,
+    Strategy,
     finish,
 )
 from gateway.accounting.usage import reply_usage
@@ -27,12 +28,14 @@ from gateway.api.event_stream import EventStream
 from gateway.capture import ShadowAnswer
 from gateway.errors import InvalidRequest
 from gateway.pipeline.attempts import Answered, Exhausted
-from gateway.pipeline.cascade import Cascaded, cascade
-from gateway.pipeline.decision import decide_arm, resolve_model
+from gateway.pipeline.cascade import cascade
+from gateway.pipeline.decision import ArmDecision, decide_arm, resolve_model
+from gateway.pipeline.ensemble import candidate_plans, ensemble
 from gateway.pipeline.experiments import assign_variant, feedback_token
 from gateway.pipeline.grounding import RagOutcome
 from gateway.pipeline.intake import authenticate, client_request_id, new_request_id, read_json, validate
-from gateway.pipeline.plan import Plan, alternates, escalation, plan_chat
+from gateway.pipeline.judge import JudgeCaller
+from gateway.pipeline.plan import Plan, alternates, arm_plan, plan_chat
 from gateway.pipeline.streaming import SSERelay
 from gateway.protocol import ChatCompletionRequest
 from gateway.state import GatewayState
@@ -43,7 +46,7 @@ from routes import Decision
 
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 _ACCEPT_WHAT_ANSWERS = Acceptors()
-"""A cascade without acceptors: the fine-tuned answer stands unless its call fails (or, asked for JSON, it is not)."""
+"""A strategy without acceptors: an answer stands unless its call fails (or, asked for JSON, it is not JSON)."""
 
 
 def _forced_arm(request: Request, chat: ChatCompletionRequest) -> ArmName | None:
@@ -87,15 +90,11 @@ class _Grounding:
     def outcome(self, plan: Plan) -> RagOutcome | None:
         return self._outcomes.get(plan.knowledge) if plan.knowledge is not None else None
 
-    def delivery(self, attempted: Answered[Any] | Exhausted, cascaded: Cascaded | None = None) -> Delivery:
+    def delivery(self, attempted: Answered[Any] | Exhausted, strategy: Strategy | None = None) -> Delivery:
         """What the attempts and the retrievals took; the knowledge is the one of the plan that ended them."""
         rag, effort = self.outcome(attempted.plan), attempted.effort
-        rag_s = sum(o.seconds for o in self._outcomes.values())
-        if cascaded is None:
-            return Delivery(effort.attempts, effort.fallback, effort.upstream_s, rag.result if rag else None, rag_s,
-                            rag.header() if rag else "")
-        return Delivery(effort.attempts, effort.fallback, effort.upstream_s, rag.result if rag else None, rag_s,
-                        rag.header() if rag else "", cascaded.outcome, cascaded.rejected_by, cascaded.calls)
+        return Delivery(effort.attempts, effort.fallback, effort.upstream_s, rag.result if rag else None,
+                        sum(o.seconds for o in self._outcomes.values()), rag.header() if rag else "", strategy)
 
 
 def _with_sources(reply: UpstreamReply, rag: RagOutcome | None, request_id: str) -> bytes:
@@ -120,14 +119,26 @@ def _routing(plan: Plan, score: float | None, assigned: Assignment | None, captu
                    assigned.variant, assigned.keyed, feedback_token())
 
 
+def _strategy(route: PolicyRoute | None, decision: ArmDecision, stream: bool) -> str:
+    """The strategy this request gets: its route's, unless its arm was forced, it is a stream the route
+    passes through, or (a cascade) the route chose its prompted arm, which a cascade never second-guesses."""
+    if route is None or route.strategy == "route" or decision.source == "forced":
+        return "route"
+    if stream and route.stream == "passthrough-no-cascade":
+        return "route"
+    if route.strategy == "cascade" and decision.arm != "fine_tuned":
+        return "route"
+    return route.strategy
+
+
 async def _serve(gateway: GatewayState, policy: PolicySet, arrival: Arrival, routing: Routing,
                  body: dict[str, Any], chat: ChatCompletionRequest, first: Plan, capturing: bool,
-                 acceptors: Acceptors | None) -> Response:
+                 strategy: str) -> Response:
     """Call upstream through retries, breakers and fallbacks; answer from whichever plan succeeded.
 
     ``capturing``: the route keeps this request (``gateway.capture``); its ``Completion`` then carries
-    the ``Exchange``, raw, for the capture writer to parse off the request path. ``acceptors``: the
-    route's, when this request is a cascade's (``gateway.pipeline.cascade``)."""
+    the ``Exchange``, raw, for the capture writer to parse off the request path. ``strategy``: route (one
+    arm), cascade (``gateway.pipeline.cascade``) or ensemble (``gateway.pipeline.ensemble``)."""
     deadline = time.monotonic() + first.deadline_s  # one for retrieval and every attempt (the runner's clock)
     grounding = _Grounding(gateway, body, deadline)
 
@@ -146,14 +157,22 @@ async def _serve(gateway: GatewayState, policy: PolicySet, arrival: Arrival, rou
         return await gateway.attempts.run(call, plan, alternates(policy, body, chat, plan), deadline,
                                           prepare=grounding.ground)
 
-    if acceptors is None:
+    route = first.policy_route
+    if strategy == "route" or route is None:
         attempted = await run(first)
         delivery = grounding.delivery(attempted)
     else:
-        cascaded = await cascade(run, first, partial(escalation, policy, body, chat, first), acceptors, deadline,
-                                 gateway.settings.limits.max_upstream_reply_bytes)
-        attempted = cascaded.attempted
-        delivery = grounding.delivery(attempted, cascaded)
+        acceptors, judges = route.acceptors or _ACCEPT_WHAT_ANSWERS, JudgeCaller(policy, gateway.upstreams)
+        max_bytes = gateway.settings.limits.max_upstream_reply_bytes
+        if route.ensemble is not None:
+            other = arm_plan(policy, body, chat, first, "fine_tuned" if first.arm == "prompted" else "prompted")
+            served = await ensemble(run, candidate_plans(first, other, route.ensemble.samples), route.ensemble,
+                                  acceptors, judges, deadline, max_bytes)
+        else:
+            served = await cascade(run, first, partial(arm_plan, policy, body, chat, first, "prompted"), acceptors,
+                                 judges, deadline, max_bytes)
+        attempted = served.attempted
+        delivery = grounding.delivery(attempted, served.strategy)
     sent = attempted.plan
     if sent is not first:  # a fallback answered: the routing names the arm and target that did
         routing = replace(routing, arm=sent.arm, target=sent.target_name)
@@ -194,11 +213,8 @@ async def chat_completions(request: Request) -> Response:
         plan = plan_chat(policy, resolution, body, chat, decision)
         capturing = gateway.capture.sampled(resolution.route)
         routing = _routing(plan, decision.score, assigned[0] if assigned else None, capturing)
-        route = resolution.route
-        cascading = (route is not None and route.strategy == "cascade" and decision.arm == "fine_tuned"
-                     and decision.source != "forced")
-        acceptors = (route.acceptors or _ACCEPT_WHAT_ANSWERS) if cascading and route is not None else None
-        return await _serve(gateway, policy, arrival, routing, body, chat, plan, capturing, acceptors)
+        strategy = _strategy(resolution.route, decision, plan.stream)
+        return await _serve(gateway, policy, arrival, routing, body, chat, plan, capturing, strategy)
     except Exception as exc:  # the one boundary where every failure becomes an OpenAI error
         return failure(gateway, arrival, exc, routing, NOTHING_DELIVERED)
 

@@ -50,7 +50,7 @@ def _routing_headers(routing: Routing) -> dict[str, str]:
 def gateway_headers(arrival: Arrival, routing: Routing, delivery: Delivery, cost: str,
                     usage: Usage | None = None, answer_cost: str | None = None) -> dict[str, str]:
     """Every ``x-gateway-*`` header of an answer; ``cost`` is final, or ``pending`` for a stream; ``answer_cost``,
-    the returned answer's own, when a cascade paid for others (``cost`` is then their sum).
+    the returned answer's own, when a cascade or ensemble paid for others (``cost`` is then their sum).
 
     One dict literal, the usual headers in it at once: this runs on every answer."""
     request_id = arrival.request_id
@@ -82,10 +82,15 @@ def gateway_headers(arrival: Arrival, routing: Routing, delivery: Delivery, cost
         headers["x-gateway-assignment"] = "keyed" if routing.keyed else "unkeyed"
     if usage is not None and usage.estimated:
         headers["x-gateway-usage"] = "estimated"
-    if delivery.cascade:
-        headers["x-gateway-cascade"] = delivery.cascade
-        if delivery.rejected_by:
-            headers["x-gateway-cascade-rejected"] = delivery.rejected_by
+    strategy = delivery.strategy
+    if strategy is not None:
+        headers[f"x-gateway-{strategy.name}"] = strategy.outcome
+        if strategy.rejected_by:
+            headers["x-gateway-cascade-rejected"] = strategy.rejected_by
+        if strategy.detail:
+            headers["x-gateway-ensemble-detail"] = strategy.detail
+        if routing.stream:  # the answer was read whole before its first byte was sent
+            headers["x-gateway-stream"] = "buffered"
         headers["x-gateway-calls"] = format_calls(routing, delivery, answer_cost or cost)
     return headers
 

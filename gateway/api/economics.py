@@ -28,7 +28,8 @@ from gateway.pipeline.intake import authenticate
 from gateway.state import GatewayState
 
 _GAUGED = ("observed_monthly_queries", "projected_monthly_queries", "volume_share_of_projection",
-           "actual_cost_per_query_usd", "prompted_only_cost_per_query_usd", "prompted_only_monthly_usd",
+           "actual_cost_per_query_usd", "prompted_only_cost_per_query_usd", "routing_only_cost_per_query_usd",
+           "prompted_only_monthly_usd",
            "hybrid_monthly_usd", "savings_monthly_usd", "months_to_break_even", "horizon_months", "upfront_usd",
            "fixed_monthly_usd", "saved_in_window_usd", "window_s", "window_start", "observed_s", "requests",
            "prompted_requests")

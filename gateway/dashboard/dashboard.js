@@ -143,6 +143,16 @@
     return `<svg viewBox="0 0 ${W} ${H}" role="img" aria-label="Cumulative savings against the upfront cost">${parts.join("")}</svg>`;
   }
 
+  // What a query costs as served, beside routing alone and prompting alone: a cascade's or ensemble's price.
+  function perQuery(econ) {
+    const actual = econ.actual_cost_per_query_usd, routed = econ.routing_only_cost_per_query_usd;
+    if (actual == null || routed == null) return "";
+    return `<div class="kv per-query">
+        <div><span>per query, as served</span><b>${usd(actual)}</b></div>
+        <div><span>routing alone</span><b>${usd(routed)}</b></div>
+        <div><span>prompting alone</span><b>${usd(econ.prompted_only_cost_per_query_usd)}</b></div></div>`;
+  }
+
   function economicsSection(econ) {
     const evidence = `<p class="muted window">window ${span(econ.window_s)}, evidence from ${isoMinute(econ.window_start)} UTC: ${num(econ.requests)} requests (${num(econ.prompted_requests)} prompted) in ${span(econ.observed_s)}</p>`;
     const keyNote = econ.verdict == null ? ' <span class="muted">(the verdict needs a key for /v1/economics)</span>' : "";
@@ -158,7 +168,7 @@
         <div><span>saved in window</span><b>${usd(econ.saved_in_window_usd)}</b></div>
         <div><span>projected crossing</span><b>${crossingDate(econ.months_to_break_even)}</b></div></div>
         ${econ.verdict ? `<span class="verdict ${verdictClass(econ.verdict)}">${esc(econ.verdict)}</span>` : ""}${keyNote}
-        ${evidence}
+        ${evidence}${perQuery(econ)}
         <div class="bar${share >= 1 ? " over" : ""}" style="margin-top:12px"><span style="width:${Math.min(1, share || 0) * 100}%"></span></div>
         <span class="muted">volume ${compact(econ.observed_monthly_queries)}/mo observed vs ${compact(econ.projected_monthly_queries)}/mo projected (${pct(share)})</span>
         ${breakEvenChart(econ)}`;
@@ -225,6 +235,14 @@
     return html;
   }
 
+  function ensembleSection(samples, on) {
+    const outcomes = group(samples, "gateway_ensemble_total", (l) => l.outcome, on);
+    const n = [...outcomes.values()].reduce((a, b) => a + b, 0);
+    if (!n) return "";
+    return `<h3>Ensemble</h3>` + table(["answer returned", "requests", "share"],
+      [...outcomes].sort().map(([o, c]) => [esc(o), num(c), pct(c / n)]), "ensemble");
+  }
+
   function routeCard(route, samples, econ) {
     const on = (l) => l.route === route;
     const requests = total(samples, "gateway_requests_total", on), cost = total(samples, "gateway_cost_usd_total", on);
@@ -259,7 +277,7 @@
       html += `<div class="muted calibration">${Number.isFinite(target) ? `live threshold ${score(threshold)} for a ${pct(target)} target`
         : `fixed threshold ${score(threshold)}`} · ${pct(gauge("gateway_classifier_prompted_share"))} prompted in the calibration window</div>`;
     }
-    html += cascadeSection(samples, on);
+    html += cascadeSection(samples, on) + ensembleSection(samples, on);
     const fallbacks = group(samples, "gateway_fallbacks_total", (l) => `${l.from_target}\u0000${l.to_target}\u0000${l.reason}`, on);
     html += `<h3>Fallbacks</h3>${fallbacks.size ? table(["from → to", "reason", "count"], [...fallbacks].map(([k, n]) => {
       const [from, to, reason] = k.split("\u0000");

@@ -51,6 +51,8 @@ class LiveInputs:
     horizon_months: float
     projected_monthly_queries: float
     shortfall: Shortfall
+    routed_cost_usd: float | None = None
+    """What routing alone would have paid for the same requests (None: all of ``cost_usd``, no strategy)."""
 
     @property
     def monthly_queries(self) -> float | None:
@@ -62,6 +64,13 @@ class LiveInputs:
     @property
     def actual_per_query(self) -> float | None:
         return self.cost_usd / self.requests if self.requests else None
+
+    @property
+    def routed_per_query(self) -> float | None:
+        """Routing alone's cost per query, beside a cascade's or ensemble's actual one."""
+        if not self.requests:
+            return None
+        return (self.cost_usd if self.routed_cost_usd is None else self.routed_cost_usd) / self.requests
 
     @property
     def prompted_per_query(self) -> float | None:
@@ -81,14 +90,16 @@ class LiveInputs:
         return Evidence(volume=volume, costs=costs)
 
     def as_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _INPUT_FIELDS} | {"missing": self.shortfall.as_json()}
+        return ({name: getattr(self, name) for name in _INPUT_FIELDS} | {"missing": self.shortfall.as_json()}
+                | {"routed_cost_usd": self.routed_cost_usd})
 
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> LiveInputs:
         missing = row["missing"]
         return cls(**{name: row[name] for name in _INPUT_FIELDS},
                    shortfall=Shortfall(int(missing["requests"]), float(missing["seconds"]),
-                                       int(missing["prompted_requests"])))
+                                       int(missing["prompted_requests"])),
+                   routed_cost_usd=row.get("routed_cost_usd"))
 
 
 _INPUT_FIELDS = ("route", "scope", "window_s", "window_start", "observed_s", "requests", "cost_usd",
@@ -117,7 +128,7 @@ def live_inputs(route: str, plan: Economics, window: Window, minimums: Economics
     return LiveInputs(route, window.scope, window.window_s, window.start, window.observed_s, total.requests,
                       total.cost_usd, prompted.requests, prompted.cost_usd, prompted.input_tokens,
                       prompted.output_tokens, plan.upfront_usd, plan.fixed_monthly_usd, plan.horizon_months,
-                      plan.projected_monthly_queries, shortfall)
+                      plan.projected_monthly_queries, shortfall, total.routed_cost_usd)
 
 
 def live_break_even(inputs: LiveInputs, horizon_months: int | None = None) -> BreakEven | None:
@@ -151,6 +162,7 @@ def _entry(inputs: LiveInputs) -> dict[str, Any]:
         "observed_monthly_queries": volume,
         "volume_share_of_projection": None if volume is None else volume / inputs.projected_monthly_queries,
         "actual_cost_per_query_usd": inputs.actual_per_query, "prompted_only_cost_per_query_usd": prompted,
+        "routing_only_cost_per_query_usd": inputs.routed_per_query,
         "prompted_tokens_per_query": tokens, "saved_in_window_usd": saved,
         "prompted_only_monthly_usd": None if result is None else result.prompted_monthly,
         "hybrid_monthly_usd": None if result is None else result.fine_tuned_monthly,

@@ -16,9 +16,9 @@ from typing import Any
 
 from gateway.pipeline.decision import DIRECT_ARM, ArmDecision
 from gateway.protocol import GATEWAY_FIELD, ChatCompletionRequest
-from policies import Arm, Fallback, Knowledge, PolicySet, Resolution, Route, Shadow, Target, Trigger
+from policies import Arm, ArmName, Fallback, Knowledge, PolicySet, Resolution, Route, Shadow, Target, Trigger
 
-__all__ = ["DIRECT_ARM", "Plan", "alternates", "escalation", "plan_chat"]
+__all__ = ["DIRECT_ARM", "Plan", "alternates", "arm_plan", "plan_chat"]
 
 
 _fill = object.__setattr__
@@ -115,14 +115,15 @@ def plan_chat(policy: PolicySet, resolution: Resolution, body: Mapping[str, Any]
                  route.deadline_s, decision.system_prompt)
 
 
-def escalation(policy: PolicySet, body: Mapping[str, Any], request: ChatCompletionRequest, first: Plan) -> Plan:
-    """The prompted arm's plan for ``first``'s request (a cascade's next step): that arm's own prompt,
-    few-shot, knowledge and fallback chain, within the same deadline."""
+def arm_plan(policy: PolicySet, body: Mapping[str, Any], request: ChatCompletionRequest, first: Plan,
+             arm_name: ArmName) -> Plan:
+    """``arm_name``'s plan for ``first``'s request (a cascade's escalation, an ensemble's other candidate): that
+    arm's own prompt, few-shot, knowledge and fallback chain, within the same deadline."""
     route = first.policy_route
-    if route is None:
-        raise ValueError(f"plan for {first.route} has no route to escalate in")
-    arm = route.arms.prompted
-    return _plan(policy, request, _base_payload(body, request), first.route, route, "prompted", arm, arm.target,
+    arm = getattr(route.arms, arm_name) if route is not None else None
+    if route is None or arm is None:
+        raise ValueError(f"route {first.route} has no {arm_name} arm to plan for")
+    return _plan(policy, request, _base_payload(body, request), first.route, route, arm_name, arm, arm.target,
                  first.deadline_s)
 
 

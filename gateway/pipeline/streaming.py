@@ -89,9 +89,10 @@ class SSERelay:
 
     @staticmethod
     def _trailer(done: Completion) -> list[bytes]:
-        """The comment lines before ``data: [DONE]``: the cost, and on a cascade every call it paid for."""
+        """The comment lines before ``data: [DONE]``: the cost, and on a cascade or ensemble every call it paid
+        for."""
         lines = [f": x-gateway-cost-usd={format_cost(done.cost_usd)}".encode()]
-        if done.delivery.cascade:
+        if done.delivery.strategy is not None:
             answer = format_cost(done.answer_cost_usd)
             lines.append(f": x-gateway-calls={format_calls(done.routing, done.delivery, answer)}".encode())
         return lines

@@ -29,6 +29,11 @@ targets:
     model: ft:tuned-model
     api_base: {url}/v1
     price: {{input_per_million: 0.5, output_per_million: 1.0}}
+  judge:
+    provider: openai
+    model: judge-model
+    api_base: {url}/v1
+    price: {{input_per_million: 1.0, output_per_million: 1.0}}
 routes:
   cascading:
     default_arm: fine_tuned
@@ -42,6 +47,17 @@ routes:
     arms:
       prompted: {{target: big, system_prompt: Be thorough.}}
       fine_tuned: {{target: tuned, system_prompt: Be brief.}}
+  judged:
+    default_arm: fine_tuned
+    strategy: cascade
+    stream: passthrough-no-cascade
+    acceptors:
+      reject: ["i'?m not sure"]
+      judge: {{target: judge, question: "Is this a complete answer?"}}
+    arms:
+      prompted: {{target: big}}
+      fine_tuned: {{target: tuned}}
+    economics: {{upfront_usd: 1.0, projected_monthly_queries: 1000}}
 """
 TUNED = "ft:tuned-model"
 GOOD = "Refunds take five days."
@@ -57,6 +73,11 @@ def tuned_cost(text: str) -> float:
 
 
 BIG_COST = _cost(11, len(BIG_ANSWER.split(" ")), (2.0, 8.0))
+JUDGE = "judge-model"
+
+
+def judge_cost(verdict: str) -> float:
+    return _cost(11, len(verdict.split(" ")), (1.0, 1.0))
 
 
 @pytest.fixture
@@ -215,3 +236,70 @@ def test_a_fine_tuned_stream_that_breaks_while_buffered_escalates(gateway: Serve
         "escalated", "error")
     assert streamed_text(response).strip() == BIG_ANSWER  # nothing of the broken stream reached the client
     assert cost_of(response) == pytest.approx(BIG_COST) == pytest.approx(billed(gateway))
+
+
+def test_a_judge_asked_last_accepts_and_is_paid_for(gateway: ServerThread, fake: FakeUpstream) -> None:
+    fake.script_for(TUNED, Action(text=GOOD))
+    fake.script_for(JUDGE, Action(text="Yes."))
+    response = chat(gateway, "judged", "How long do refunds take?", expect=200)
+    assert models_called(fake) == [TUNED, JUDGE]
+    assert response.headers["x-gateway-cascade"] == "accepted"
+    # The judge reads the route's question, the client's request and the answer, and may say little.
+    asked = fake.received[1]
+    prompt = asked["messages"][-1]["content"]
+    assert "Is this a complete answer?" in prompt and "How long do refunds take?" in prompt and GOOD in prompt
+    assert (asked["temperature"], asked["max_tokens"]) == (0, 8)
+    paid = [pytest.approx(tuned_cost(GOOD)), pytest.approx(judge_cost("Yes."))]
+    assert calls_of(response.headers["x-gateway-calls"]) == [("judge", "judge", paid[1]), ("fine_tuned", "tuned", paid[0])]
+    assert cost_of(response) == pytest.approx(tuned_cost(GOOD) + judge_cost("Yes."))
+    assert billed(gateway, arm="judge") == pytest.approx(judge_cost("Yes."))
+    assert billed(gateway) == pytest.approx(cost_of(response))
+
+
+@pytest.mark.parametrize(("verdict", "rejected", "judge_paid"), [
+    (Action(text="No"), "judge", True),
+    (Action(text="Perhaps"), "judge", True),  # neither yes nor no: on_error (reject) decides
+    (Action(status=500), "judge_error", False),
+])
+def test_a_judge_that_says_no_or_fails_escalates(gateway: ServerThread, fake: FakeUpstream, verdict: Action,
+                                                  rejected: str, judge_paid: bool) -> None:
+    fake.script_for(TUNED, Action(text=GOOD))
+    fake.script_for(JUDGE, verdict)  # one call: a judge is not retried, its verdict would come too late
+    fake.script_for(BIG_MODEL, Action())
+    response = chat(gateway, "judged", expect=200)
+    assert response.headers["x-gateway-cascade"] == "escalated"
+    assert response.headers["x-gateway-cascade-rejected"] == rejected
+    judging = [("judge", "judge", pytest.approx(judge_cost(verdict.text)))] if judge_paid else []
+    assert calls_of(response.headers["x-gateway-calls"]) == [
+        ("fine_tuned", "tuned", pytest.approx(tuned_cost(GOOD))), *judging, ("prompted", "big", pytest.approx(BIG_COST))]
+    assert billed(gateway) == pytest.approx(cost_of(response))
+
+
+def test_the_judge_is_not_asked_about_an_answer_already_rejected(gateway: ServerThread, fake: FakeUpstream) -> None:
+    fake.script_for(TUNED, Action(text="I'm not sure."))
+    fake.script_for(BIG_MODEL, Action())
+    response = chat(gateway, "judged", expect=200)
+    assert models_called(fake) == [TUNED, BIG_MODEL]
+    assert response.headers["x-gateway-cascade-rejected"] == "reject"
+
+
+def test_a_passthrough_route_streams_without_cascading(gateway: ServerThread, fake: FakeUpstream) -> None:
+    fake.script_for(TUNED, Action(text="I'm not sure."))
+    response = chat(gateway, "judged", expect=200, stream=True)
+    assert models_called(fake) == [TUNED]  # no judge, no escalation: the stream went straight through
+    assert "x-gateway-cascade" not in response.headers
+    assert streamed_text(response).strip() == "I'm not sure."
+
+
+def test_the_economics_view_prices_the_cascade_beside_routing_and_prompting(gateway: ServerThread,
+                                                                             fake: FakeUpstream) -> None:
+    fake.script_for(TUNED, Action(text=GOOD), Action(text="I'm not sure."))
+    fake.script_for(JUDGE, Action(text="yes"))
+    fake.script_for(BIG_MODEL, Action())
+    costs = [cost_of(chat(gateway, "judged", expect=200)) for _ in range(2)]
+    entry = next(e for e in httpx.get(gateway.url + "/v1/economics").json()["routes"] if e["route"] == "judged")
+    # As served: both requests' bills. Routing alone: the fine-tuned answers only, the rejected one included.
+    # Prompting alone is the prompted arm's cost per query it served: here the escalated request.
+    assert entry["actual_cost_per_query_usd"] == pytest.approx(sum(costs) / 2)
+    assert entry["routing_only_cost_per_query_usd"] == pytest.approx((tuned_cost(GOOD) + tuned_cost("I'm not sure.")) / 2)
+    assert (entry["prompted_requests"], entry["prompted_cost_usd"]) == (1, pytest.approx(BIG_COST))

@@ -7,7 +7,9 @@ data directory, or Redis); prompting's cost per query is what the prompted arm's
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -143,6 +145,23 @@ def test_the_window_survives_a_restart(start: GatewayFactory, fake: FakeUpstream
     entry = live(start(clock))
     assert entry["scope"] == "data_dir" and entry["requests"] == 12 and entry["window_start"] == T0
     assert entry["cost_usd"] == pytest.approx(sum(costs)) and entry["enough_traffic"]
+
+
+def test_a_file_from_before_routed_costs_is_brought_up_to_date(start: GatewayFactory, fake: FakeUpstream,
+                                                               tmp_path: Path) -> None:
+    """A data directory written by a gateway without ``routed_cost_usd``: its requests were all routed."""
+    clock = FakeClock(T0)
+    first = start(clock)
+    costs = send(first, fake, "fine_tuned", 3)
+    first.stop()
+    path = tmp_path / "var" / "economics.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as db, db:  # back to the old schema, the counts kept
+        db.execute("ALTER TABLE buckets DROP COLUMN routed_cost_usd")
+    entry = live(start(clock))
+    assert entry["cost_usd"] == pytest.approx(sum(costs))
+    assert entry["routing_only_cost_per_query_usd"] == pytest.approx(sum(costs) / 3)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert "routed_cost_usd" in {row[1] for row in db.execute("PRAGMA table_info(buckets)")}
 
 
 def test_two_processes_on_one_data_dir_add_up(start: GatewayFactory, fake: FakeUpstream) -> None:
