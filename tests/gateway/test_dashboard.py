@@ -60,6 +60,12 @@ routes:""" + econ_route(projected_monthly_queries=20_000_000) + """
     arms:
       prompted: {target: big}
       fine_tuned: {target: small}
+  ensembling:
+    strategy: ensemble
+    ensemble: {selector: vote}
+    arms:
+      prompted: {target: big}
+      fine_tuned: {target: small}
   routed:
     classifier: {model: fast, threshold: 0.5}
     arms:
@@ -120,6 +126,7 @@ def send_traffic(server: ServerThread, fake: FakeUpstream) -> None:
     fake.script_for(SMALL_MODEL, Action(text="I'm not sure."), Action(text="Refunds take five days."))
     assert chat(server, "cascading").headers["x-gateway-cascade"] == "escalated"
     assert chat(server, "cascading").headers["x-gateway-cascade"] == "accepted"
+    assert chat(server, "ensembling").headers["x-gateway-ensemble"] == "prompted"  # the fake's arms agree
     # A forced arm bypasses the experiment (variant "none"); then two requests refused before any route is known.
     assert chat(server, "ab", user="user-0", headers={"x-gateway-arm": "prompted"}).status_code == 200
     assert chat(server, "no-such-route").status_code == 404
@@ -148,6 +155,10 @@ READ = """JSON.stringify({
   cascade: document.querySelector('[data-route="cascading"] .cascade')?.textContent,
   rejections: [...document.querySelectorAll('[data-route="cascading"] .rejections tr')].slice(1)
     .map(r => [...r.children].map(c => c.textContent)),
+  ensemble: [...document.querySelectorAll('[data-route="ensembling"] .ensemble tr')].slice(1)
+    .map(r => [...r.children].map(c => c.textContent)),
+  perQuery: [...document.querySelectorAll('[data-route="econ"] .per-query div')]
+    .map(d => [d.children[0].textContent, d.children[1].textContent]),
   ttft: [...document.querySelectorAll('[data-route="routed"] table tr')].slice(1).map(r => r.lastChild.textContent),
   quality: [...document.querySelectorAll('[data-route="ab"] .quality tr')].slice(1)
     .map(r => [...r.children].map(c => c.textContent)),
@@ -212,6 +223,11 @@ def test_dashboard_shows_the_metrics(gateway: ServerThread, fake: FakeUpstream, 
     assert shown["calibration"] == f"fixed threshold 0.5000 · {prompted / decisions:.0%} prompted in the calibration window"
     assert shown["cascade"] == "50% of 2 requests escalated to the prompted arm"
     assert shown["rejections"] == [["reject", "1"]]
+    assert shown["ensemble"] == [["prompted", "1", "100%"]]
+    # A route without a strategy costs what routing alone costs; prompting alone is the counterfactual.
+    labels = [label for label, _ in shown["perQuery"]]
+    assert labels == ["per query, as served", "routing alone", "prompting alone"]
+    assert shown["perQuery"][0][1] == shown["perQuery"][1][1] != shown["perQuery"][2][1]
     assert shown["ttft"] and all(cell.endswith("ms") for cell in shown["ttft"])  # streamed: a TTFT per arm
     # Feedback per arm: the treatment's scores alternate 0.75 and 0.25, the control's are all successes.
     scored = metric_sum(metrics, "gateway_feedback_score_count", route="ab", arm="fine_tuned")

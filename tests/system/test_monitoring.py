@@ -67,6 +67,12 @@ routes:
     arms:
       prompted: {target: big}
       fine_tuned: {target: small}
+  mon-ensemble:
+    strategy: ensemble
+    ensemble: {selector: first_accepted}
+    arms:
+      prompted: {target: big}
+      fine_tuned: {target: small}
   mon-kb:
     arms:
       prompted:
@@ -96,7 +102,8 @@ BASE_METRICS = ["gateway_requests_total", "gateway_cost_usd_total",
                 "gateway_fallbacks_total", "gateway_classifier_decisions_total", "gateway_rag_requests_total",
                 "gateway_unpriced_requests_total", "gateway_shadow_requests_total", "gateway_shadow_cost_usd_total",
                 "gateway_shadow_duration_seconds_bucket", "gateway_policy_reloads_total", "gateway_redis_up",
-                "gateway_redis_transitions_total", "gateway_economics", "gateway_cascade_total"]
+                "gateway_redis_transitions_total", "gateway_economics", "gateway_cascade_total",
+                "gateway_ensemble_total"]
 
 
 def binary(name: str) -> str | None:
@@ -183,6 +190,7 @@ def drive(gateway: ServerThread, fake: FakeUpstream, round_: int) -> None:
     fake.script_for(SMALL_MODEL, Action(text="I'm not sure."))
     assert send("mon-cascade").headers["x-gateway-cascade"] == "escalated"
     assert send("mon-cascade").headers["x-gateway-cascade"] == "accepted"
+    assert send("mon-ensemble").headers["x-gateway-ensemble"] in ("prompted", "fine_tuned")
     send("mon-prompted")
     send("unpriced")
     assert send("mon-kb").headers["x-gateway-rag"] == "unavailable"
