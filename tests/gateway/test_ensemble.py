@@ -6,6 +6,7 @@ the cost header and the Prometheus counters, since an ensemble pays for answers 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -47,6 +48,11 @@ routes:
     default_arm: fine_tuned
     ensemble: {{selector: first_accepted, patience_s: 0.3}}
     acceptors: {{reject: ["not sure"]}}
+    arms: {{prompted: {{target: big}}, fine_tuned: {{target: tuned}}}}
+  escalating:
+    default_arm: fine_tuned
+    strategy: cascade
+    acceptors: {{reject: ["fake upstream"]}}
     arms: {{prompted: {{target: big}}, fine_tuned: {{target: tuned}}}}
 """
 TUNED, JUDGE = "ft:tuned-model", "judge-model"
@@ -192,3 +198,28 @@ def test_a_streamed_ensemble_replays_the_chosen_stream(gateway: ServerThread, fa
     assert cost is not None
     assert float(cost.group(1)) == pytest.approx(2 * price("big", "Five days.") + 2 * price("tuned", "Ten days."))
     assert scrape(gateway.url, "gateway_cost_usd_total") == pytest.approx(float(cost.group(1)))
+
+
+def test_concurrent_strategies_bill_every_call_exactly_once(gateway: ServerThread, fake: FakeUpstream) -> None:
+    """Forty requests at once, half ensembles with a judge, half cascades that escalate (the fake's default
+    answer is what the cascade rejects): every request is counted once and the metrics hold the headers' sum."""
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+            return list(await asyncio.gather(*(
+                client.post("/v1/chat/completions", json={"model": route, "messages": [
+                    {"role": "user", "content": f"question {index}"}]})
+                for index in range(20) for route in ("judging", "escalating"))))
+
+    responses = asyncio.run(burst())
+    assert [r.status_code for r in responses] == [200] * 40
+    by_route = {route: [r for r in responses if r.headers["x-gateway-route"] == route]
+                for route in ("judging", "escalating")}
+    assert {route: len(found) for route, found in by_route.items()} == {"judging": 20, "escalating": 20}
+    assert all(len(calls_of(r.headers["x-gateway-calls"])) == 3 for r in by_route["judging"])  # 2 arms, 1 judge
+    assert all(r.headers["x-gateway-cascade"] == "escalated" for r in by_route["escalating"])
+    assert len(fake.received) == 20 * 3 + 20 * 2
+    for route in by_route:
+        assert scrape(gateway.url, "gateway_requests_total", route=route) == 20
+    assert scrape(gateway.url, "gateway_ensemble_total", route="judging") == 20
+    assert_billed_once(gateway, responses)
