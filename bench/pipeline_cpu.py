@@ -15,6 +15,11 @@ own gateway behind the same upstream and alternates short wrk bursts between the
 so both see the same load; the report gives each tree's median per figure over the bursts.
 
     .venv/bin/python bench/pipeline_cpu.py --trees /tmp/base /tmp/head [--rounds R] [--duration S]
+
+The ``cascade`` shape (a ``strategy: cascade`` route whose fine-tuned answer is accepted, one upstream call)
+against ``plain`` gives what a cascade adds to a routed request:
+
+    .venv/bin/python bench/pipeline_cpu.py --shapes plain cascade --rounds 6 --duration 3
 """
 
 from __future__ import annotations
@@ -36,14 +41,25 @@ routes:
       prompted: {target: upstream}
       fine_tuned: {target: upstream}
 """
+CASCADE_ROUTE = """version: 1
+routes:
+  cascade:
+    default_arm: fine_tuned
+    strategy: cascade
+    acceptors: {reject: ["not sure", "i don't know"], min_chars: 1}
+    arms:
+      prompted: {target: upstream}
+      fine_tuned: {target: upstream}
+"""
 
-
-SHAPES = ("plain", "classifier", "stream")
+SHAPES = ("plain", "classifier", "stream", "cascade")
+MODELS = {"plain": "bench", "classifier": "fast", "stream": "bench", "cascade": "cascade"}
 
 
 def measure(system: overhead.System, shape: str, duration: int) -> dict[str, float]:
-    """One wrk run at c=1 of ``shape`` against ``system`` (a gateway: ``bench`` is plain, ``fast`` classified)."""
-    model = "fast" if shape == "classifier" else "bench"
+    """One wrk run at c=1 of ``shape`` against ``system`` (a gateway: ``bench`` is plain, ``fast`` classified,
+    ``cascade`` a cascade whose fine-tuned answer is accepted: one upstream call)."""
+    model = MODELS[shape]
     target = overhead.System(system.name, system.url, model, system.process, None, 0)
     body = overhead.BODY
     if shape == "stream":
@@ -67,10 +83,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
     parser.add_argument("--trees", nargs="+", metavar="DIR", help="serve these trees side by side, alternating")
+    parser.add_argument("--shapes", nargs="+", choices=SHAPES, default=list(SHAPES),
+                        help="request shapes (a tree older than strategy: cascade cannot load the cascade route)")
     args = parser.parse_args()
     upstream_port = overhead.free_port()
     policies = overhead.policy_dir(upstream_port)  # the zero-delay upstream's target and the plain route
     (policies / "fast.yaml").write_text(CLASSIFIER_ROUTE)
+    if "cascade" in args.shapes:
+        (policies / "cascade.yaml").write_text(CASCADE_ROUTE)
     direct = overhead.start("direct", [str(overhead.BIN / "hybrid-gateway"), "demo-upstream", "--port",
                                        str(upstream_port), "--latency-scale", "0"], upstream_port, "demo-large")
     gateways: list[overhead.System] = []
@@ -79,7 +99,7 @@ def main() -> None:
         gateways = [start_gateway(policies, tree) for tree in (args.trees or [None])]
         for round_index in range(args.rounds):
             base = overhead.wrk(direct, 1, args.duration)["p50_ms"]
-            for shape in SHAPES:
+            for shape in args.shapes:
                 shift = round_index % len(gateways)  # who goes first alternates from round to round
                 for gateway in gateways[shift:] + gateways[:shift]:
                     run = measure(gateway, shape, args.duration)
