@@ -308,6 +308,19 @@ class Acceptors(_Strict):
         return self.min_mean_logprob is not None or self.min_token_logprob is not None
 
 
+class Cache(_Strict):
+    """Exact-match answers per route: the same final upstream request (after routing and retrieval) within
+    ``ttl_s`` is answered from the cache, at no cost. In Redis when configured (shared by replicas, entries
+    expire there), else in the process (``max_entries`` and ``max_bytes`` bound it, least recently used out)."""
+
+    ttl_s: float = Field(default=300.0, gt=0, le=30 * 86_400)
+    max_entries: int = Field(default=1_000, ge=1, le=1_000_000, description="In-process entries per route.")
+    max_bytes: int = Field(default=64 << 20, ge=1024, description="In-process bytes per route.")
+    max_entry_bytes: int = Field(default=1 << 20, ge=256, description="Larger answers are not kept.")
+    allow_sampled: bool = Field(default=False, description="Also cache requests that sample (temperature absent "
+                                "or above 0): their repeats would otherwise differ.")
+
+
 class Ensemble(_Strict):
     """``strategy: ensemble``: both arms answer every request, in parallel, and a selector picks the answer."""
 
@@ -351,6 +364,7 @@ class Route(_Strict):
                                         "when asked for, and the fine-tuned call succeeding); an ensemble's "
                                         "candidates must pass them too.")
     ensemble: Ensemble | None = None
+    cache: Cache | None = None
     stream: Literal["buffered", "passthrough-no-cascade"] = Field(
         default="buffered", description="A cascade's or ensemble's streamed request: buffered (answers are read "
         "whole, judged, then replayed) or passthrough-no-cascade (streams are routed as on strategy: route).")
@@ -365,6 +379,9 @@ class Route(_Strict):
             raise ValueError("acceptors apply only to strategy: cascade or ensemble")
         if self.stream != "buffered" and self.strategy == "route":
             raise ValueError("stream applies only to strategy: cascade or ensemble")
+        if self.cache is not None and self.strategy != "route":
+            raise ValueError(f"cache applies only to strategy: route (a {self.strategy}'s answers depend on "
+                             "checks made after the call)")
         return self
 
     @model_validator(mode="after")

@@ -298,3 +298,9 @@ def test_a_cascade_judge_must_be_a_known_target(tmp_path: Path) -> None:
     path = write(tmp_path, CASCADE.replace("    arms:\n", "    acceptors: {judge: {target: nobody}}\n    arms:\n", 1))
     [issue] = issues_of(tmp_path)
     assert issue.startswith(f"{path}:12: routes.r.acceptors.judge.target: unknown target 'nobody'"), issue
+
+
+def test_a_cache_on_a_strategy_route_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, CASCADE.replace("    arms:\n", "    cache: {ttl_s: 60}\n    arms:\n", 1))
+    [issue] = issues_of(tmp_path)
+    assert issue.startswith(f"{path}:9: routes.r: Value error, cache applies only to strategy: route"), issue
