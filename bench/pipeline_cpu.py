@@ -17,9 +17,12 @@ so both see the same load; the report gives each tree's median per figure over t
     .venv/bin/python bench/pipeline_cpu.py --trees /tmp/base /tmp/head [--rounds R] [--duration S]
 
 The ``cascade`` shape (a ``strategy: cascade`` route whose fine-tuned answer is accepted, one upstream call)
-against ``plain`` gives what a cascade adds to a routed request:
+against ``plain`` gives what a cascade adds to a routed request; ``cache-miss`` (a route whose cache looks
+every request up and keeps nothing: its answers exceed the entry limit) and ``cache-hit`` (every request after
+the first answered from the cache) what the response cache adds and saves:
 
     .venv/bin/python bench/pipeline_cpu.py --shapes plain cascade --rounds 6 --duration 3
+    .venv/bin/python bench/pipeline_cpu.py --shapes plain cache-miss cache-hit --rounds 8 --duration 3
 """
 
 from __future__ import annotations
@@ -52,8 +55,19 @@ routes:
       fine_tuned: {target: upstream}
 """
 
-SHAPES = ("plain", "classifier", "stream", "cascade")
-MODELS = {"plain": "bench", "classifier": "fast", "stream": "bench", "cascade": "cascade"}
+CACHE_ROUTES = """version: 1
+routes:
+  cache-miss:  # its answers are larger than it keeps: every request looks up, misses and calls upstream
+    cache: {allow_sampled: true, max_entry_bytes: 256}
+    arms: {prompted: {target: upstream}}
+  cache-hit:
+    cache: {allow_sampled: true, ttl_s: 3600}
+    arms: {prompted: {target: upstream}}
+"""
+
+SHAPES = ("plain", "classifier", "stream", "cascade", "cache-miss", "cache-hit")
+MODELS = {"plain": "bench", "classifier": "fast", "stream": "bench", "cascade": "cascade",
+          "cache-miss": "cache-miss", "cache-hit": "cache-hit"}
 
 
 def measure(system: overhead.System, shape: str, duration: int) -> dict[str, float]:
@@ -91,6 +105,8 @@ def main() -> None:
     (policies / "fast.yaml").write_text(CLASSIFIER_ROUTE)
     if "cascade" in args.shapes:
         (policies / "cascade.yaml").write_text(CASCADE_ROUTE)
+    if {"cache-miss", "cache-hit"} & set(args.shapes):
+        (policies / "cache.yaml").write_text(CACHE_ROUTES)
     direct = overhead.start("direct", [str(overhead.BIN / "hybrid-gateway"), "demo-upstream", "--port",
                                        str(upstream_port), "--latency-scale", "0"], upstream_port, "demo-large")
     gateways: list[overhead.System] = []

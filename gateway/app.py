@@ -44,6 +44,7 @@ from gateway.pipeline.experiments import OutcomeRecorder
 from gateway.pipeline.grounding import KnowledgeService
 from gateway.pipeline.score_sharing import ScoreSharing
 from gateway.pipeline.shadow import ShadowRunner
+from gateway.response_cache import ResponseCache
 from gateway.settings import Settings
 from gateway.state import Dependency, GatewayState, ReadinessCheck
 from gateway.upstream import Upstreams, http1, warm_up
@@ -114,7 +115,8 @@ def _runtime(settings: Settings, clock: Callable[[], float]) -> GatewayState:
         readiness["redis"] = Dependency(_readiness_of_redis(shared), lambda: shared.reached)
     return GatewayState(settings, policies, upstreams, metrics, ledger, knowledge,
                         AttemptRunner(metrics, breaker_board(shared)), chooser, outcomes, shared,
-                        ShadowRunner(metrics, upstreams), window, readiness, capture, captures, cluster)
+                        ShadowRunner(metrics, upstreams), window, readiness, capture, captures,
+                        ResponseCache(shared, clock), cluster)
 
 
 def _readiness_of_redis(shared: SharedState) -> ReadinessCheck:
@@ -147,6 +149,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         await asyncio.gather(*tasks, return_exceptions=True)
         await gateway.outcomes.drain()
         await gateway.shadow.drain()
+        await gateway.cache.drain()
         await gateway.window.aclose()
         await asyncio.to_thread(gateway.captures.close)
         await gateway.upstreams.aclose()

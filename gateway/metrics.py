@@ -61,6 +61,10 @@ class Metrics:
         self.cascade_rejections = Counter("gateway_cascade_rejections", "Fine-tuned answers a cascade rejected, by "
                                           "the acceptor that rejected them ('error': the call failed).",
                                           ("route", "acceptor"), registry=r)
+        self.cache_lookups = Counter("gateway_cache_lookups", "Response cache lookups of requests a route may "
+                                     "cache, by result (hit, miss).", ("route", "result"), registry=r)
+        self.cache_saved = Counter("gateway_cache_saved_usd", "What cache hits' answers cost when they were paid "
+                                   "for: spent once, served again for nothing.", ("route",), registry=r)
         self.ensembles = Counter("gateway_ensemble", "Requests an ensemble route sent to both arms, by the arm "
                                  "whose answer was returned ('failed': no candidate answered).", ("route", "outcome"),
                                  registry=r)

@@ -15,6 +15,7 @@ from gateway.pipeline.attempts import AttemptRunner
 from gateway.pipeline.experiments import OutcomeRecorder
 from gateway.pipeline.grounding import KnowledgeService
 from gateway.pipeline.shadow import ShadowRunner
+from gateway.response_cache import ResponseCache
 from gateway.settings import Settings
 from gateway.upstream import Upstreams
 from policies import PolicyHolder, SharedState
@@ -55,4 +56,5 @@ class GatewayState:
     readiness: Mapping[str, Dependency]
     capture: CapturePolicy
     captures: CaptureWriter
+    cache: ResponseCache
     cluster: ClusterLedger | None = None

@@ -135,11 +135,15 @@ class Delivery:
     rag_s: float = 0.0  # time retrieval added (queue wait, embedding, search)
     sources: str = ""
     strategy: Strategy | None = None
+    cache: str = ""  # "" on a route without a cache (or a request it may not cache); else hit or miss
+    saved_usd: float | None = None  # a hit's: what its answer cost when it was paid for
 
     def __init__(self, attempts: int = 0, fallback: str = "", upstream_s: float = 0.0, rag: str | None = None,
-                 rag_s: float = 0.0, sources: str = "", strategy: Strategy | None = None) -> None:
+                 rag_s: float = 0.0, sources: str = "", strategy: Strategy | None = None, cache: str = "",
+                 saved_usd: float | None = None) -> None:
         _fill(self, "__dict__", {"attempts": attempts, "fallback": fallback, "upstream_s": upstream_s, "rag": rag,
-                                "rag_s": rag_s, "sources": sources, "strategy": strategy})
+                                "rag_s": rag_s, "sources": sources, "strategy": strategy, "cache": cache,
+                                "saved_usd": saved_usd})
 
     @property
     def calls(self) -> tuple[PaidCall, ...]:
@@ -159,7 +163,7 @@ class Delivery:
         """The same delivery, ``read_s`` more upstream time (a stream's reads after its attempt); direct, as
         ``replace`` walks the fields (~3 us a stream)."""
         return Delivery(self.attempts, self.fallback, self.upstream_s + read_s, self.rag, self.rag_s, self.sources,
-                        self.strategy)
+                        self.strategy, self.cache, self.saved_usd)
 
 
 NOTHING_DELIVERED = Delivery()
@@ -231,7 +235,11 @@ def finish(arrival: Arrival, routing: Routing = UNROUTED, delivery: Delivery = N
            target: Target | None = None, usage: Usage | None = None, status: int = 200,
            error_code: str | None = None, ttft_s: float | None = None, exchange: Exchange | None = None) -> Completion:
     """The request's ``Completion``, now: its duration ends here and its cost is ``usage`` at ``target``'s price,
-    plus what the delivery's paid calls cost (``answer_cost_usd`` takes them out again)."""
+    plus what the delivery's paid calls cost (``answer_cost_usd`` takes them out again). A cache hit paid for
+    nothing: it has no usage and costs 0."""
+    if delivery.cache == "hit":
+        return Completion(arrival, routing, delivery, status, error_code, None, 0.0, arrival.elapsed(), ttft_s,
+                          exchange)
     cost = cost_usd(target, usage) if usage is not None else None
     if delivery.calls:
         cost = (cost or 0.0) + delivery.calls_cost_usd

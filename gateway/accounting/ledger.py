@@ -101,6 +101,10 @@ class Ledger:
             children.cost.inc(answer_cost)
         if delivery.strategy is not None:
             self._strategy(done, delivery.strategy)
+        if delivery.cache:
+            m.cache_lookups.labels(routing.route, delivery.cache).inc()
+            if delivery.saved_usd:
+                m.cache_saved.labels(routing.route).inc(delivery.saved_usd)
         self._log(done, overhead_s)
         for hook in self._hooks:
             hook(done)
@@ -141,7 +145,7 @@ class Ledger:
             "cost_usd": done.cost_usd, "rag": delivery.rag, "score": routing.score, "attempts": delivery.attempts,
             "rag_ms": round(delivery.rag_s * 1000, 3) if delivery.rag else None,
             "fallback": delivery.fallback or None, "experiment": routing.experiment or None,
-            "strategy": _strategy_fields(delivery.strategy),
+            "strategy": _strategy_fields(delivery.strategy), "cache": delivery.cache or None,
         }, option=orjson.OPT_UTC_Z | orjson.OPT_APPEND_NEWLINE))
         self._access.flush()
 

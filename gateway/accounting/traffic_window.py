@@ -65,8 +65,11 @@ def rows_of(done: Completion) -> tuple[tuple[Labels, Values], ...]:
     """What one finished request adds: the request, its answer's tokens and cost under the arm that answered,
     and each call a cascade or ensemble paid for and did not return under its own arm and target, with no
     request: the arm's cost per query then holds what it cost to get its answers, and the prompted arm's stays
-    the counterfactual's. The routed cost goes with the rows routing alone would have paid for."""
+    the counterfactual's. The routed cost goes with the rows routing alone would have paid for. A cache hit
+    adds nothing: the break-even compares what the arms cost, and no arm served it."""
     usage, routing, strategy = done.usage, done.routing, done.delivery.strategy
+    if done.delivery.cache == "hit":  # neither arm was paid, and a cache would serve it under prompting alone too
+        return ()
     labels = routing.labels()
     answer_cost = done.answer_cost_usd or 0.0
     answer: tuple[Labels, Values] = (labels, (1.0, answer_cost, float(usage.prompt_tokens if usage else 0),

@@ -91,6 +91,12 @@ def _delta_text(chunk: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
+def sse_payloads(body: bytes) -> list[bytes]:
+    """The ``data:`` payloads of a whole stream's bytes, ``[DONE]`` left out."""
+    payloads = (line[5:].strip() for line in body.split(b"\n") if line.startswith(b"data:"))
+    return [payload for payload in payloads if payload and payload != b"[DONE]"]
+
+
 def stream_text(payloads: Iterable[bytes]) -> str:
     """All generated text of a stream, from its ``data:`` payloads (content and tool-call arguments)."""
     parts: list[str] = []

@@ -22,12 +22,13 @@ from gateway.accounting.completion import (
     Strategy,
     finish,
 )
-from gateway.accounting.usage import reply_usage
+from gateway.accounting.usage import cost_usd, reply_usage
 from gateway.api.common import completed_headers, failure, gateway_headers, state_of
 from gateway.api.event_stream import EventStream
 from gateway.capture import ShadowAnswer
 from gateway.errors import InvalidRequest
-from gateway.pipeline.attempts import Answered, Exhausted
+from gateway.pipeline.attempts import Answered, Effort, Exhausted
+from gateway.pipeline.candidates import BufferedStream, Run
 from gateway.pipeline.cascade import cascade
 from gateway.pipeline.decision import ArmDecision, decide_arm, resolve_model
 from gateway.pipeline.ensemble import candidate_plans, ensemble
@@ -38,6 +39,7 @@ from gateway.pipeline.judge import JudgeCaller
 from gateway.pipeline.plan import Plan, alternates, arm_plan, plan_chat
 from gateway.pipeline.streaming import SSERelay
 from gateway.protocol import ChatCompletionRequest
+from gateway.response_cache import cache_key
 from gateway.state import GatewayState
 from gateway.upstream import UpstreamReply, UpstreamStream
 from policies import ARM_NAMES, Acceptors, ArmName, Assignment, Knowledge, PolicySet
@@ -90,11 +92,13 @@ class _Grounding:
     def outcome(self, plan: Plan) -> RagOutcome | None:
         return self._outcomes.get(plan.knowledge) if plan.knowledge is not None else None
 
-    def delivery(self, attempted: Answered[Any] | Exhausted, strategy: Strategy | None = None) -> Delivery:
+    def delivery(self, attempted: Answered[Any] | Exhausted, strategy: Strategy | None = None, cache: str = "",
+                 saved_usd: float | None = None) -> Delivery:
         """What the attempts and the retrievals took; the knowledge is the one of the plan that ended them."""
         rag, effort = self.outcome(attempted.plan), attempted.effort
         return Delivery(effort.attempts, effort.fallback, effort.upstream_s, rag.result if rag else None,
-                        sum(o.seconds for o in self._outcomes.values()), rag.header() if rag else "", strategy)
+                        sum(o.seconds for o in self._outcomes.values()), rag.header() if rag else "", strategy,
+                        cache, saved_usd)
 
 
 def _with_sources(reply: UpstreamReply, rag: RagOutcome | None, request_id: str) -> bytes:
@@ -131,6 +135,31 @@ def _strategy(route: PolicyRoute | None, decision: ArmDecision, stream: bool) ->
     return route.strategy
 
 
+async def _served_once(gateway: GatewayState, first: Plan, run: Run,
+                       grounding: _Grounding) -> tuple[Answered[Any] | Exhausted, Delivery]:
+    """``strategy: route``: the answer from the route's cache when it keeps one and holds this request's,
+    else from upstream, kept for the next time when the first plan gave it (``gateway.response_cache``)."""
+    limits = first.policy_route.cache if first.policy_route is not None else None
+    key = cache_key(first.route, first.target_name, first.payload, limits) if limits is not None else None
+    if key is None or limits is None:
+        attempted = await run(first)
+        return attempted, grounding.delivery(attempted)
+    entry = await gateway.cache.get(first.route, key, limits)
+    if entry is not None:
+        replay = BufferedStream(entry.body) if entry.stream else UpstreamReply(entry.body, orjson.loads(entry.body))
+        hit: Answered[Any] = Answered(first, replay, Effort(0, (), 0.0))
+        return hit, grounding.delivery(hit, cache="hit", saved_usd=cost_usd(first.target, entry.usage))
+    attempted = await run(first)
+    if isinstance(attempted, Answered) and not attempted.effort.fallbacks:
+        result = attempted.result
+        if isinstance(result, UpstreamReply):
+            gateway.cache.keep_reply(first.route, key, result, first.messages, limits)
+        else:
+            result = gateway.cache.recording(first.route, key, result, first.messages, limits)
+            attempted = Answered(attempted.plan, result, attempted.effort)
+    return attempted, grounding.delivery(attempted, cache="miss")
+
+
 async def _serve(gateway: GatewayState, policy: PolicySet, arrival: Arrival, routing: Routing,
                  body: dict[str, Any], chat: ChatCompletionRequest, first: Plan, capturing: bool,
                  strategy: str) -> Response:
@@ -159,8 +188,7 @@ async def _serve(gateway: GatewayState, policy: PolicySet, arrival: Arrival, rou
 
     route = first.policy_route
     if strategy == "route" or route is None:
-        attempted = await run(first)
-        delivery = grounding.delivery(attempted)
+        attempted, delivery = await _served_once(gateway, first, run, grounding)
     else:
         acceptors, judges = route.acceptors or _ACCEPT_WHAT_ANSWERS, JudgeCaller(policy, gateway.upstreams)
         max_bytes = gateway.settings.limits.max_upstream_reply_bytes

@@ -82,6 +82,10 @@ def gateway_headers(arrival: Arrival, routing: Routing, delivery: Delivery, cost
         headers["x-gateway-assignment"] = "keyed" if routing.keyed else "unkeyed"
     if usage is not None and usage.estimated:
         headers["x-gateway-usage"] = "estimated"
+    if delivery.cache:
+        headers["x-gateway-cache"] = delivery.cache
+        if delivery.saved_usd is not None:
+            headers["x-gateway-cache-saved-usd"] = format_cost(delivery.saved_usd)
     strategy = delivery.strategy
     if strategy is not None:
         headers[f"x-gateway-{strategy.name}"] = strategy.outcome

@@ -23,6 +23,7 @@ from gateway.accounting.usage import (
     estimate_prompt_tokens,
     estimate_tokens,
     reply_usage,
+    sse_payloads,
     usage_from,
 )
 from gateway.errors import UpstreamFailed, UpstreamTimeout
@@ -92,11 +93,6 @@ class Judged:
                         rejected_by, routed)
 
 
-def _payloads(body: bytes) -> list[bytes]:
-    payloads = (line[len(_DATA):].strip() for line in body.split(b"\n") if line.startswith(_DATA))
-    return [payload for payload in payloads if payload and payload != _DONE]
-
-
 def _chunk(payload: bytes) -> dict[str, Any]:
     try:
         chunk = orjson.loads(payload)
@@ -155,7 +151,7 @@ async def read_whole(attempted: Answered[Any], strip: bool, deadline: float, max
     started = time.perf_counter()
     body = await _drain(result, deadline, max_bytes)
     read_s = time.perf_counter() - started
-    chunks = [_chunk(payload) for payload in _payloads(body)]
+    chunks = [_chunk(payload) for payload in sse_payloads(body)]
     choices = stream_choices(chunks)
     usage = next((found for found in map(usage_from, reversed(chunks)) if found is not None), None)
     if usage is None:
