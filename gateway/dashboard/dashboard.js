@@ -243,6 +243,14 @@
       [...outcomes].sort().map(([o, c]) => [esc(o), num(c), pct(c / n)]), "ensemble");
   }
 
+  function cacheSection(samples, on) {
+    const lookups = group(samples, "gateway_cache_lookups_total", (l) => l.result, on);
+    const n = [...lookups.values()].reduce((a, b) => a + b, 0);
+    if (!n) return "";
+    const hits = lookups.get("hit") || 0, saved = total(samples, "gateway_cache_saved_usd_total", on);
+    return `<h3>Cache</h3><span class="muted cache">${pct(hits / n)} of ${num(n)} lookups answered from the cache, ${usd(saved)} not spent</span>`;
+  }
+
   function routeCard(route, samples, econ) {
     const on = (l) => l.route === route;
     const requests = total(samples, "gateway_requests_total", on), cost = total(samples, "gateway_cost_usd_total", on);
@@ -277,7 +285,7 @@
       html += `<div class="muted calibration">${Number.isFinite(target) ? `live threshold ${score(threshold)} for a ${pct(target)} target`
         : `fixed threshold ${score(threshold)}`} · ${pct(gauge("gateway_classifier_prompted_share"))} prompted in the calibration window</div>`;
     }
-    html += cascadeSection(samples, on) + ensembleSection(samples, on);
+    html += cascadeSection(samples, on) + ensembleSection(samples, on) + cacheSection(samples, on);
     const fallbacks = group(samples, "gateway_fallbacks_total", (l) => `${l.from_target}\u0000${l.to_target}\u0000${l.reason}`, on);
     html += `<h3>Fallbacks</h3>${fallbacks.size ? table(["from → to", "reason", "count"], [...fallbacks].map(([k, n]) => {
       const [from, to, reason] = k.split("\u0000");

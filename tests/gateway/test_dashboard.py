@@ -60,6 +60,9 @@ routes:""" + econ_route(projected_monthly_queries=20_000_000) + """
     arms:
       prompted: {target: big}
       fine_tuned: {target: small}
+  caching:
+    cache: {}
+    arms: {prompted: {target: big}}
   ensembling:
     strategy: ensemble
     ensemble: {selector: vote}
@@ -127,6 +130,8 @@ def send_traffic(server: ServerThread, fake: FakeUpstream) -> None:
     assert chat(server, "cascading").headers["x-gateway-cascade"] == "escalated"
     assert chat(server, "cascading").headers["x-gateway-cascade"] == "accepted"
     assert chat(server, "ensembling").headers["x-gateway-ensemble"] == "prompted"  # the fake's arms agree
+    assert [chat(server, "caching", temperature=0).headers["x-gateway-cache"] for _ in range(3)] == [
+        "miss", "hit", "hit"]
     # A forced arm bypasses the experiment (variant "none"); then two requests refused before any route is known.
     assert chat(server, "ab", user="user-0", headers={"x-gateway-arm": "prompted"}).status_code == 200
     assert chat(server, "no-such-route").status_code == 404
@@ -157,6 +162,7 @@ READ = """JSON.stringify({
     .map(r => [...r.children].map(c => c.textContent)),
   ensemble: [...document.querySelectorAll('[data-route="ensembling"] .ensemble tr')].slice(1)
     .map(r => [...r.children].map(c => c.textContent)),
+  cache: document.querySelector('[data-route="caching"] .cache')?.textContent,
   perQuery: [...document.querySelectorAll('[data-route="econ"] .per-query div')]
     .map(d => [d.children[0].textContent, d.children[1].textContent]),
   ttft: [...document.querySelectorAll('[data-route="routed"] table tr')].slice(1).map(r => r.lastChild.textContent),
@@ -224,6 +230,10 @@ def test_dashboard_shows_the_metrics(gateway: ServerThread, fake: FakeUpstream, 
     assert shown["cascade"] == "50% of 2 requests escalated to the prompted arm"
     assert shown["rejections"] == [["reject", "1"]]
     assert shown["ensemble"] == [["prompted", "1", "100%"]]
+    saved = metric_sum(metrics, "gateway_cache_saved_usd_total", route="caching")
+    prefix = "67% of 3 lookups answered from the cache, $"
+    assert saved > 0 and shown["cache"].startswith(prefix) and shown["cache"].endswith(" not spent")
+    assert float(shown["cache"][len(prefix):-len(" not spent")]) == pytest.approx(saved, rel=1e-3)
     # A route without a strategy costs what routing alone costs; prompting alone is the counterfactual.
     labels = [label for label, _ in shown["perQuery"]]
     assert labels == ["per query, as served", "routing alone", "prompting alone"]
