@@ -97,6 +97,15 @@ def sse_payloads(body: bytes) -> list[bytes]:
     return [payload for payload in payloads if payload and payload != b"[DONE]"]
 
 
+def sse_chunk(payload: bytes) -> dict[str, Any]:
+    """One ``data:`` payload as a JSON object; ``{}`` for anything else (a stream is the upstream's to get wrong)."""
+    try:
+        chunk = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return {}
+    return chunk if isinstance(chunk, dict) else {}
+
+
 def stream_text(payloads: Iterable[bytes]) -> str:
     """All generated text of a stream, from its ``data:`` payloads (content and tool-call arguments)."""
     parts: list[str] = []

@@ -23,6 +23,7 @@ from gateway.accounting.usage import (
     estimate_prompt_tokens,
     estimate_tokens,
     reply_usage,
+    sse_chunk,
     sse_payloads,
     usage_from,
 )
@@ -93,14 +94,6 @@ class Judged:
                         rejected_by, routed)
 
 
-def _chunk(payload: bytes) -> dict[str, Any]:
-    try:
-        chunk = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return {}
-    return chunk if isinstance(chunk, dict) else {}
-
-
 def _without_logprobs(data: dict[str, Any]) -> dict[str, Any]:
     choices = data.get("choices")
     if not isinstance(choices, list):
@@ -115,7 +108,7 @@ def _stream_without_logprobs(body: bytes) -> bytes:
     for line in body.split(b"\n"):
         payload = line[len(_DATA):].strip() if line.startswith(_DATA) else b""
         if payload and payload != _DONE and b'"logprobs"' in payload:
-            line = b"data: " + orjson.dumps(_without_logprobs(_chunk(payload)))
+            line = b"data: " + orjson.dumps(_without_logprobs(sse_chunk(payload)))
         lines.append(line)
     return b"\n".join(lines)
 
@@ -151,7 +144,7 @@ async def read_whole(attempted: Answered[Any], strip: bool, deadline: float, max
     started = time.perf_counter()
     body = await _drain(result, deadline, max_bytes)
     read_s = time.perf_counter() - started
-    chunks = [_chunk(payload) for payload in sse_payloads(body)]
+    chunks = [sse_chunk(payload) for payload in sse_payloads(body)]
     choices = stream_choices(chunks)
     usage = next((found for found in map(usage_from, reversed(chunks)) if found is not None), None)
     if usage is None:

@@ -19,8 +19,6 @@ import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any
 
-import orjson
-
 from gateway.accounting.completion import (
     Arrival,
     Completion,
@@ -35,6 +33,7 @@ from gateway.accounting.usage import (
     estimate_prompt_tokens,
     estimate_tokens,
     format_cost,
+    sse_chunk,
     stream_text,
     usage_from,
 )
@@ -45,14 +44,6 @@ from gateway.upstream import UpstreamStream
 _DATA = b"data:"
 _DONE = b"[DONE]"
 _NULL_USAGE = re.compile(rb'"usage"\s*:\s*null')
-
-
-def _loads(payload: bytes) -> dict[str, Any]:
-    try:
-        chunk = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return {}
-    return chunk if isinstance(chunk, dict) else {}
 
 
 class SSERelay:
@@ -102,7 +93,7 @@ class SSERelay:
         self._payloads.append(payload)
         if b'"usage"' not in payload or _NULL_USAGE.search(payload):
             return True
-        chunk = _loads(payload)
+        chunk = sse_chunk(payload)
         usage = usage_from(chunk)
         if usage is None:
             return True

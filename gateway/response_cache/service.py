@@ -23,6 +23,7 @@ from gateway.accounting.usage import (
     estimate_prompt_tokens,
     estimate_tokens,
     reply_usage,
+    sse_chunk,
     sse_payloads,
     stream_text,
     usage_from,
@@ -47,11 +48,7 @@ def stream_usage(body: bytes, messages: Sequence[Mapping[str, Any]]) -> Usage:
     """A whole stream's usage: its usage chunk, else estimated from the prompt and the streamed text."""
     payloads = sse_payloads(body)
     for payload in reversed(payloads):
-        try:
-            chunk = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(chunk, dict) and (found := usage_from(chunk)) is not None:
+        if (found := usage_from(sse_chunk(payload))) is not None:
             return found
     return Usage(estimate_prompt_tokens(messages), estimate_tokens(stream_text(payloads)), True)
 

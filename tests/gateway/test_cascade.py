@@ -20,21 +20,9 @@ from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.ledger import cost_of
 from tests.support.metrics import scrape
 from tests.support.servers import ServerThread
+from tests.support.strategies import JUDGE, TARGETS, TUNED, calls_of, price
 
-CASCADE = """
-version: 1
-targets:
-  tuned:
-    provider: openai
-    model: ft:tuned-model
-    api_base: {url}/v1
-    price: {{input_per_million: 0.5, output_per_million: 1.0}}
-  judge:
-    provider: openai
-    model: judge-model
-    api_base: {url}/v1
-    price: {{input_per_million: 1.0, output_per_million: 1.0}}
-routes:
+CASCADE = TARGETS + """
   cascading:
     default_arm: fine_tuned
     strategy: cascade
@@ -59,25 +47,19 @@ routes:
       fine_tuned: {{target: tuned}}
     economics: {{upfront_usd: 1.0, projected_monthly_queries: 1000}}
 """
-TUNED = "ft:tuned-model"
 GOOD = "Refunds take five days."
 BIG_ANSWER = Action().text  # the fake's default answer, which the prompted arm gives
 
 
-def _cost(prompt: int, completion: int, per_million: tuple[float, float]) -> float:
-    return (prompt * per_million[0] + completion * per_million[1]) / 1e6
+BIG_COST = price("big", BIG_ANSWER)
 
 
 def tuned_cost(text: str) -> float:
-    return _cost(11, len(text.split(" ")), (0.5, 1.0))
-
-
-BIG_COST = _cost(11, len(BIG_ANSWER.split(" ")), (2.0, 8.0))
-JUDGE = "judge-model"
+    return price("tuned", text)
 
 
 def judge_cost(verdict: str) -> float:
-    return _cost(11, len(verdict.split(" ")), (1.0, 1.0))
+    return price("judge", verdict)
 
 
 @pytest.fixture
@@ -85,16 +67,6 @@ def gateway(start_gateway: GatewayFactory, policy_dir: Path, fake_server: tuple[
             fake: FakeUpstream) -> ServerThread:
     (policy_dir / "cascade.yaml").write_text(CASCADE.format(url=fake_server[1].url))
     return start_gateway()
-
-
-def models_called(fake: FakeUpstream) -> list[str]:
-    return [body["model"] for body in fake.received]
-
-
-def calls_of(header: str) -> list[tuple[str, str, float]]:
-    """``x-gateway-calls`` as (arm, target, cost) items."""
-    found = re.findall(r'(\w+);target="([^"]+)";cost="([^"]+)"', header)
-    return [(arm, target, float(cost)) for arm, target, cost in found]
 
 
 def streamed_calls(response: httpx.Response) -> str:
@@ -116,7 +88,7 @@ def billed(server: ServerThread, **labels: str) -> float:
 def test_an_accepted_answer_is_the_fine_tuned_arms_alone(gateway: ServerThread, fake: FakeUpstream) -> None:
     fake.script_for(TUNED, Action(text=GOOD))
     response = chat(gateway, "cascading", expect=200)
-    assert models_called(fake) == [TUNED]
+    assert fake.models_called() == [TUNED]
     assert response.headers["x-gateway-arm"] == "fine_tuned"
     assert response.headers["x-gateway-cascade"] == "accepted"
     assert "x-gateway-cascade-rejected" not in response.headers
@@ -146,7 +118,7 @@ def test_each_acceptor_escalates_to_the_prompted_arm(gateway: ServerThread, fake
     fake.script_for(TUNED, answer)
     fake.script_for(BIG_MODEL, Action())
     response = chat(gateway, "cascading", expect=200, **extra)
-    assert models_called(fake) == [TUNED, BIG_MODEL]
+    assert fake.models_called() == [TUNED, BIG_MODEL]
     assert response.headers["x-gateway-cascade"] == "escalated"
     assert response.headers["x-gateway-cascade-rejected"] == acceptor
     assert (response.headers["x-gateway-arm"], response.headers["x-gateway-target"]) == ("prompted", "big")
@@ -172,7 +144,7 @@ def test_a_failed_fine_tuned_call_escalates_and_is_not_billed(gateway: ServerThr
     fake.script_for(TUNED, Action(status=500))
     fake.script_for(BIG_MODEL, Action())
     response = chat(gateway, "cascading", expect=200)
-    assert models_called(fake) == [TUNED, BIG_MODEL]
+    assert fake.models_called() == [TUNED, BIG_MODEL]
     assert response.headers["x-gateway-cascade-rejected"] == "error"
     assert response.headers["x-gateway-attempts"] == "2"
     assert calls_of(response.headers["x-gateway-calls"]) == [("prompted", "big", pytest.approx(BIG_COST))]
@@ -242,7 +214,7 @@ def test_a_judge_asked_last_accepts_and_is_paid_for(gateway: ServerThread, fake:
     fake.script_for(TUNED, Action(text=GOOD))
     fake.script_for(JUDGE, Action(text="Yes."))
     response = chat(gateway, "judged", "How long do refunds take?", expect=200)
-    assert models_called(fake) == [TUNED, JUDGE]
+    assert fake.models_called() == [TUNED, JUDGE]
     assert response.headers["x-gateway-cascade"] == "accepted"
     # The judge reads the route's question, the client's request and the answer, and may say little.
     asked = fake.received[1]
@@ -279,14 +251,14 @@ def test_the_judge_is_not_asked_about_an_answer_already_rejected(gateway: Server
     fake.script_for(TUNED, Action(text="I'm not sure."))
     fake.script_for(BIG_MODEL, Action())
     response = chat(gateway, "judged", expect=200)
-    assert models_called(fake) == [TUNED, BIG_MODEL]
+    assert fake.models_called() == [TUNED, BIG_MODEL]
     assert response.headers["x-gateway-cascade-rejected"] == "reject"
 
 
 def test_a_passthrough_route_streams_without_cascading(gateway: ServerThread, fake: FakeUpstream) -> None:
     fake.script_for(TUNED, Action(text="I'm not sure."))
     response = chat(gateway, "judged", expect=200, stream=True)
-    assert models_called(fake) == [TUNED]  # no judge, no escalation: the stream went straight through
+    assert fake.models_called() == [TUNED]  # no judge, no escalation: the stream went straight through
     assert "x-gateway-cascade" not in response.headers
     assert streamed_text(response).strip() == "I'm not sure."
 

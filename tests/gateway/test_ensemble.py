@@ -20,21 +20,9 @@ from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.ledger import cost_of
 from tests.support.metrics import scrape
 from tests.support.servers import ServerThread
+from tests.support.strategies import JUDGE, TARGETS, TUNED, calls_of, price
 
-ENSEMBLES = """
-version: 1
-targets:
-  tuned:
-    provider: openai
-    model: ft:tuned-model
-    api_base: {url}/v1
-    price: {{input_per_million: 0.5, output_per_million: 1.0}}
-  judge:
-    provider: openai
-    model: judge-model
-    api_base: {url}/v1
-    price: {{input_per_million: 1.0, output_per_million: 1.0}}
-routes:
+ENSEMBLES = TARGETS + """
   voting:
     strategy: ensemble
     ensemble: {{selector: vote, samples: 2}}
@@ -55,26 +43,11 @@ routes:
     acceptors: {{reject: ["fake upstream"]}}
     arms: {{prompted: {{target: big}}, fine_tuned: {{target: tuned}}}}
 """
-TUNED, JUDGE = "ft:tuned-model", "judge-model"
-PRICES = {"big": (2.0, 8.0), "tuned": (0.5, 1.0), "judge": (1.0, 1.0)}
-
-
-def price(target: str, text: str) -> float:
-    """What the fake's answer ``text`` costs at ``target`` (the fake counts 11 prompt tokens, one per word)."""
-    per_input, per_output = PRICES[target]
-    return (11 * per_input + len(text.split(" ")) * per_output) / 1e6
-
-
 @pytest.fixture
 def gateway(start_gateway: GatewayFactory, policy_dir: Path, fake_server: tuple[FakeUpstream, ServerThread],
             fake: FakeUpstream) -> ServerThread:
     (policy_dir / "ensembles.yaml").write_text(ENSEMBLES.format(url=fake_server[1].url))
     return start_gateway()
-
-
-def calls_of(header: str) -> list[tuple[str, str, float]]:
-    found = re.findall(r'(\w+);target="([^"]+)";cost="([^"]+)"', header)
-    return [(arm, target, float(cost)) for arm, target, cost in found]
 
 
 def detail(response: httpx.Response) -> dict[str, str]:

@@ -88,10 +88,6 @@ def gateway(start_gateway: GatewayFactory, policy_dir: Path, fake_server: tuple[
     return start_gateway()
 
 
-def models_called(fake: FakeUpstream) -> list[str]:
-    return [body["model"] for body in fake.received]
-
-
 def metric(server: ServerThread, name: str, **labels: str) -> float:
     return scrape(server.url, name, **labels)
 
@@ -101,7 +97,7 @@ def test_retries_a_5xx_and_bills_only_the_success(gateway: ServerThread, fake: F
     response = chat(gateway, "retrying")
     assert response.status_code == 200
     assert response.headers["x-gateway-attempts"] == "3"
-    assert models_called(fake) == [FLAKY] * 3
+    assert fake.models_called() == [FLAKY] * 3
     assert float(response.headers["x-gateway-cost-usd"]) == pytest.approx((11 * 1 + 5 * 2) / 1e6)
     assert metric(gateway, "gateway_requests_total") == 1
     assert metric(gateway, "gateway_cost_usd_total") == pytest.approx(float(response.headers["x-gateway-cost-usd"]))
@@ -118,7 +114,7 @@ def test_client_errors_are_not_retried(gateway: ServerThread, fake: FakeUpstream
     fake.script_for(FLAKY, Action(status=400))
     response = chat(gateway, "retrying")
     assert response.status_code == 400
-    assert models_called(fake) == [FLAKY]
+    assert fake.models_called() == [FLAKY]
 
 
 def test_retries_give_up_with_the_last_error(gateway: ServerThread, fake: FakeUpstream) -> None:
@@ -135,7 +131,7 @@ def test_fine_tuned_arm_falls_back_to_the_prompted_arm(gateway: ServerThread, fa
     assert response.headers["x-gateway-fallback"] == "fragile>big:server_error"
     assert response.headers["x-gateway-arm"] == "prompted"
     assert response.headers["x-gateway-target"] == "big"
-    assert models_called(fake) == [FRAGILE, BIG_MODEL]
+    assert fake.models_called() == [FRAGILE, BIG_MODEL]
     # The prompted arm's own set-up replaces the fine-tuned arm's.
     assert fake.received[0]["messages"] == MESSAGES
     assert fake.received[1]["messages"] == [{"role": "system", "content": "Be thorough."}, *MESSAGES]
@@ -157,7 +153,7 @@ def test_a_stream_broken_after_its_first_byte_ends_with_an_error_not_a_fallback(
     fake.script_for(FRAGILE, Action(break_after_chunks=2))
     response = chat(gateway, "falling", stream=True)
     assert b'"error"' in response.content and b"[DONE]" not in response.content
-    assert models_called(fake) == [FRAGILE]
+    assert fake.models_called() == [FRAGILE]
     assert "x-gateway-fallback" not in response.headers
 
 
@@ -170,7 +166,7 @@ def test_open_breaker_skips_straight_to_the_fallback(gateway: ServerThread, fake
     fake.received.clear()
     response = chat(gateway, "falling")
     assert response.headers["x-gateway-fallback"] == "fragile>big:circuit_open"
-    assert models_called(fake) == [BIG_MODEL]
+    assert fake.models_called() == [BIG_MODEL]
     assert metric(gateway, "gateway_requests_total") == 3
 
 
@@ -178,7 +174,7 @@ def test_fallback_only_on_the_listed_triggers(gateway: ServerThread, fake: FakeU
     fake.script_for(FRAGILE, Action(status=500), Action(status=400))
     assert chat(gateway, "narrow").status_code == 502
     assert chat(gateway, "narrow").status_code == 400  # a plain 400 is the client's problem: no fallback
-    assert models_called(fake) == [FRAGILE, FRAGILE]
+    assert fake.models_called() == [FRAGILE, FRAGILE]
 
 
 def test_context_window_refusal_moves_to_the_larger_model(gateway: ServerThread, fake: FakeUpstream) -> None:
@@ -205,7 +201,7 @@ def test_a_retry_after_beyond_the_deadline_falls_back_at_once(gateway: ServerThr
     assert response.headers["x-gateway-target"] == "big"
     assert response.headers["x-gateway-fallback"] == "limited-ft>big:rate_limit"
     assert response.headers["x-gateway-attempts"] == "2", "the 429, then the fallback: no retry of the fine-tune"
-    assert models_called(fake) == [LIMITED_FT, BIG_MODEL]
+    assert fake.models_called() == [LIMITED_FT, BIG_MODEL]
     assert metric(gateway, "gateway_retries_skipped_total", target="limited-ft", reason="rate_limit") == 1
     assert metric(gateway, "gateway_retries_total", target="limited-ft") == 0
 

@@ -41,6 +41,10 @@ class FakeUpstream(ScriptedUpstream[Action]):
         super().__init__(Action)
         self.abandoned = 0  # streams the gateway closed before their end (never reset: tests compare counts)
 
+    def models_called(self) -> list[str]:
+        """The model of every request received, in order."""
+        return [body["model"] for body in self.received]
+
     async def chat(self, request: Request) -> Response:
         body, action = await self.take(request)
         if action.delay_s:
