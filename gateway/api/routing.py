@@ -1,4 +1,4 @@
-"""GET /v1/routes: what each route's classifier does now, its live threshold and realised share.
+"""GET /v1/routes: each route's strategy, and what its classifier does now, its live threshold and realised share.
 
 For a route with ``strong_share`` the threshold is the live one (calibrated on the route's recent
 scores, merged across replicas when Redis is configured and up: ``scope`` says "cluster", else
@@ -20,9 +20,11 @@ from gateway.pipeline.intake import authenticate
 async def route_views(request: Request) -> Response:
     gateway = state_of(request)
     authenticate(request, gateway.settings)
-    views = gateway.chooser.views(gateway.policies.current)
+    policy = gateway.policies.current
+    views = gateway.chooser.views(policy)
     body = {"scope": gateway.chooser.scope,
-            "routes": [{"route": name, "classifier": view} for name, view in views.items()]}
+            "routes": [{"route": name, "strategy": policy.routes[name].strategy, "classifier": view}
+                       for name, view in views.items()]}
     return json_response(body)
 
 

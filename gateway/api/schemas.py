@@ -249,6 +249,8 @@ class Ledger(_Closed):
 
 class RouteView(_Open):
     route: str
+    strategy: str = Field(description="The route's strategy as its policy sets it (docs/policies.md); "
+                                      "hybrid-gateway eval reads it.")
     classifier: dict[str, Any] | None = Field(
         description="The classifier now: live threshold, cut and realised share (docs/routing.md); "
                     "null on a route without one.")

@@ -32,7 +32,8 @@ def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     parser.add_argument("--data", required=True, type=Path, metavar="FILE.jsonl",
                         help='test set: one {"messages": [...], "expected": "...", "metadata": {...}} per line')
     parser.add_argument("--route", required=True, help="the route (public model name) to evaluate")
-    parser.add_argument("--arms", type=_arms, default=ARM_NAMES, help="comma-separated (default prompted,fine_tuned)")
+    parser.add_argument("--arms", type=_arms, default=ARM_NAMES, help="comma-separated (default prompted,fine_tuned); a route with a strategy (cascade) "
+                             "is also replayed unforced")
     parser.add_argument("--out", type=Path, help="output directory (default eval-ROUTE); rerun to resume")
     run = parser.add_argument_group("running")
     run.add_argument("--url", help="a running gateway (default: start one in this process on loopback)")

@@ -1,7 +1,10 @@
 """The ``eval`` run: load, replay through the gateway, score, summarise, write and print.
 
 Options are declared in :mod:`gateway.cli.evaluate`; command-line figures
-override the route's policy (classifier, economics) wherever both exist.
+override the route's policy (classifier, economics) wherever both exist. The
+route's strategy is the gateway's own (it may run other policies than
+``--policies``); on a route with one (cascade, ensemble) every example is also
+replayed through the route unforced, the journal's ``strategy`` arm.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ import orjson
 from gateway.economics.breakeven import Investment
 from gateway.evaluation.curve import SHARES, Scores, score_examples
 from gateway.evaluation.dataset import DatasetError, Example, ResponseLog, load_examples
-from gateway.evaluation.local import GatewayNotReady, in_process_gateway, wait_ready
+from gateway.evaluation.local import GatewayNotReady, in_process_gateway, served_strategy, wait_ready
 from gateway.evaluation.report import render_html
 from gateway.evaluation.runner import EvaluationAborted, RunOptions, replay
 from gateway.evaluation.summary import Judgement, summarise
 from gateway.evaluation.table import summary_text
+from gateway.evaluation.vocabulary import STRATEGY
 from policies import ARM_NAMES, PolicyLoadError, PolicySet, Route, load_policies
 
 
@@ -74,18 +78,20 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, out: TextIO) 
     try:
         with ResponseLog(directory / "responses.jsonl", every_example) as log, _gateway(args) as url:
             wait_ready(url, args.ready_timeout)
-            options = RunOptions(url=url, route=args.route, arms=args.arms, concurrency=args.concurrency,
-                                 attempts=args.retries + 1, backoff_s=args.backoff, timeout_s=args.timeout,
-                                 api_key=args.api_key, progress=not args.no_progress)
+            strategy = _strategy(url, args, route)
+            arms = args.arms if strategy == "route" else (*args.arms, STRATEGY)
+            options = RunOptions(url=url, route=args.route, arms=arms, strategy=strategy,
+                                 concurrency=args.concurrency, attempts=args.retries + 1, backoff_s=args.backoff,
+                                 timeout_s=args.timeout, api_key=args.api_key, progress=not args.no_progress)
             replay(options, examples, log)
             records = dict(log.records)
     except (DatasetError, EvaluationAborted, GatewayNotReady) as exc:
         print(f"eval: {exc}", file=sys.stderr)
         return 1
     summary, scored = summarise(
-        examples, records, args.arms, route=args.route, dataset=str(args.data), set_size=len(every_example),
+        examples, records, arms, route=args.route, dataset=str(args.data), set_size=len(every_example),
         judgement=_judgement(args, route), schema=schema, scores=_scores(args, route, examples),
-        shares=_shares(route))
+        shares=_shares(route), strategy=strategy)
     _write(directory, summary, scored)
     if args.json:
         json.dump(summary, out, indent=2)
@@ -94,6 +100,14 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, out: TextIO) 
         out.write(summary_text(summary))
     print(f"eval: wrote {directory}/summary.json, report.html, scores.jsonl", file=sys.stderr)
     return 0
+
+
+def _strategy(url: str, args: argparse.Namespace, route: Route | None) -> str:
+    """The gateway's word on the route's strategy; a gateway that does not list it, the local policy's."""
+    served = served_strategy(url, args.route, args.api_key)
+    if served is not None:
+        return served
+    return route.strategy if route is not None else "route"
 
 
 def _judgement(args: argparse.Namespace, route: Route | None) -> Judgement:

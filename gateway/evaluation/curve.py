@@ -69,21 +69,26 @@ def score_examples(config: Classifier | None, policies_dir: Path, chats: Sequenc
                   {share: sketch.cut(share).threshold for share in shares}, config.strong_share)
 
 
+def assignment(scores: Scores, share: float) -> list[str]:
+    """The arm each example goes to at ``share``: the top-scored share to the prompted arm, the unjudged ones to
+    the route's low-confidence arm."""
+    judged = sorted((i for i, v in enumerate(scores.values) if v is not None),
+                    key=lambda i: (-(scores.values[i] or 0.0), i))
+    strong = set(judged[:round(share * len(judged))])
+    if scores.low_confidence == "prompted":
+        strong.update(i for i, v in enumerate(scores.values) if v is None)
+    return ["prompted" if i in strong else "fine_tuned" for i in range(len(scores.values))]
+
+
 def cost_quality_curve(scores: Scores, quality: Mapping[str, Sequence[float]],
                        cost: Mapping[str, Sequence[float]], shares: Sequence[float]) -> list[CurvePoint]:
     """One point per strong share; ``quality``/``cost`` hold each arm's per-example values, in example order."""
-    judged = sorted((i for i, v in enumerate(scores.values) if v is not None),
-                    key=lambda i: (-(scores.values[i] or 0.0), i))
-    unjudged = [i for i, v in enumerate(scores.values) if v is None]
     points = []
     for share in shares:
-        strong = set(judged[:round(share * len(judged))])
-        if scores.low_confidence == "prompted":
-            strong.update(unjudged)
-        arms = ["prompted" if i in strong else "fine_tuned" for i in range(len(scores.values))]
+        arms = assignment(scores, share)
         n = len(arms)
         points.append(CurvePoint(
-            strong_share=share, threshold=scores.thresholds[share], prompted_examples=len(strong),
+            strong_share=share, threshold=scores.thresholds[share], prompted_examples=arms.count("prompted"),
             accuracy=sum(quality[arm][i] for i, arm in enumerate(arms)) / n,
             cost_per_query_usd=sum(cost[arm][i] for i, arm in enumerate(arms)) / n))
     return points

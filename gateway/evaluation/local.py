@@ -5,7 +5,9 @@ directory, and starts the built-in demo upstream beside it when a policy
 target uses it (as ``serve --demo auto`` does). Both modes are then driven
 over HTTP by the same client, so there is one code path to trust; and both
 wait for ``/readyz`` so the first example does not meet a knowledge store
-still loading.
+still loading. The route's ``strategy`` is asked of the gateway too (``GET
+/v1/routes``), since the gateway at ``--url`` may run other policies than
+the local ones.
 """
 
 from __future__ import annotations
@@ -44,6 +46,20 @@ def wait_ready(url: str, timeout_s: float) -> None:
             last = f"{type(exc).__name__}: {exc}"
         pause.wait(_POLL_S)
     raise GatewayNotReady(f"{url} is not ready after {timeout_s:g} s: {last}")
+
+
+def served_strategy(url: str, route: str, api_key: str | None) -> str | None:
+    """The route's ``strategy`` as the gateway lists it; None when it does not say (a gateway from before the
+    listing named it, a route it does not list, or a listing it will not give this key)."""
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = httpx.get(url.rstrip("/") + "/v1/routes", headers=headers, timeout=10)
+        listed = response.json()["routes"] if response.status_code == 200 else []
+    except (httpx.TransportError, ValueError, KeyError, TypeError):
+        return None
+    entry = next((e for e in listed if isinstance(e, dict) and e.get("route") == route), {})
+    strategy = entry.get("strategy")
+    return strategy if isinstance(strategy, str) else None
 
 
 @contextlib.contextmanager

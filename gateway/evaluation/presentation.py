@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 Kind = Literal["score", "rate", "seconds", "tokens", "usd", "count"]
 
@@ -25,7 +26,9 @@ ROWS: tuple[tuple[str, str, Kind], ...] = (
 """(summary key, label, kind), in display order."""
 
 VERDICTS = {"prompting": "prompting suffices", "hybrid": "hybrid routing", "fine_tuned": "fine-tuned arm",
-            "neither": "neither arm meets the bar"}
+            "strategy": "the route's strategy", "neither": "neither arm meets the bar"}
+OPTION_HEADER = ("option", "{metric}", "- prompting", "95% CI", "cost / query (USD)", "clears bar", "break-even")
+"""The options table's columns (``{metric}``: the primary metric's name)."""
 
 
 def number(value: float | None, kind: Kind, *, signed: bool = False) -> str:
@@ -40,3 +43,39 @@ def number(value: float | None, kind: Kind, *, signed: bool = False) -> str:
     if kind == "usd":
         return f"{value:{sign}.6f}"
     return f"{value:{sign}g}"
+
+
+def arm_label(summary: Mapping[str, Any], arm: str) -> str:
+    """An arm's column heading: its name, or for the journal's ``strategy`` arm the strategy's (``cascade``)."""
+    strategy = summary.get("strategy")
+    return strategy["name"] if arm == "strategy" and strategy else arm
+
+
+def verdict_title(recommendation: Mapping[str, Any]) -> str:
+    if recommendation["verdict"] == "strategy":
+        return f"{recommendation['chosen']['strategy']} (the route's strategy)"
+    return VERDICTS[recommendation["verdict"]]
+
+
+def strategy_text(strategy: Mapping[str, Any], examples: int) -> str:
+    """What the route's strategy did on the set, in one sentence."""
+    outcomes = ", ".join(f"{count} {outcome}" for outcome, count in strategy["outcomes"].items()) or "none"
+    rate = strategy["escalation_rate"]
+    text = (f"{strategy['name']} (the route unforced): {strategy['engaged']} of {examples} answers judged: {outcomes}"
+            + ("" if rate is None else f"; escalation rate {rate:.1%}"))
+    if strategy["rejected_by"]:
+        text += "; rejected by " + ", ".join(f"{name} {count}" for name, count in strategy["rejected_by"].items())
+    answered = ", ".join(f"{arm} {count}" for arm, count in strategy["answered_by"].items())
+    return text + f"; answered by {answered}; {strategy['paid_calls']} paid upstream calls"
+
+
+def option_cells(option: Mapping[str, Any]) -> list[str]:
+    """One row of the options table, as :data:`OPTION_HEADER` names the columns."""
+    gap, be = option["vs_prompting"], option["break_even"]
+    months = "" if be is None else ("never" if be["months_to_break_even"] is None
+                                    else f"{be['months_to_break_even']:.1f} months")
+    return [option["label"], number(option["accuracy"], "score"),
+            "" if gap is None else number(gap["observed"], "score", signed=True),
+            "" if gap is None else f"[{number(gap['low'], 'score', signed=True)}, "
+                                   f"{number(gap['high'], 'score', signed=True)}]",
+            number(option["cost_per_query_usd"], "usd"), "yes" if option["clears_bar"] else "no", months]

@@ -12,7 +12,15 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from gateway.evaluation.presentation import ROWS, VERDICTS, number
+from gateway.evaluation.presentation import (
+    OPTION_HEADER,
+    ROWS,
+    arm_label,
+    number,
+    option_cells,
+    strategy_text,
+    verdict_title,
+)
 
 _CSS = """
 body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:70rem;padding:0 1rem;color:#1d2430}
@@ -42,7 +50,7 @@ def _cell(value: float | None, kind: Any, **attributes: str) -> str:
 def _metrics(summary: Mapping[str, Any]) -> str:
     arms = list(summary["arms"])
     differences = summary["differences"] or {}
-    head = "".join(f"<th>{escape(a)}</th>" for a in arms)
+    head = "".join(f"<th>{escape(arm_label(summary, a))}</th>" for a in arms)
     if differences:
         head += "<th>fine_tuned - prompted</th><th>95% CI low</th><th>95% CI high</th>"
     rows = []
@@ -111,6 +119,17 @@ def _curve_table(curve: Sequence[Mapping[str, Any]], metric: str) -> str:
             f"<th>{escape(metric)}</th><th>cost / query (USD)</th></tr>{rows}</table>")
 
 
+def _options(options: Sequence[Mapping[str, Any]], metric: str) -> str:
+    head = "".join(f"<th>{escape(column.format(metric=metric))}</th>" for column in OPTION_HEADER)
+    rows = "".join(
+        f'<tr data-option="{escape(o["option"])}" data-accuracy="{_value(o["accuracy"])}" '
+        f'data-cost="{_value(o["cost_per_query_usd"])}" data-clears="{_value(o["clears_bar"])}" '
+        f'data-months="{_value(None if o["break_even"] is None else o["break_even"]["months_to_break_even"])}">'
+        + "".join(f"<td>{escape(cell)}</td>" for cell in option_cells(o)) + "</tr>"
+        for o in options)
+    return f'<table id="options"><tr>{head}</tr>{rows}</table>'
+
+
 def _recommendation(recommendation: Mapping[str, Any] | None, notes: Sequence[str]) -> str:
     if recommendation is None:
         return "".join(f'<p class="note">{escape(n)}</p>' for n in notes)
@@ -118,7 +137,7 @@ def _recommendation(recommendation: Mapping[str, Any] | None, notes: Sequence[st
     cases = ", ".join(name.replace("_", " ") for name, on in recommendation["cases"].items() if on) or "none"
     return (f'<section id="recommendation" data-verdict="{escape(recommendation["verdict"])}" '
             f'data-share="{_value(recommendation["strong_share"])}"><h2>Recommendation: '
-            f'{escape(VERDICTS[recommendation["verdict"]])}</h2>'
+            f'{escape(verdict_title(recommendation))}</h2>'
             f'<p class="headline">{escape(recommendation["headline"])}</p><ul>{reasons}</ul>'
             f"<p>Valid fine-tuning cases that apply: {escape(cases)}.</p></section>")
 
@@ -132,6 +151,12 @@ def render_html(summary: Mapping[str, Any]) -> str:
             f"{escape(metric)}; differences are fine-tuned minus prompted with paired bootstrap 95% intervals "
             f"({summary['bootstrap']['samples']} resamples, seed {summary['bootstrap']['seed']}).</p>",
             _recommendation(recommendation, summary.get("notes", ())), "<h2>Metrics per arm</h2>", _metrics(summary)]
+    if summary["strategy"]:
+        body.append(f'<p id="strategy">{escape(strategy_text(summary["strategy"], summary["examples"]))}</p>')
+    if summary["options"]:
+        body += ["<h2>Options</h2><p>Each against prompting alone on the same examples (paired bootstrap 95% "
+                 "interval); break-even at the stated volume, all traffic on the prompted arm as the "
+                 "counterfactual.</p>", _options(summary["options"], metric)]
     if summary["curve"]:
         chosen = recommendation["chosen"]["strong_share"] if recommendation else None
         own = summary["classifier"]["strong_share"]

@@ -1,5 +1,10 @@
 """Replay a test set through a gateway's arms: bounded concurrency, retries, a resumable journal.
 
+The arms are the route's ``prompted`` and ``fine_tuned`` (each forced), and on a
+route whose ``strategy`` is not ``route`` also ``strategy``: the route as it
+serves clients, which journals what the strategy did (its outcome header
+``x-gateway-<strategy>``, the acceptor that rejected, every call it paid for).
+
 Every (example, arm) pair not yet in the journal is called once through
 :func:`gateway.evaluation.call.ask`, at most ``concurrency`` at a time, and
 its outcome appended to the journal as soon as it finishes, so an interrupted
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
@@ -24,6 +29,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from gateway.evaluation.call import FATAL_CODES, Answer, CallFailed, ask
 from gateway.evaluation.dataset import Example, ResponseLog, key
 from gateway.evaluation.progress import Progress
+from gateway.evaluation.vocabulary import STRATEGY
 
 
 class EvaluationAborted(RuntimeError):
@@ -35,6 +41,9 @@ class RunOptions:
     url: str
     route: str
     arms: tuple[str, ...]
+    """Arm names to force, and :data:`STRATEGY` for the route unforced."""
+    strategy: str = "route"
+    """The route's strategy; names the outcome headers of its unforced calls."""
     concurrency: int = 4
     attempts: int = 3
     """Attempts per call in total, the first included."""
@@ -48,8 +57,17 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, CallFailed) and exc.retryable
 
 
+def _strategy(answer: Answer, strategy: str) -> dict[str, Any]:
+    """What the route's strategy did for one unforced call; ``outcome`` None: it did not run (e.g. the classifier
+    sent the request straight to the prompted arm)."""
+    headers = answer.headers
+    return {"outcome": headers.get(f"x-gateway-{strategy}"),
+            "rejected_by": headers.get(f"x-gateway-{strategy}-rejected"),
+            "calls": [asdict(call) for call in answer.calls]}
+
+
 def _record(example: Example, arm: str, tries: int, answer: Answer | None,
-            failure: CallFailed | None) -> dict[str, Any]:
+            failure: CallFailed | None, strategy: str) -> dict[str, Any]:
     base: dict[str, Any] = {"key": key(example.index, arm), "example": example.index, "id": example.id,
                             "arm": arm, "fingerprint": example.fingerprint, "tries": tries,
                             "ok": answer is not None}
@@ -61,7 +79,8 @@ def _record(example: Example, arm: str, tries: int, answer: Answer | None,
             "target": headers.get("x-gateway-target"), "request_id": headers.get("x-request-id"),
             "fallback": headers.get("x-gateway-fallback"), "rag": headers.get("x-gateway-rag"),
             "latency_s": answer.latency_s, "ttft_s": answer.ttft_s, "prompt_tokens": answer.prompt_tokens,
-            "completion_tokens": answer.completion_tokens, "cost_usd": answer.cost_usd}
+            "completion_tokens": answer.completion_tokens, "cost_usd": answer.cost_usd,
+            **(_strategy(answer, strategy) if arm == STRATEGY else {})}
 
 
 async def _one(client: httpx.AsyncClient, options: RunOptions, example: Example, arm: str) -> dict[str, Any]:
@@ -73,13 +92,13 @@ async def _one(client: httpx.AsyncClient, options: RunOptions, example: Example,
         async for attempt in retrying:
             with attempt:
                 tries += 1
-                answer = await ask(client, options.url, options.route, arm, example.messages,
-                                   f"eval-{example.fingerprint[:8]}-{example.index}-{arm}")
+                answer = await ask(client, options.url, options.route, None if arm == STRATEGY else arm,
+                                   example.messages, f"eval-{example.fingerprint[:8]}-{example.index}-{arm}")
     except CallFailed as failure:
         if failure.code in FATAL_CODES:
             raise EvaluationAborted(f"{options.route}/{arm}: {failure}") from failure
-        return _record(example, arm, tries, None, failure)
-    return _record(example, arm, tries, answer, None)
+        return _record(example, arm, tries, None, failure, options.strategy)
+    return _record(example, arm, tries, answer, None, options.strategy)
 
 
 async def _run(options: RunOptions, pending: Sequence[tuple[Example, str]], log: ResponseLog,

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.evaluation.vocabulary import QUALITY
+from gateway.evaluation.vocabulary import QUALITY, STRATEGY
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
@@ -104,6 +104,14 @@ def _mean(values: Sequence[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def _fell_back(record: Mapping[str, Any]) -> bool:
+    """A forced arm answered by another; on the strategy's calls, whose arm is the route's to choose, any
+    fallback the gateway took (``x-gateway-fallback``)."""
+    if record["arm"] == STRATEGY:
+        return bool(record.get("fallback"))
+    return record.get("served_arm") not in (None, record["arm"])
+
+
 def arm_summary(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """One arm's figures over its scored examples."""
     ok = [r for r in scored if r["ok"]]
@@ -121,6 +129,6 @@ def arm_summary(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         prompt_tokens_mean=_mean([r["prompt_tokens"] for r in ok if r["prompt_tokens"] is not None]),
         completion_tokens_mean=_mean([r["completion_tokens"] for r in ok if r["completion_tokens"] is not None]),
         cost_per_query_usd=_mean(costs), cost_total_usd=float(sum(costs)),
-        fallbacks=sum(1 for r in ok if r.get("served_arm") not in (None, r["arm"])),
+        fallbacks=sum(1 for r in ok if _fell_back(r)),
     )
     return summary

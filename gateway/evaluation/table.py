@@ -5,14 +5,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.evaluation.presentation import ROWS, VERDICTS, number
+from gateway.evaluation.presentation import (
+    OPTION_HEADER,
+    ROWS,
+    arm_label,
+    number,
+    option_cells,
+    strategy_text,
+    verdict_title,
+)
 from gateway.tables import render_table
 
 
 def _metrics(summary: Mapping[str, Any]) -> list[str]:
     arms = list(summary["arms"])
     differences = summary["differences"] or {}
-    header = ["metric", *arms] + (["fine_tuned - prompted", "95% CI"] if differences else [])
+    header = ["metric", *(arm_label(summary, arm) for arm in arms)] + (
+        ["fine_tuned - prompted", "95% CI"] if differences else [])
     lines = [header]
     for key, label, kind in ROWS:
         values = [summary["arms"][arm].get(key) for arm in arms]
@@ -46,9 +55,15 @@ def summary_text(summary: Mapping[str, Any]) -> str:
         classifier = summary["classifier"]
         out += ["", f"Cost-quality curve (classifier {classifier['model']!r}: the top-scored share of this set "
                 "goes to the prompted arm)", *_curve(summary)]
+    if summary["strategy"]:
+        out += ["", strategy_text(summary["strategy"], summary["examples"])]
+    if summary["options"]:
+        header = [column.format(metric=summary["metric"]) for column in OPTION_HEADER]
+        out += ["", "Options (each against prompting alone, paired 95% CI; break-even at the stated volume)",
+                *render_table([header, *(option_cells(option) for option in summary["options"])])]
     recommendation = summary["recommendation"]
     if recommendation:
-        out += ["", f"Recommendation: {VERDICTS[recommendation['verdict']]}", f"  {recommendation['headline']}",
+        out += ["", f"Recommendation: {verdict_title(recommendation)}", f"  {recommendation['headline']}",
                 *(f"  - {reason}" for reason in recommendation["reasons"])]
     out += [f"Note: {note}" for note in summary.get("notes", ())]
     return "\n".join(out) + "\n"

@@ -10,9 +10,10 @@ import pytest
 
 from gateway.economics.breakeven import Investment
 from gateway.evaluation.bootstrap import Interval, paired_difference
+from gateway.evaluation.call import PaidCall, parse_calls
 from gateway.evaluation.curve import CurvePoint, Scores, cost_quality_curve
 from gateway.evaluation.dataset import DatasetError, ResponseLog, load_examples
-from gateway.evaluation.recommendation import recommend
+from gateway.evaluation.recommendation import Measured, recommend
 from gateway.evaluation.scoring import exact_match, json_conformance, normalise, token_f1
 
 
@@ -110,6 +111,50 @@ def test_verdicts_follow_the_guide() -> None:
                      investment=Investment(1_000, 12_000)).verdict == "prompting"
 
 
+def test_the_strategy_is_one_more_option_weighed_in_the_guides_order() -> None:
+    gap = _gap(-0.15, -0.05)
+    # Only the hybrid point (0.89 at $0.005) clears "as good as prompting" on the curve; a cascade at 0.9 for
+    # $0.002 clears it more cheaply, and repays 12,000 at 500K queries/month in 12,000 / (500,000 * 0.008).
+    cascade = Measured("cascade", 0.90, 0.002)
+    chosen = recommend(CURVE, gap, metric="f1", investment=HIGH_VOLUME, strategy=cascade)
+    assert (chosen.verdict, chosen.strong_share, chosen.chosen) == ("strategy", None, cascade)
+    assert chosen.cases["scale_optimisation"] and chosen.break_even is not None
+    assert chosen.break_even.months_to_break_even == pytest.approx(12_000 / (500_000 * 0.008))
+    assert chosen.headline.startswith("Cascade (the route's strategy): f1 0.900")
+    assert chosen.as_json()["chosen"] == {"strategy": "cascade", "strong_share": None, "accuracy": 0.9,
+                                          "cost_per_query_usd": 0.002}
+    # Every option, with its own break-even against prompting alone.
+    options = {o.kind: o for o in chosen.options}
+    assert list(options) == ["prompting", "fine_tuned", "hybrid", "strategy"]
+    assert options["prompting"].break_even is None and options["hybrid"].candidate == CURVE[1]
+    assert [o.clears_bar for o in chosen.options] == [True, False, True, True]
+    for kind, cost in (("fine_tuned", 0.001), ("hybrid", 0.005), ("strategy", 0.002)):
+        be = options[kind].break_even
+        assert be is not None and be.months_to_break_even == pytest.approx(12_000 / (500_000 * (0.01 - cost)))
+    # Below the bar it is weighed, not chosen: the hybrid point is.
+    below = recommend(CURVE, gap, metric="f1", investment=HIGH_VOLUME, strategy=Measured("cascade", 0.85, 0.002))
+    assert (below.verdict, below.strong_share) == ("hybrid", 0.5) and not below.options[-1].clears_bar
+    # Clearing the bar but dearer than the hybrid point: the hybrid point.
+    dear = recommend(CURVE, gap, metric="f1", investment=HIGH_VOLUME, strategy=Measured("cascade", 0.95, 0.006))
+    assert dear.verdict == "hybrid"
+    # A tie on cost and accuracy goes to the curve point: fewer moving parts.
+    tie = recommend(CURVE, gap, metric="f1", investment=HIGH_VOLUME, strategy=Measured("ensemble", 0.89, 0.005))
+    assert tie.verdict == "hybrid"
+    # Cheapest and good enough, but at 10K queries/month it repays 12,000 in 150 months: prompting suffices.
+    slow = recommend(CURVE, gap, metric="f1", investment=Investment(10_000, 12_000), strategy=cascade)
+    assert (slow.verdict, slow.chosen, any(slow.cases.values())) == ("prompting", CURVE[2], False)
+    assert slow.break_even is not None and slow.break_even.months_to_break_even == pytest.approx(150)
+    # A requirement prompting misses that only the strategy meets: critical accuracy, whatever the break-even.
+    critical = recommend(CURVE, gap, metric="f1", investment=Investment(1_000, 12_000), required_accuracy=0.92,
+                         strategy=Measured("ensemble", 0.93, 0.012))
+    assert critical.verdict == "strategy" and critical.cases["critical_accuracy"]
+    assert not critical.cases["scale_optimisation"]
+    # Nothing reaches 0.99; the most accurate option named is the strategy's.
+    neither = recommend(CURVE, gap, metric="f1", investment=HIGH_VOLUME, required_accuracy=0.99,
+                        strategy=Measured("ensemble", 0.95, 0.012))
+    assert (neither.verdict, neither.strong_share, neither.chosen.accuracy) == ("neither", None, 0.95)
+
+
 def test_verdict_needs_both_ends_of_the_curve() -> None:
     with pytest.raises(ValueError, match="two ends"):
         recommend(CURVE[1:], _gap(0, 0), metric="f1", investment=HIGH_VOLUME)
@@ -146,3 +191,10 @@ def test_journal_drops_a_torn_line_and_refuses_another_test_set(tmp_path: Path) 
     other = load_examples(_write(tmp_path / "other.jsonl", {**good, "expected": "bye"}))
     with pytest.raises(DatasetError, match="does not match this test set"):
         ResponseLog(journal, other)
+
+
+def test_calls_list_is_read_as_the_gateway_writes_it() -> None:
+    calls = parse_calls('fine_tuned;target="support-ft";cost="0.00001230";rejected="reject", '
+                        'prompted;target="gpt-4o";cost="unknown"')
+    assert calls == (PaidCall("fine_tuned", "support-ft", 0.0000123, "reject"), PaidCall("prompted", "gpt-4o", None, ""))
+    assert parse_calls("") == ()
