@@ -86,7 +86,7 @@ def _strategy_view(name: str, rows: Sequence[Row], prompted: Sequence[Row] | Non
     engaged = sum(outcomes.values())
     differences = _differences(prompted, rows, judgement) if prompted else {}
     return {"name": name, "engaged": engaged, "outcomes": dict(sorted(outcomes.items())),
-            "escalation_rate": outcomes["escalated"] / engaged if engaged else None,
+            "escalation_rate": outcomes["escalated"] / engaged if engaged and name == "cascade" else None,
             "rejected_by": dict(sorted(Counter(r["rejected_by"] for r in ok if r.get("rejected_by")).items())),
             "answered_by": dict(sorted(Counter(r["served_arm"] for r in ok).items())),
             "paid_calls": sum(len(r["calls"]) or 1 for r in ok),

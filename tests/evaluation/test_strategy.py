@@ -20,17 +20,9 @@ from gateway.cli.main import main
 from tests.conftest import BIG_MODEL, GatewayFactory
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.servers import ServerThread
+from tests.support.strategies import TARGETS, TUNED, price
 
-TUNED = "ft:tuned-model"
-CASCADE = """
-version: 1
-targets:
-  tuned:
-    provider: openai
-    model: ft:tuned-model
-    api_base: {url}/v1
-    price: {{input_per_million: 0.5, output_per_million: 1.0}}
-routes:
+CASCADE = TARGETS + """
   cascading:
     default_arm: fine_tuned
     strategy: {strategy}
@@ -55,15 +47,6 @@ EXAMPLES = [
      "chargebacks, disputes and the reconciliation steps finance must run.", GOOD),
     ("hi", HEDGE),
 ]
-PRICES = {BIG_MODEL: (2.0, 8.0), TUNED: (0.5, 1.0)}
-
-
-def cost(model: str, text: str) -> float:
-    """What the gateway bills for one answer of the fake: 11 prompt tokens, one completion token per word."""
-    per_input, per_output = PRICES[model]
-    return (11 * per_input + len(text.split(" ")) * per_output) / 1e6
-
-
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
@@ -116,9 +99,9 @@ def test_a_cascade_route_is_replayed_priced_and_weighed(fake: FakeUpstream, casc
     models = Counter(body["model"] for body in fake.received)
     # The raw bill: every call the fake answered, less one forced call per arm and example.
     assert models == {TUNED: 2 * n, BIG_MODEL: n + len(hedged)}
-    strategy_paid = (sum(cost(TUNED, answer) for _, answer in EXAMPLES)
-                     + (models[BIG_MODEL] - n) * cost(BIG_MODEL, GOOD))
-    prompted_paid = n * cost(BIG_MODEL, GOOD)
+    strategy_paid = (sum(price("tuned", answer) for _, answer in EXAMPLES)
+                     + (models[BIG_MODEL] - n) * price("big", GOOD))
+    prompted_paid = n * price("big", GOOD)
 
     lines = journal(out)
     strategy = [lines[f"{i}:strategy"] for i in range(n)]
@@ -228,3 +211,28 @@ def test_a_plain_route_is_not_replayed_unforced(fake: FakeUpstream, policy_dir: 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["strategy"] is None and [o["option"] for o in summary["options"]] == [
         "prompting", "fine_tuned", "hybrid"]
+
+
+def test_an_ensemble_route_is_replayed_with_every_candidate_paid(fake: FakeUpstream, policy_dir: Path,
+                                                                   fake_server: tuple[FakeUpstream, ServerThread],
+                                                                   workdir: Path) -> None:
+    """Both arms answer each unforced call; the vote (hedges filtered out by the acceptors, ties to the routed
+    fine-tuned arm) decides which is returned, and both are on the bill."""
+    (policy_dir / "cascade.yaml").write_text(CASCADE.format(
+        url=fake_server[1].url, strategy="ensemble", acceptors=REJECT + "\n    ensemble: {selector: vote}"))
+    data, out = dataset(workdir / "set.jsonl"), workdir / "out"
+    for _, tuned in EXAMPLES:  # forced prompted, forced fine-tune, then both candidates of the ensemble
+        fake.script_for(TUNED, Action(text=tuned), Action(text=tuned))
+        fake.script_for(BIG_MODEL, Action(text=GOOD), Action(text=GOOD))
+    assert main(arguments(policy_dir, data, out)) == 0
+
+    n = len(EXAMPLES)
+    strategy = [journal(out)[f"{i}:strategy"] for i in range(n)]
+    assert [line["served_arm"] for line in strategy] == ["prompted" if answer == HEDGE else "fine_tuned"
+                                                         for _, answer in EXAMPLES]
+    assert all(sorted(call["arm"] for call in line["calls"]) == ["fine_tuned", "prompted"] for line in strategy)
+    summary = json.loads((out / "summary.json").read_text())
+    view = summary["strategy"]
+    assert view["name"] == "ensemble" and view["escalation_rate"] is None and view["paid_calls"] == 2 * n
+    paid = sum(price("tuned", answer) + price("big", GOOD) for _, answer in EXAMPLES)
+    assert summary["arms"]["strategy"]["cost_per_query_usd"] == pytest.approx(paid / n)
