@@ -81,6 +81,7 @@ class ResponseEvents:
         self._message: _Message | None = None
         self._calls: dict[object, _Call] = {}
         self._items: list[_Message | _Call] = []
+        self._comments: list[bytes] = []  # held until the final event, which they precede
 
     async def rewrite(self, chat: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
         """The Responses events of the chat stream ``chat``, which is closed when this is."""
@@ -101,8 +102,9 @@ class ResponseEvents:
     def _line(self, line: bytes) -> bytes:
         if self._ended:
             return b""
-        if line.startswith(b":"):  # the gateway's cost comment, as the chat stream has it
-            return line + b"\n\n"
+        if line.startswith(b":"):  # the gateway's cost comment, sent by the relay on the chat stream's [DONE]
+            self._comments.append(line + b"\n\n")
+            return b""
         if not line.startswith(_DATA):
             return b""
         payload = line[len(_DATA):].strip()
@@ -224,7 +226,7 @@ class ResponseEvents:
             events.append(self._event("response.output_item.done", output_index=item.index, item=done))
             output.append(done)
         response = self._frame.object(status, output, model=self._model, usage=self._usage, incomplete=incomplete)
-        events.append(self._event(f"response.{status}", response=response))
+        events += [*self._comments, self._event(f"response.{status}", response=response)]
         return b"".join(events)
 
     def _fail(self, error: Mapping[str, Any]) -> bytes:
@@ -235,5 +237,5 @@ class ResponseEvents:
         response = self._frame.object("failed", [item.item("incomplete") for item in self._items],
                                       model=self._model, usage=self._usage,
                                       error={"code": code, "message": message})
-        return (self._event("error", code=code, message=message, param=error.get("param"))
-                + self._event("response.failed", response=response))
+        return b"".join([self._event("error", code=code, message=message, param=error.get("param")),
+                         *self._comments, self._event("response.failed", response=response)])
