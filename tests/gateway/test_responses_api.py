@@ -18,7 +18,7 @@ from tests.conftest import BIG_MODEL, SMALL_MODEL
 from tests.support.envelope import assert_envelope
 from tests.support.fake_upstream import TOOL_CALL_ID, Action, FakeUpstream
 from tests.support.ledger import cost_of
-from tests.support.metrics import scrape
+from tests.support.metrics import metric_sum, scrape
 from tests.support.polling import poll
 from tests.support.servers import ServerThread
 
@@ -278,6 +278,18 @@ def test_a_client_leaving_a_stream_closes_the_upstream_call_and_counts_one_499(g
     poll(lambda: fake.abandoned == before + 1, "the gateway to close its upstream stream")
     poll(lambda: requests_counted(gateway, status="499") == 1, "the 499 to be counted")
     assert requests_counted(gateway) == 1
+
+
+def test_keys_are_checked_as_on_chat(keyed_gateway: ServerThread, fake: FakeUpstream) -> None:
+    keyed = openai.OpenAI(base_url=f"{keyed_gateway.url}/v1", api_key="sk-wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        keyed.responses.create(model="chat", input="hi")
+    assert fake.received == []
+    metrics = httpx.get(keyed_gateway.url + "/metrics", headers={"authorization": "Bearer sk-test-1"}).text
+    assert metric_sum(metrics, "gateway_requests_total", status="401") == metric_sum(
+        metrics, "gateway_requests_total") == 1
+    allowed = keyed.with_options(api_key="sk-test-1").responses.create(model="chat", input="hi")
+    assert allowed.output_text == "Hello from the fake upstream."
 
 
 def test_the_openapi_document_describes_the_endpoint(gateway: ServerThread) -> None:
