@@ -18,15 +18,16 @@ from gateway.api import (
     health,
     knowledge,
     models,
+    responses,
     routing,
 )
 
-endpoints: list[Route] = [*chat.endpoints, *embeddings.endpoints, *models.endpoints, *experiments.endpoints,
-                          *economics.endpoints, *health.endpoints, *knowledge.endpoints, *dashboard.endpoints,
-                          *routing.endpoints]
+endpoints: list[Route] = [*chat.endpoints, *responses.endpoints, *embeddings.endpoints, *models.endpoints,
+                          *experiments.endpoints, *economics.endpoints, *health.endpoints, *knowledge.endpoints,
+                          *dashboard.endpoints, *routing.endpoints]
 """Every served path (Starlette ``Route``s: "route" alone means a policy route in this project)."""
 
-hot_endpoints: list[Route] = [*chat.endpoints, *embeddings.endpoints]
+hot_endpoints: list[Route] = [*chat.endpoints, *responses.endpoints, *embeddings.endpoints]
 """The OpenAI traffic's endpoints, served past the framework's middleware stack (``gateway.edge.hot_routes``)."""
 
 __all__ = ["endpoints", "hot_endpoints"]

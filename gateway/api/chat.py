@@ -224,10 +224,20 @@ async def _serve(gateway: GatewayState, policy: PolicySet, arrival: Arrival, rou
 async def chat_completions(request: Request) -> Response:
     gateway = state_of(request)
     arrival = Arrival(new_request_id(), "chat", client_request_id(request))
-    routing = UNROUTED
     try:
         arrival = arrival.owned_by(authenticate(request, gateway.settings))
         body = await read_json(request, gateway.settings)
+    except Exception as exc:  # the one boundary where every failure becomes an OpenAI error
+        return failure(gateway, arrival, exc)
+    return await serve_chat(request, gateway, arrival, body)
+
+
+async def serve_chat(request: Request, gateway: GatewayState, arrival: Arrival, body: dict[str, Any]) -> Response:
+    """The chat pipeline for a read, authenticated body: routing, arm, experiments, grounding, attempts, the
+    answer (JSON or SSE) and its one ``Completion``, or the failure's. ``/v1/responses`` enters here with the
+    chat body it translated (``gateway.api.responses``), so both endpoints share every step."""
+    routing = UNROUTED
+    try:
         chat = validate(ChatCompletionRequest, body)
         policy = gateway.policies.current  # one snapshot for the whole request, whatever reloads meanwhile
         forced = _forced_arm(request, chat)

@@ -11,7 +11,7 @@ task that watches ``receive`` and cancels the streaming task.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -23,6 +23,13 @@ class EventStream(StreamingResponse):
     def __init__(self, events: AsyncGenerator[bytes, None], headers: Mapping[str, str]) -> None:
         super().__init__(events, media_type="text/event-stream", headers=headers)
         self._events = events
+
+    def through(self, rewrite: Callable[[AsyncGenerator[bytes, None]], AsyncGenerator[bytes, None]]) -> EventStream:
+        """The same response, its events rewritten by ``rewrite`` (``/v1/responses`` over a chat stream).
+
+        ``rewrite`` must close the generator it is given when it is closed itself: that generator's
+        ``finally`` is where a stream is accounted, a stream cut short by the client included."""
+        return EventStream(rewrite(self._events), self.headers)
 
     async def stream_response(self, send: Send) -> None:
         """The head goes out with the first event, in one write. Sent at once, it was a write of its own

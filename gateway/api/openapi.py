@@ -69,7 +69,8 @@ _SERVED_HEADERS = {name: {"description": meaning, "schema": {"type": "string"}, 
     ("x-gateway-overhead-ms", "Time the gateway itself spent, excluding the upstream."))}
 _ENVELOPE = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
 # Described by reference only (errors, stream events): added to the components with the request bodies.
-_REFERENCED: tuple[type[BaseModel], ...] = (schemas.ErrorResponse, schemas.ChatCompletionChunk)
+_REFERENCED: tuple[type[BaseModel], ...] = (schemas.ErrorResponse, schemas.ChatCompletionChunk,
+                                             schemas.ResponseStreamEvent)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         responses={200: {"headers": _SERVED_HEADERS, "content": {"text/event-stream": {"schema": {
             "type": "string", "description": "Server-sent events: `data: <ChatCompletionChunk>` lines, then "
             "`data: [DONE]`, or `data: <ErrorResponse>` if the stream fails after it started."}}}}}),
+    ("POST", "/v1/responses"): Operation(
+        "Create a response (Responses API, stateless; JSON, or text/event-stream with stream: true)", "OpenAI",
+        schemas.ResponseObject, _statuses(_EDGE, _JSON_BODY, _UPSTREAM, (401,)), schemas.CreateResponseRequest,
+        responses={200: {"headers": _SERVED_HEADERS, "content": {"text/event-stream": {"schema": {
+            "type": "string", "description": "Server-sent events: `event: <type>` and `data: <ResponseStreamEvent>`, "
+            "from response.created to response.completed (or response.incomplete, or error and response.failed)."
+            }}}}}),
     ("POST", "/v1/embeddings"): Operation(
         "Create embeddings with an exposed embedding target", "OpenAI", schemas.CreateEmbeddingResponse,
         _statuses(_EDGE, _JSON_BODY, _UPSTREAM, (401,)), schemas.CreateEmbeddingRequest,

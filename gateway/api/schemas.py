@@ -164,6 +164,125 @@ class ChatCompletionChunk(_Open):
     usage: CompletionUsage | None = None
 
 
+# --- responses -------------------------------------------------------------------------------------------------
+
+
+class ResponseInputItem(_Open):
+    """A message (``type`` may be left out), or a function call and its output sent back."""
+
+    type: Literal["message", "function_call", "function_call_output"] | None = None
+    role: Literal["user", "assistant", "system", "developer"] | None = Field(default=None, description="message")
+    content: str | list[dict[str, Any]] | None = Field(
+        default=None, description="message: text, or parts (input_text, output_text, refusal, input_image with "
+                                  "image_url, input_file with file_data).")
+    call_id: str | None = Field(default=None, description="function_call, function_call_output")
+    name: str | None = Field(default=None, description="function_call")
+    arguments: str | None = Field(default=None, description="function_call: JSON text")
+    output: str | list[dict[str, Any]] | None = Field(default=None, description="function_call_output")
+
+
+class ResponseFunctionTool(_Closed):
+    type: Literal["function"]
+    name: str = Field(min_length=1)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class CreateResponseRequest(_Closed):
+    """OpenAI's Responses request, stateless; ``model`` is a route name or an exposed target. Fields the gateway
+    cannot serve are listed as null only: any other value is refused with 400 unsupported_parameter."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"model": "support", "input": "Where is my parcel?"}]})
+    background: Literal[False] | None = None
+    conversation: None = Field(default=None, description="Refused: the gateway stores no conversations.")
+    include: list[str] | None = Field(default=None, max_length=0, description="Refused unless empty.")
+    input: str | list[ResponseInputItem]
+    instructions: str | None = Field(default=None, description="A system message before input.")
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    max_tool_calls: None = None
+    metadata: dict[str, str] | None = Field(default=None, max_length=16)
+    model: str = Field(min_length=1)
+    parallel_tool_calls: bool | None = None
+    previous_response_id: None = Field(default=None, description="Refused: the gateway stores no responses; "
+                                                                 "send the whole conversation in input.")
+    prompt: None = None
+    prompt_cache_key: str | None = None
+    reasoning: dict[str, Any] | None = Field(default=None, description="effort only; a summary is refused.")
+    safety_identifier: str | None = None
+    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
+    store: Literal[False] | None = Field(default=None, description="The gateway stores nothing: true is refused.")
+    stream: bool | None = Field(default=False, description="Answer as text/event-stream events.")
+    stream_options: dict[str, bool] | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    text: dict[str, Any] | None = Field(default=None, description="format (text, json_object, json_schema) "
+                                                                  "and verbosity.")
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    tools: list[ResponseFunctionTool] | None = Field(default=None, description="Function tools only.")
+    top_logprobs: None = None
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    truncation: Literal["disabled"] | None = None
+    user: str | None = None
+    gateway: GatewayOptions | None = None
+
+
+class ResponseOutputItem(_Open):
+    """A ``message`` (role, content: output_text or refusal parts) or a ``function_call`` (call_id, name,
+    arguments)."""
+
+    id: str
+    type: Literal["message", "function_call"]
+    status: Literal["in_progress", "completed", "incomplete"]
+
+
+class ResponseUsage(_Open):
+    input_tokens: int
+    input_tokens_details: dict[str, int]
+    output_tokens: int
+    output_tokens_details: dict[str, int]
+    total_tokens: int
+
+
+class ResponseError(_Open):
+    code: str
+    message: str
+
+
+class ResponseObject(_Open):
+    """A response; ``id`` is the gateway's own (``resp_...``), never stored."""
+
+    id: str
+    object: Literal["response"]
+    created_at: int
+    status: Literal["completed", "incomplete", "in_progress", "failed"]
+    error: ResponseError | None = None
+    incomplete_details: dict[str, str] | None = None
+    instructions: str | None = None
+    max_output_tokens: int | None = None
+    model: str
+    output: list[ResponseOutputItem]
+    parallel_tool_calls: bool
+    store: Literal[False]
+    temperature: float | None = None
+    text: dict[str, Any]
+    tool_choice: str | dict[str, Any]
+    tools: list[dict[str, Any]]
+    top_p: float | None = None
+    usage: ResponseUsage | None = None
+    user: str | None = None
+    metadata: dict[str, str]
+    gateway: GatewayReplyField | None = None
+
+
+class ResponseStreamEvent(_Open):
+    """One event of a streamed response (``event: <type>`` and ``data: <this>``)."""
+
+    type: str = Field(description="response.created, response.in_progress, response.output_item.added, ..., "
+                                  "response.completed (or .incomplete, .failed), error")
+    sequence_number: int
+
+
 # --- embeddings and models -------------------------------------------------------------------------------------
 
 

@@ -187,12 +187,15 @@ async def read_json(request: Request, settings: Settings) -> dict[str, Any]:
     return body
 
 
-def validate(model: type[Model], body: dict[str, Any]) -> Model:
-    """Check ``body`` against a protocol model; the error names the first offending parameter."""
+def validate(model: type[Model], body: dict[str, Any], at: tuple[str | int, ...] = ()) -> Model:
+    """Check ``body`` against a protocol model; the error names the first offending parameter.
+
+    ``at``: where ``body`` sits in the request, when it is a part checked on its own (``("input", 2)``)."""
     try:
         return model.model_validate(body)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
-        param = ".".join(str(part) for part in errors[0]["loc"])
-        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:_MAX_REPORTED_ERRORS])
+        param = ".".join(str(part) for part in (*at, *errors[0]["loc"]))
+        detail = "; ".join(f"{'.'.join(str(p) for p in (*at, *e['loc']))}: {e['msg']}"
+                           for e in errors[:_MAX_REPORTED_ERRORS])
         raise InvalidRequest(f"Invalid request: {detail}", param=param, code="invalid_parameter") from exc

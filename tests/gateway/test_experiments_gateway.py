@@ -90,6 +90,22 @@ def test_variant_decides_the_arm_and_is_sticky(local_gateway: ServerThread, fake
         v == "treatment" for v in seen.values()) + sum(v == "treatment" for v in list(seen.values())[:10])
 
 
+def test_responses_join_the_experiment_with_the_variant_chat_gives_the_user(local_gateway: ServerThread,
+                                                                           fake: FakeUpstream) -> None:
+    variants = set()
+    for index in range(10):
+        user = f"user-{index}"
+        variant = ask(local_gateway, user).headers["x-gateway-variant"]
+        response = httpx.post(local_gateway.url + "/v1/responses", json={"model": "ab", "input": "hi", "user": user})
+        assert response.status_code == 200, response.text
+        assert response.headers["x-gateway-experiment"] == "ft-rollout"
+        assert (response.headers["x-gateway-variant"], response.headers["x-gateway-assignment"]) == (variant, "keyed")
+        assert response.headers["x-gateway-arm"] == ("prompted" if variant == "control" else "fine_tuned")
+        assert response.headers["x-gateway-feedback-token"]
+        variants.add(variant)
+    assert variants == {"control", "treatment"}
+
+
 def test_unkeyed_requests_are_marked_and_overrides_refused(local_gateway: ServerThread, fake: FakeUpstream) -> None:
     assert ask(local_gateway, None).headers["x-gateway-assignment"] == "unkeyed"
     refused = ask(local_gateway, "u", **{"x-gateway-variant": "treatment"})

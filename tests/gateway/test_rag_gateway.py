@@ -87,6 +87,22 @@ def test_streaming_carries_context_and_sources_header(kb: ServerThread, fake: Fa
     assert "every 26 months" in fake.received[-1]["messages"][0]["content"]
 
 
+def test_responses_are_grounded_like_chat_completions(kb: ServerThread, fake: FakeUpstream) -> None:
+    """/v1/responses takes the chat path: the arm's context and prompt first, then its instructions and input."""
+    question = "When can I get tea delivered on Mars?"
+    response = httpx.post(kb.url + "/v1/responses", timeout=30,
+                          json={"model": "kb", "input": question, "instructions": "Answer in one line."})
+    assert response.status_code == 200, response.text
+    assert (response.headers["x-gateway-rag"], response.headers["x-gateway-sources"]) == ("hit", "shipping.md")
+    body = response.json()
+    assert body["object"] == "response" and body["gateway"]["sources"][0]["source"] == "shipping.md"
+    assert body["gateway"]["request_id"] == response.headers["x-gateway-request-id"]
+    system, *rest = fake.received[-1]["messages"]
+    assert "every 26 months" in system["content"]
+    assert system["content"].rstrip().endswith("You are the Orbital Tea help desk.")
+    assert rest == [{"role": "system", "content": "Answer in one line."}, {"role": "user", "content": question}]
+
+
 def test_unrelated_question_gets_no_context(kb: ServerThread, fake: FakeUpstream) -> None:
     response = chat(kb, "kb", "Write a haiku about database indexes.")
     assert response.headers["x-gateway-rag"] == "miss"

@@ -34,6 +34,11 @@ class Action:
     text: str = "Hello from the fake upstream."
     error_message: str | None = None
     logprob: float = -0.05  # each word's, sent when the request asks for logprobs
+    tool_call: tuple[str, str] | None = None  # (name, arguments): answer with this function call, not ``text``
+
+
+TOOL_CALL_ID = "call_fake_0"
+"""The id of the fake's scripted tool call (``Action.tool_call``)."""
 
 
 class FakeUpstream(ScriptedUpstream[Action]):
@@ -55,7 +60,7 @@ class FakeUpstream(ScriptedUpstream[Action]):
             error = {"error": {"message": message, "type": "server_error"}}
             return Response(orjson.dumps(error), status_code=action.status, headers=headers,
                             media_type="application/json")
-        words = action.text.split(" ")
+        words = action.text.split(" ") if action.tool_call is None else action.tool_call[1].split(",")
         usage = {"prompt_tokens": 11, "completion_tokens": len(words), "total_tokens": 11 + len(words)}
         base = {"id": "chatcmpl-fake", "created": 1, "model": body["model"]}
         logprobs = bool(body.get("logprobs"))
@@ -65,6 +70,11 @@ class FakeUpstream(ScriptedUpstream[Action]):
                                      media_type="text/event-stream")
         choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": action.text},
                                   "finish_reason": "stop"}
+        if action.tool_call is not None:
+            name, arguments = action.tool_call
+            choice = {"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant", "content": None, "tool_calls": [
+                    {"id": TOOL_CALL_ID, "type": "function", "function": {"name": name, "arguments": arguments}}]}}
         if logprobs:
             choice["logprobs"] = {"content": [{"token": word, "logprob": action.logprob} for word in words]}
         answer = {**base, "object": "chat.completion", "choices": [choice]}
@@ -86,10 +96,18 @@ class FakeUpstream(ScriptedUpstream[Action]):
                 finally:
                     self.abandoned += 1
             choice: dict[str, Any] = {"index": 0, "delta": {"content": word + " "}, "finish_reason": None}
+            if action.tool_call is not None:  # the arguments in pieces, cut after each comma
+                piece = word if index == len(words) - 1 else word + ","
+                call: dict[str, Any] = {"index": 0, "function": {"arguments": piece}}
+                if index == 0:
+                    call.update(id=TOOL_CALL_ID, type="function")
+                    call["function"]["name"] = action.tool_call[0]
+                choice = {"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}
             if logprobs:
                 choice["logprobs"] = {"content": [{"token": word + " ", "logprob": action.logprob}]}
             yield event({"choices": [choice]})
-        yield event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        finish = "stop" if action.tool_call is None else "tool_calls"
+        yield event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
         if usage is not None:
             yield event({"choices": [], "usage": usage})
         yield b"data: [DONE]\n\n"

@@ -107,7 +107,7 @@ def test_loopback_needs_no_keys_and_no_flag() -> None:
 def test_json_endpoints_refuse_other_content_types_with_415(gateway: ServerThread, fake: FakeUpstream,
                                                             content_type: str | None) -> None:
     headers = {"content-type": content_type} if content_type else {}
-    for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/feedback"):
+    for path in ("/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/feedback"):
         response = httpx.post(gateway.url + path, content=json.dumps(CHAT), headers=headers, timeout=30)
         assert_envelope(response, 415, "unsupported_media_type", "content-type")
     assert fake.received == []
