@@ -198,3 +198,14 @@ def test_concurrent_repeats_are_each_counted_once(gateway: ServerThread, fake: F
     assert scrape(gateway.url, "gateway_cache_lookups_total", route="cached", result="hit") == results.count("hit")
     assert scrape(gateway.url, "gateway_cost_usd_total") == pytest.approx(sum(cost_of(r) for r in responses))
     assert sum(cost_of(r) for r in responses) == pytest.approx(results.count("miss") * cost_of(responses[results.index("miss")]))
+
+
+def test_the_responses_api_is_cached_on_the_same_route(gateway: ServerThread, fake: FakeUpstream) -> None:
+    body = {"model": "cached", "input": "What is the refund window?", "temperature": 0}
+    first, second = (httpx.post(gateway.url + "/v1/responses", json=body, timeout=30) for _ in range(2))
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert [first.headers["x-gateway-cache"], second.headers["x-gateway-cache"]] == ["miss", "hit"]
+    assert asked(fake) == 1
+    # The same answer under this response's own ids.
+    assert [item["content"] for item in second.json()["output"]] == [item["content"] for item in first.json()["output"]]
+    assert second.json()["id"] != first.json()["id"] and cost_of(second) == 0
