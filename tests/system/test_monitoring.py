@@ -67,6 +67,9 @@ routes:
     arms:
       prompted: {target: big}
       fine_tuned: {target: small}
+  mon-cache:
+    cache: {}
+    arms: {prompted: {target: big}}
   mon-ensemble:
     strategy: ensemble
     ensemble: {selector: first_accepted}
@@ -103,7 +106,7 @@ BASE_METRICS = ["gateway_requests_total", "gateway_cost_usd_total",
                 "gateway_unpriced_requests_total", "gateway_shadow_requests_total", "gateway_shadow_cost_usd_total",
                 "gateway_shadow_duration_seconds_bucket", "gateway_policy_reloads_total", "gateway_redis_up",
                 "gateway_redis_transitions_total", "gateway_economics", "gateway_cascade_total",
-                "gateway_ensemble_total"]
+                "gateway_ensemble_total", "gateway_cache_lookups_total", "gateway_cache_saved_usd_total"]
 
 
 def binary(name: str) -> str | None:
@@ -191,6 +194,8 @@ def drive(gateway: ServerThread, fake: FakeUpstream, round_: int) -> None:
     assert send("mon-cascade").headers["x-gateway-cascade"] == "escalated"
     assert send("mon-cascade").headers["x-gateway-cascade"] == "accepted"
     assert send("mon-ensemble").headers["x-gateway-ensemble"] in ("prompted", "fine_tuned")
+    assert [send("mon-cache", f"cached {round_}", temperature=0).headers["x-gateway-cache"] for _ in range(2)] == [
+        "miss", "hit"]
     send("mon-prompted")
     send("unpriced")
     assert send("mon-kb").headers["x-gateway-rag"] == "unavailable"
