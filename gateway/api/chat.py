@@ -26,12 +26,13 @@ from gateway.api.common import completed_headers, failure, gateway_headers, stat
 from gateway.api.event_stream import EventStream
 from gateway.capture import ShadowAnswer
 from gateway.errors import InvalidRequest
+from gateway.keys import chat_tokens
 from gateway.pipeline.attempts import Answered, Exhausted
 from gateway.pipeline.cascade import Cascaded, cascade
 from gateway.pipeline.decision import decide_arm, resolve_model
 from gateway.pipeline.experiments import assign_variant, feedback_token
 from gateway.pipeline.grounding import RagOutcome
-from gateway.pipeline.intake import authenticate, client_request_id, new_request_id, read_json, validate
+from gateway.pipeline.intake import client_request_id, identify, new_request_id, read_json, validate
 from gateway.pipeline.plan import Plan, alternates, escalation, plan_chat
 from gateway.pipeline.streaming import SSERelay
 from gateway.protocol import ChatCompletionRequest
@@ -179,9 +180,12 @@ async def chat_completions(request: Request) -> Response:
     arrival = Arrival(new_request_id(), "chat", client_request_id(request))
     routing = UNROUTED
     try:
-        arrival = arrival.owned_by(authenticate(request, gateway.settings))
+        caller = identify(request, gateway.settings)
+        arrival = arrival.owned_by(caller.owner, caller.name)
         body = await read_json(request, gateway.settings)
         chat = validate(ChatCompletionRequest, body)
+        arrival = await gateway.keys.admit(arrival, caller.key, chat.model,
+                                           partial(chat_tokens, body["messages"], chat))
         policy = gateway.policies.current  # one snapshot for the whole request, whatever reloads meanwhile
         forced = _forced_arm(request, chat)
         resolution = resolve_model(policy, chat.model)  # the one lookup of the route for this request
