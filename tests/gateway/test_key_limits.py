@@ -171,6 +171,13 @@ def test_a_key_calls_only_its_routes(keyed: Keyed) -> None:
         error = assert_envelope(ask(gateway, model=model), 404, "model_not_found", param="model")
         assert error["message"] == f"The model '{model}' does not exist or you do not have access to it."
     assert ask(gateway, OTHER, model="chat").status_code == 200
+    # /v1/models lists what the key may call, as OpenAI lists the models a key has access to.
+    listed = httpx.get(gateway.url + "/v1/models", headers=AUTH).json()["data"]
+    assert [model["id"] for model in listed] == ["chat-small"]
+    assert httpx.get(gateway.url + "/v1/models/chat-small", headers=AUTH).status_code == 200
+    assert_envelope(httpx.get(gateway.url + "/v1/models/chat", headers=AUTH), 404, "model_not_found")
+    everything = httpx.get(gateway.url + "/v1/models", headers={"authorization": f"Bearer {OTHER}"}).json()["data"]
+    assert {"chat", "chat-small"} <= {model["id"] for model in everything}
 
 
 def test_the_openai_sdk_raises_rate_limit_errors_and_does_not_retry_a_spent_budget(keyed: Keyed) -> None:
@@ -201,7 +208,21 @@ def test_streams_and_embeddings_count_against_the_key(keyed: Keyed) -> None:
     embedded = httpx.post(gateway.url + "/v1/embeddings", headers=AUTH,
                           json={"model": "embedder", "input": "hello"})
     assert embedded.status_code == 200 and embedded.headers["x-ratelimit-remaining-requests"] == "0"
-    assert_envelope(ask(gateway), 429, "rate_limit_exceeded")
+    refused = ask(gateway, model="down")  # refused by the limit before its upstream is tried
+    assert_envelope(refused, 429, "rate_limit_exceeded")
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+def test_a_request_admitted_then_failed_still_says_where_its_key_stands(keyed: Keyed) -> None:
+    gateway = keyed.start(named(rpm=5, tpm=1000))
+    failed = ask(gateway, model="down")  # admitted, then its upstream is unreachable
+    assert_envelope(failed, 502, "upstream_connection_error")
+    assert failed.headers["x-ratelimit-remaining-requests"] == "4"
+    assert failed.headers["x-ratelimit-limit-tokens"] == "1000"
+    # It used no tokens: once settled, a request for the whole limit fits (7 prompt tokens + 993); until then it
+    # is refused, which leaves the window as it was.
+    whole = poll(lambda: (r := ask(gateway, max_tokens=993)).status_code == 200 and r, "the failure's settlement")
+    assert whole.headers["x-ratelimit-remaining-tokens"] == "0"
 
 
 def test_a_budget_survives_a_restart_without_redis(start_gateway: GatewayFactory, fake: FakeUpstream,
