@@ -3,8 +3,8 @@
 A budget a restart forgets is no budget, so the embedded default keeps the month's spend per key in
 ``<data_dir>/key_spend.sqlite3``. The hot path only adds to this process's pending sums; a background task
 writes them every :data:`FLUSH_INTERVAL_S` (and on shutdown) as one transaction of ``+=`` upserts, then reads
-the month's totals back, so several uvicorn workers on one data directory see each other's spend within a
-second. A write that fails (full disk) keeps its sums for the next try, logged once per outage; a request
+the totals back, as it also does when a budget is judged on totals read longer ago than that: several
+uvicorn workers on one data directory see each other's spend within about a second. A write that fails (full disk) keeps its sums for the next try, logged once per outage; a request
 is never failed for it.
 """
 
@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
 from pathlib import Path
 
 log = logging.getLogger("hybrid_gateway.keys")
@@ -33,13 +34,16 @@ class SpendFile:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.path = data_dir / FILENAME
         self._stored: dict[Slot, float] | None = None  # read on first use: a gateway without named keys never is
+        self._read_at = 0.0  # time.monotonic() of the last read
         self._pending: dict[Slot, float] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._failing = False
 
     def spent(self, month: str, name: str) -> float:
         if self._stored is None:
-            self._stored = self._read()
+            self._stored, self._read_at = self._read(), time.monotonic()
+        elif time.monotonic() - self._read_at > FLUSH_INTERVAL_S and (self._flusher is None or self._flusher.done()):
+            self._flusher = asyncio.get_running_loop().create_task(self.flush())  # other workers' spend, soon
         slot = (month, name)
         return self._stored.get(slot, 0.0) + self._pending.get(slot, 0.0)
 
@@ -56,6 +60,7 @@ class SpendFile:
     async def flush(self) -> None:
         """Write the pending sums once (merged back if the write fails), then read every total back."""
         batch, self._pending = self._pending, {}
+        self._read_at = time.monotonic()  # one read at a time: a failing file is tried again a second later
         try:
             self._stored = await asyncio.to_thread(self._write, batch)
         except sqlite3.Error as exc:

@@ -235,6 +235,19 @@ def test_a_budget_survives_a_restart_without_redis(start_gateway: GatewayFactory
     assert_envelope(ask(second), 429, "insufficient_quota")
 
 
+def test_workers_on_one_data_dir_see_each_others_spend(start_gateway: GatewayFactory, fake: FakeUpstream,
+                                                       tmp_path: Path) -> None:
+    key = named(monthly_budget_usd=1.5 * ANSWER_COST)
+    first, second = (start_gateway(api_keys=(key,), data_dir=tmp_path / "shared") for _ in range(2))
+    assert ask(second, model="unpriced").status_code == 200  # its first read: nothing spent yet
+    assert [ask(first).status_code for _ in range(3)] == [200, 200, 429]  # 0, then 1 answer spent, then 2
+    # The first one's spend reaches the file within a second, and the second reads it back as it judges
+    # requests: its own cost nothing (an unpriced target), so only the other's spend can stop it.
+    refused = poll(lambda: (r := ask(second, model="unpriced")).status_code == 429 and r,
+                   "the other worker's spend", timeout_s=15)
+    assert_envelope(refused, 429, "insufficient_quota")
+
+
 def test_redis_down_falls_back_to_each_replicas_own_limits(start_gateway: GatewayFactory,
                                                            fake: FakeUpstream) -> None:
     with RedisServer() as redis_server:
