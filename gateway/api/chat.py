@@ -184,8 +184,9 @@ async def chat_completions(request: Request) -> Response:
         arrival = arrival.owned_by(caller.owner, caller.name)
         body = await read_json(request, gateway.settings)
         chat = validate(ChatCompletionRequest, body)
-        arrival = await gateway.keys.admit(arrival, caller.key, chat.model,
-                                           partial(chat_tokens, body["messages"], chat))
+        if caller.key is not None:  # a named key: its routes and limits
+            arrival = await gateway.keys.admit(arrival, caller.key, chat.model,
+                                               partial(chat_tokens, body["messages"], chat))
         policy = gateway.policies.current  # one snapshot for the whole request, whatever reloads meanwhile
         forced = _forced_arm(request, chat)
         resolution = resolve_model(policy, chat.model)  # the one lookup of the route for this request

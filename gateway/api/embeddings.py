@@ -79,7 +79,8 @@ async def embeddings(request: Request) -> Response:
         body = await read_json(request, gateway.settings)
         embedding = validate(EmbeddingRequest, body)
         check_inputs(embedding, gateway.settings.limits)
-        arrival = await gateway.keys.admit(arrival, caller.key, embedding.model, partial(_input_tokens, embedding))
+        if caller.key is not None:  # a named key: its routes and limits
+            arrival = await gateway.keys.admit(arrival, caller.key, embedding.model, partial(_input_tokens, embedding))
         policy = gateway.policies.current
         target = policy.targets.get(embedding.model)
         if target is None or not target.expose:

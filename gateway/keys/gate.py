@@ -95,11 +95,11 @@ class KeyGate:
         self._counters = counters
         self._clock = clock
 
-    async def admit(self, arrival: Arrival, key: ApiKey | None, model: str, tokens: Callable[[], int]) -> Arrival:
+    async def admit(self, arrival: Arrival, key: ApiKey, model: str, tokens: Callable[[], int]) -> Arrival:
         """``arrival`` admitted under ``key``'s limits to call ``model``; ``tokens`` counts what it asks for
-        (called only for a key with a tokens limit). Raises the refusal otherwise."""
-        if key is None:
-            return arrival
+        (called only for a key with a tokens limit). Raises the refusal otherwise.
+
+        Callers skip it for a caller without a named key: no coroutine on the hot path of every request."""
         if not key.may_call(model):
             raise ModelNotFound(f"The model '{model}' does not exist or you do not have access to it.", param="model")
         if not key.limited:
