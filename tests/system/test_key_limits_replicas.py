@@ -1,8 +1,8 @@
 """Two gateway processes on one Redis hold a key to its limit between them, under concurrent load (issue 16).
 
-Every request of the burst falls in one minute, so the sliding window must admit exactly the key's
-``rpm`` of them across both replicas, each admitted request seeing a different count; the rest are refused
-with OpenAI's envelope and headers. The key's spend in Redis is the sum of what the answers said they cost.
+Every request of a burst falls in one minute, so the sliding window must admit exactly the key's
+``rpm`` of them across both replicas (or as many as its ``tpm`` holds), each admitted request seeing a
+different count; the rest are refused with OpenAI's envelope and headers. The key's spend in Redis is the sum of what the answers said they cost.
 """
 
 from __future__ import annotations
@@ -31,7 +31,11 @@ from tests.support.servers import ServerThread
 
 LIMIT = 12
 BURST = 4 * LIMIT
-LIMITED, SPENDING = "sk-replicas-limited", "sk-replicas-spending"
+LIMITED, TOKENS, SPENDING = "sk-replicas-limited", "sk-replicas-tokens", "sk-replicas-spending"
+# "q<n>" is 7 estimated prompt tokens; with max_tokens 9 a request reserves 16, what the fake upstream then
+# reports (11 + 5): its settlement changes nothing, so the tokens limit admits exactly TPM // 16 of a burst.
+ASKED_TOKENS = 16
+TPM = ASKED_TOKENS * LIMIT
 POLICY = """
 version: 1
 targets:
@@ -51,6 +55,9 @@ keys:
   limited:
     digest: sha256:{digest_key(LIMITED)}
     rpm: {LIMIT}
+  tokens:
+    digest: sha256:{digest_key(TOKENS)}
+    tpm: {TPM}
   spending:
     digest: sha256:{digest_key(SPENDING)}
     monthly_budget_usd: 100
@@ -111,6 +118,22 @@ def test_two_replicas_admit_no_more_than_the_limit_between_them(replicas: Replic
     # Each replica was asked more than the limit: limits of their own would have admitted twice as many.
     per_replica = Counter(answer.url.port for answer in answers)
     assert sorted(per_replica.values()) == [BURST // 2, BURST // 2] and BURST // 2 > LIMIT
+
+
+@pytest.mark.multiprocess
+@pytest.mark.usefixtures("fake")
+def test_two_replicas_admit_no_more_tokens_than_the_limit_between_them(replicas: Replicas) -> None:
+    with ThreadPoolExecutor(16) as load:
+        answers = list(load.map(lambda index: replicas.chat(index, TOKENS, max_tokens=9), range(BURST)))
+    admitted = [answer for answer in answers if answer.status_code == 200]
+    assert len(admitted) == LIMIT
+    assert sorted(int(a.headers["x-ratelimit-remaining-tokens"]) for a in admitted) == [
+        ASKED_TOKENS * n for n in range(LIMIT)]
+    for answer in answers:
+        if answer.status_code != 200:
+            error = assert_envelope(answer, 429, "rate_limit_exceeded")
+            assert f"tokens per min (TPM): Limit {TPM}, Used {TPM}, Requested {ASKED_TOKENS}" in error["message"]
+            assert answer.headers["x-ratelimit-remaining-tokens"] == "0"
 
 
 @pytest.mark.multiprocess
