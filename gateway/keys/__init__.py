@@ -12,10 +12,9 @@ The gateway imports only what ``__all__`` names.
 from gateway.keys.counters import KeyCounters, LocalCounters
 from gateway.keys.gate import KeyGate, chat_tokens
 from gateway.keys.redis_counters import RedisCounters
-from gateway.keys.windows import WINDOW_S, Standing, month_of
+from gateway.keys.windows import Standing, month_of
 
 __all__ = [
-    "WINDOW_S",
     "KeyCounters",
     "KeyGate",
     "LocalCounters",

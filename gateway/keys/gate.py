@@ -51,11 +51,11 @@ def rate_headers(key: ApiKey, standing: Standing) -> tuple[tuple[str, str], ...]
     if key.rpm is not None:
         headers += [("x-ratelimit-limit-requests", str(key.rpm)),
                     ("x-ratelimit-remaining-requests", str(max(key.rpm - standing.requests, 0))),
-                    ("x-ratelimit-reset-requests", duration(standing.requests_reset_s))]
+                    ("x-ratelimit-reset-requests", duration(standing.reset_s))]
     if key.tpm is not None:
         headers += [("x-ratelimit-limit-tokens", str(key.tpm)),
                     ("x-ratelimit-remaining-tokens", str(max(key.tpm - standing.tokens, 0))),
-                    ("x-ratelimit-reset-tokens", duration(standing.tokens_reset_s))]
+                    ("x-ratelimit-reset-tokens", duration(standing.reset_s))]
     return tuple(headers)
 
 

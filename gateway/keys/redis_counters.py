@@ -156,8 +156,7 @@ class RedisCounters:
             return self._local.admit(key, request_id, need, self._spent(key.name, month), now)
         verdict, requests, tokens, spent, retry_s, reset_s = found
         self._known[key.name] = (month, float(spent))
-        return Standing(_VERDICTS[verdict], int(requests), int(tokens), float(spent), float(reset_s),
-                        float(reset_s), float(retry_s))
+        return Standing(_VERDICTS[verdict], int(requests), int(tokens), float(spent), float(reset_s), float(retry_s))
 
     def _spent(self, name: str, month: str) -> float:
         known_month, known = self._known.get(name, (month, 0.0))

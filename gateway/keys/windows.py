@@ -32,15 +32,15 @@ def month_of(now: float) -> str:
 class Standing:
     """Where a key stands once a request was judged: what the ``x-ratelimit-*`` headers and a refusal report.
 
-    ``requests``/``tokens``: in the window now, the request included when admitted; ``*_reset_s``: until the
-    window is empty again; ``retry_after_s``: until the refused request would fit (0 when admitted)."""
+    ``requests``/``tokens``: in the window now, the request included when admitted; ``reset_s``: until the
+    window is empty again (of requests and of tokens alike: one log holds both); ``retry_after_s``: until the
+    refused request would fit (0 when admitted)."""
 
     verdict: Verdict
     requests: int
     tokens: int
     spent_usd: float
-    requests_reset_s: float
-    tokens_reset_s: float
+    reset_s: float
     retry_after_s: float
 
 
@@ -100,8 +100,7 @@ class SlidingWindows:
         elif verdict in ("requests", "tokens"):
             retry_s = log.frees_s(now, (key.rpm or len(log.ids) + 1) - 1,
                                   (key.tpm - need) if key.tpm is not None else log.tokens)
-        reset_s = log.reset_s(now)
-        return Standing(verdict, len(log.ids), log.tokens, spent_usd, reset_s, reset_s, retry_s)
+        return Standing(verdict, len(log.ids), log.tokens, spent_usd, log.reset_s(now), retry_s)
 
     def settle(self, name: str, request_id: str, used: int) -> None:
         """The request ended having used ``used`` tokens: its entry counts them instead of its reservation."""
