@@ -36,6 +36,7 @@ from gateway.errors import (
     NotFound,
     error_response,
 )
+from gateway.keys import KeyCounters, KeyGate, LocalCounters, RedisCounters
 from gateway.metrics import Metrics
 from gateway.model_check import model_problem
 from gateway.pipeline.arm_choice import ArmChooser
@@ -101,8 +102,11 @@ def _runtime(settings: Settings, clock: Callable[[], float]) -> GatewayState:
     capture = CapturePolicy(policies)
     captures = CaptureWriter(lambda: CaptureStore.open(settings.database_url, settings.data_dir), capture.redactor,
                              capture.retention_days, capture.wanted, metrics)
+    counters: KeyCounters = (RedisCounters(shared, metrics.key_limit_local.inc) if shared.enabled
+                             else LocalCounters(settings.data_dir))
+    keys = KeyGate(counters, clock)
     ledger = Ledger(metrics, sys.stdout.buffer if settings.access_log else None,
-                    hooks=(outcomes, window, captures))
+                    hooks=(outcomes, window, captures, keys))
     chooser = ArmChooser(settings.policies_dir, metrics)
     chooser.warm(policies.current)
     upstreams = Upstreams(settings.limits.max_upstream_reply_bytes)
@@ -115,7 +119,7 @@ def _runtime(settings: Settings, clock: Callable[[], float]) -> GatewayState:
         readiness["redis"] = Dependency(_readiness_of_redis(shared), lambda: shared.reached)
     return GatewayState(settings, policies, upstreams, metrics, ledger, knowledge,
                         AttemptRunner(metrics, breaker_board(shared)), chooser, outcomes, shared,
-                        ShadowRunner(metrics, upstreams), window, readiness, capture, captures,
+                        ShadowRunner(metrics, upstreams), window, readiness, capture, captures, keys,
                         ResponseCache(shared, clock), cluster)
 
 
@@ -151,6 +155,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.shadow.drain()
         await gateway.cache.drain()
         await gateway.window.aclose()
+        await gateway.keys.aclose()
         await asyncio.to_thread(gateway.captures.close)
         await gateway.upstreams.aclose()
         await gateway.shared.aclose()

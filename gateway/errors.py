@@ -15,7 +15,8 @@ fault, like ``httpx/_exceptions.py``::
     │   ├── PayloadTooLarge         413 request_too_large
     │   ├── UnsupportedMediaType    415 unsupported_media_type (a JSON endpoint without a JSON body)
     │   ├── MisdirectedRequest      421 host_not_allowed (Host header outside the allowlist)
-    │   ├── RateLimited             429 rate_limit_exceeded (upstream 429 passed on)
+    │   ├── RateLimited             429 rate_limit_exceeded (upstream 429 passed on; a key over its rpm/tpm)
+    │   ├── QuotaExceeded           429 insufficient_quota (a key that spent its monthly budget)
     │   ├── UpstreamRejected        4xx passed on from the upstream (its message kept)
     │   └── ClientClosedRequest     499 client_closed_request (the client left; nobody reads it)
     └── ServerError (5xx: we or the upstream failed)
@@ -150,6 +151,15 @@ class RateLimited(ClientError):
             return max(float(self.headers.get("retry-after", "")), 0.0)
         except ValueError:
             return None
+
+
+class QuotaExceeded(ClientError):
+    """A key's monthly budget is spent: OpenAI's answer to an account out of credit, which its SDKs raise as
+    ``RateLimitError`` (retrying it is pointless until the month turns: ``x-should-retry: false``)."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
 
 
 class UpstreamRejected(ClientError):

@@ -1,7 +1,8 @@
 """Every Prometheus metric of the gateway, declared once, with bounded labels.
 
-Labels are policy names (route, arm, target, variant) and outcome classes,
-never a user, key or request id. Each app gets its own registry so tests can
+Labels are policy names (route, arm, target, variant), outcome classes and
+the names of the keys file's named keys (configuration: a client cannot add
+one), never a user, a key itself or a request id. Each app gets its own registry so tests can
 build many apps; with several uvicorn workers, prometheus-client's
 multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``) merges the workers' files at
 scrape time.
@@ -104,6 +105,16 @@ class Metrics:
                                "enough_traffic (1/0) or missing_requests/_seconds/_prompted_requests; a figure "
                                "the evidence cannot support yet is absent.",
                                ("route", "quantity"), registry=r, multiprocess_mode="mostrecent")
+        self.key_requests = Counter("gateway_key_requests", "Requests by named client key (the keys file's names) "
+                                    "and status.", ("key", "status"), registry=r)
+        self.key_tokens = Counter("gateway_key_tokens", "Tokens by named client key and direction (input, output), "
+                                  "a cascade's paid calls included.", ("key", "direction"), registry=r)
+        self.key_spend = Counter("gateway_key_spend_usd", "Upstream cost in USD by named client key: what its "
+                                 "requests' x-gateway-cost-usd add up to, and its monthly budget counts.", ("key",),
+                                 registry=r)
+        self.key_limit_local = Counter("gateway_key_limit_local_decisions", "Key limit decisions this replica made "
+                                       "on its own state because Redis was unreachable (each replica then enforces "
+                                       "the limits alone).", registry=r)
         self.redis_transitions = Counter("gateway_redis_transitions", "Redis went down or came back (state).",
                                          ("state",), registry=r)
         self.redis_up = Gauge("gateway_redis_up", "1 while Redis answers, 0 while the gateway runs on local state.",

@@ -2,7 +2,8 @@
 
 ``hybrid-gateway serve`` writes its flags into ``HYBRID_GATEWAY_*`` variables so
 every uvicorn worker process builds the same ``Settings`` from its environment.
-API keys are kept only as SHA-256 digests.
+API keys are kept only as SHA-256 digests; a structured keys file (``.yaml``) also names them and gives each
+its limits (``gateway.api_keys``, enforced by ``gateway.keys``).
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import hashlib
 import hmac
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
+from gateway.api_keys import DIGEST_PREFIX, ApiKey, KeysFileError, is_structured, parse_keys
 from gateway.edge_settings import EdgeSettings
 from gateway.limits import Limits
 from policies import DEFAULT_POLICIES
@@ -41,28 +44,44 @@ def _keys(entries: list[str]) -> list[str]:
     return [entry for entry in (e.strip() for e in entries) if entry and not entry.startswith("#")]
 
 
-def _key_digests(variable: str) -> frozenset[str]:
-    """Keys from ``<variable>`` (comma list) and/or ``<variable>_FILE`` (one per line, ``#`` comments).
+def _filed_keys(variable: str, key_file: str) -> tuple[list[str], tuple[ApiKey, ...]]:
+    """The entries of ``<variable>_FILE``: plain (one key or ``sha256:`` digest a line), or, for client keys in
+    a ``.yaml`` file, named keys with limits (their digests and the keys themselves)."""
+    path = Path(key_file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"{_PREFIX}{variable}_FILE={key_file}: cannot read it ({exc.strerror}).") from exc
+    if variable != "API_KEYS" or not is_structured(path):
+        return _keys(text.splitlines()), ()
+    try:
+        named = parse_keys(text, key_file).live()
+    except KeysFileError as exc:
+        raise SettingsError(f"{_PREFIX}{variable}_FILE: {exc}") from exc
+    return [DIGEST_PREFIX + key.digest for key in named], named
+
+
+def _key_digests(variable: str) -> tuple[frozenset[str], tuple[ApiKey, ...]]:
+    """Keys from ``<variable>`` (comma list) and/or ``<variable>_FILE`` (see ``_filed_keys``), and the named ones.
 
     ``sha256:<hex>`` entries are digests already. A key file, or a non-blank list, that holds no
-    key is refused: reading it as "no keys" would silently turn authentication off.
+    key (a structured file: none that is not revoked) is refused: reading it as "no keys" would silently
+    turn authentication off.
     """
     raw_keys, key_file = _env(variable), _env(variable + "_FILE")
     listed = _keys(raw_keys.split(","))
+    named: tuple[ApiKey, ...] = ()
     if raw_keys.strip() and not listed:
         raise SettingsError(f"{_PREFIX}{variable} is set but holds no key: unset it to run without keys.")
     if key_file:
-        try:
-            lines = Path(key_file).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise SettingsError(f"{_PREFIX}{variable}_FILE={key_file}: cannot read it ({exc.strerror}).") from exc
-        filed = _keys(lines)
+        filed, named = _filed_keys(variable, key_file)
         if not filed:
-            raise SettingsError(f"{_PREFIX}{variable}_FILE={key_file} holds no key (only blank lines or comments): "
-                                f"refusing to start with authentication off; unset it to run without keys.")
+            raise SettingsError(f"{_PREFIX}{variable}_FILE={key_file} holds no key (only blank lines, comments or "
+                                f"revoked keys): refusing to start with authentication off; unset it to run "
+                                f"without keys.")
         listed += filed
-    return frozenset(entry.removeprefix("sha256:").lower() if entry.startswith("sha256:") else digest_key(entry)
-                     for entry in listed)
+    return frozenset(entry.removeprefix(DIGEST_PREFIX).lower() if entry.startswith(DIGEST_PREFIX)
+                     else digest_key(entry) for entry in listed), named
 
 
 @dataclass(frozen=True)
@@ -90,6 +109,8 @@ class Settings:
     policies_dir: Path = DEFAULT_POLICIES
     data_dir: Path = Path("var")
     api_key_digests: frozenset[str] = field(default_factory=frozenset, repr=False)
+    api_keys: tuple[ApiKey, ...] = field(default=(), repr=False)
+    """The named client keys (a structured keys file): their digests are among ``api_key_digests``."""
     admin_key_digests: frozenset[str] = field(default_factory=frozenset, repr=False)
     max_body_bytes: int = 4 * 1024 * 1024
     reload_interval_s: float = 1.0
@@ -102,13 +123,20 @@ class Settings:
     edge: EdgeSettings = field(default_factory=EdgeSettings)
     limits: Limits = field(default_factory=Limits)
 
+    def __post_init__(self) -> None:
+        if self.api_keys:  # a named key is a client key, however the settings were built
+            object.__setattr__(self, "api_key_digests",
+                               self.api_key_digests | {key.digest for key in self.api_keys})
+
     @classmethod
     def from_env(cls) -> Settings:
+        api_key_digests, api_keys = _key_digests("API_KEYS")
         return cls(
             policies_dir=Path(_env("POLICIES", str(DEFAULT_POLICIES))),
             data_dir=Path(_env("DATA_DIR", "var")),
-            api_key_digests=_key_digests("API_KEYS"),
-            admin_key_digests=_key_digests("ADMIN_KEYS"),
+            api_key_digests=api_key_digests,
+            api_keys=api_keys,
+            admin_key_digests=_key_digests("ADMIN_KEYS")[0],
             max_body_bytes=int(_env("MAX_BODY_BYTES", str(4 * 1024 * 1024))),
             reload_interval_s=float(_env("RELOAD_INTERVAL_S", "1.0")),
             access_log=_flag("ACCESS_LOG", True),
@@ -128,8 +156,21 @@ class Settings:
 
     def key_allowed(self, presented: str, *, admin: bool = False) -> bool:
         """Compare the presented key's digest with every configured digest in constant time."""
+        return self.matching_digest(presented, admin=admin) is not None
+
+    def matching_digest(self, presented: str, *, admin: bool = False) -> str | None:
+        """The configured digest the presented key has, or None; every digest is compared, in constant time."""
         candidate = digest_key(presented)
-        allowed = False
+        matched = None
         for digest in self.admin_key_digests if admin else self.api_key_digests:
-            allowed |= hmac.compare_digest(candidate, digest)
-        return allowed
+            if hmac.compare_digest(candidate, digest):
+                matched = digest
+        return matched
+
+    @cached_property
+    def _named(self) -> dict[str, ApiKey]:
+        return {key.digest: key for key in self.api_keys}
+
+    def named_key(self, digest: str) -> ApiKey | None:
+        """The named key (with its limits) whose digest this is; None for a key of the plain list or file."""
+        return self._named.get(digest)

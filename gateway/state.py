@@ -9,6 +9,7 @@ from gateway.accounting.cluster_ledger import ClusterLedger
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.traffic_window import WindowStore
 from gateway.capture import CapturePolicy, CaptureWriter
+from gateway.keys import KeyGate
 from gateway.metrics import Metrics
 from gateway.pipeline.arm_choice import ArmChooser
 from gateway.pipeline.attempts import AttemptRunner
@@ -56,5 +57,7 @@ class GatewayState:
     readiness: Mapping[str, Dependency]
     capture: CapturePolicy
     captures: CaptureWriter
+    keys: KeyGate
+    """Named keys' routes and limits at intake, and their settlement (a ledger hook)."""
     cache: ResponseCache
     cluster: ClusterLedger | None = None

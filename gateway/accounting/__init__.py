@@ -20,6 +20,7 @@ from gateway.accounting.completion import (
     Completion,
     Delivery,
     Exchange,
+    Quota,
     Routing,
     finish,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "Grid",
     "Ledger",
     "MemoryBuckets",
+    "Quota",
     "Routing",
     "SqliteWindowStore",
     "TokenPrice",

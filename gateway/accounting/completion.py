@@ -26,6 +26,16 @@ each); these values are made several times a request, so the hot ones write thei
 the instructions) and stay frozen: assigning a field still raises ``FrozenInstanceError``."""
 
 
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """What intake granted a request of a key with limits (``gateway.keys``): the tokens it reserved in the key's
+    per-minute window (settled against its real usage when it ends; None without a tokens limit), and the
+    ``x-ratelimit-*`` headers."""
+
+    reserved_tokens: int | None
+    headers: tuple[tuple[str, str], ...]
+
+
 @dataclass(frozen=True, init=False)
 class Arrival:
     """``request_id`` is the gateway's own (``gateway.pipeline.intake.new_request_id``), the key of every record
@@ -36,23 +46,32 @@ class Arrival:
     client_request_id: str | None = None
     started: float = 0.0  # time.perf_counter() at arrival (``__init__`` reads the clock unless given one)
     owner: str | None = None  # the caller's key tag (gateway.pipeline.intake.authenticate); None while keys are off
+    key: str | None = None  # the caller's key name (a named key of the keys file; a bounded label); else None
+    quota: Quota | None = None  # what the key's limits granted (gateway.keys); None: a key without limits
 
     def __init__(self, request_id: str, endpoint: str, client_request_id: str | None = None,
-                 started: float | None = None, owner: str | None = None) -> None:
+                 started: float | None = None, owner: str | None = None, key: str | None = None,
+                 quota: Quota | None = None) -> None:
         """``started``: now (``time.perf_counter``) unless given."""
         _fill(self, "__dict__", {"request_id": request_id, "endpoint": endpoint, "client_request_id": client_request_id,
-                                "started": time.perf_counter() if started is None else started, "owner": owner})
+                                "started": time.perf_counter() if started is None else started, "owner": owner,
+                                "key": key, "quota": quota})
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
 
-    def owned_by(self, owner: str | None) -> Arrival:
+    def owned_by(self, owner: str | None, key: str | None = None) -> Arrival:
         """The same arrival, its caller known (authentication); direct, as ``replace`` costs ~3 us a request.
 
-        Itself when the owner is the one it has (keys off: None), as the value would be equal anyway."""
-        if owner == self.owner:
+        Itself when the caller is the one it has (keys off: None), as the value would be equal anyway."""
+        if owner == self.owner and key == self.key:
             return self
-        return Arrival(self.request_id, self.endpoint, self.client_request_id, self.started, owner)
+        return Arrival(self.request_id, self.endpoint, self.client_request_id, self.started, owner, key, self.quota)
+
+    def admitted(self, quota: Quota) -> Arrival:
+        """The same arrival, admitted by its key's limits."""
+        return Arrival(self.request_id, self.endpoint, self.client_request_id, self.started, self.owner, self.key,
+                       quota)
 
     def named(self) -> str:
         """How logs name a request: the gateway's id, and the caller's for correlation."""

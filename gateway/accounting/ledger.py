@@ -105,6 +105,8 @@ class Ledger:
             m.cache_lookups.labels(routing.route, delivery.cache).inc()
             if delivery.saved_usd:
                 m.cache_saved.labels(routing.route).inc(delivery.saved_usd)
+        if done.arrival.key is not None:
+            self._key(done)
         self._log(done, overhead_s)
         for hook in self._hooks:
             hook(done)
@@ -128,6 +130,19 @@ class Ledger:
             else:
                 m.cost.labels(*labels).inc(call.cost_usd)
 
+    def _key(self, done: Completion) -> None:
+        """A named key's request, tokens and spend (the whole ``x-gateway-cost-usd``, paid calls included)."""
+        m, key, usage = self.metrics, done.arrival.key, done.usage
+        m.key_requests.labels(key, str(done.status)).inc()
+        calls = done.delivery.calls
+        if usage is not None or calls:
+            m.key_tokens.labels(key, "input").inc((usage.prompt_tokens if usage else 0)
+                                                  + sum(call.usage.prompt_tokens for call in calls))
+            m.key_tokens.labels(key, "output").inc((usage.completion_tokens if usage else 0)
+                                                   + sum(call.usage.completion_tokens for call in calls))
+        if done.cost_usd:
+            m.key_spend.labels(key).inc(done.cost_usd)
+
     def _log(self, done: Completion, overhead_s: float) -> None:
         if self._access is None:
             return
@@ -135,7 +150,7 @@ class Ledger:
         self._access.write(orjson.dumps({
             "ts": datetime.now(UTC),  # when the request finished; orjson writes ISO 8601 with a Z
             "request_id": arrival.request_id, "client_request_id": arrival.client_request_id,
-            "endpoint": arrival.endpoint, "route": routing.route,
+            "endpoint": arrival.endpoint, "key": arrival.key, "route": routing.route,
             "arm": routing.arm, "target": routing.target, "variant": routing.variant, "status": done.status,
             "error": done.error_code, "stream": routing.stream, "latency_ms": round(done.duration_s * 1000, 3),
             "overhead_ms": round(overhead_s * 1000, 3),

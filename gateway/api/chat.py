@@ -27,6 +27,7 @@ from gateway.api.common import completed_headers, failure, gateway_headers, stat
 from gateway.api.event_stream import EventStream
 from gateway.capture import ShadowAnswer
 from gateway.errors import InvalidRequest
+from gateway.keys import chat_tokens
 from gateway.pipeline.attempts import Answered, Effort, Exhausted
 from gateway.pipeline.candidates import BufferedStream, Run
 from gateway.pipeline.cascade import cascade
@@ -34,7 +35,7 @@ from gateway.pipeline.decision import ArmDecision, decide_arm, resolve_model
 from gateway.pipeline.ensemble import candidate_plans, ensemble
 from gateway.pipeline.experiments import assign_variant, feedback_token
 from gateway.pipeline.grounding import RagOutcome
-from gateway.pipeline.intake import authenticate, client_request_id, new_request_id, read_json, validate
+from gateway.pipeline.intake import Caller, client_request_id, identify, new_request_id, read_json, validate
 from gateway.pipeline.judge import JudgeCaller
 from gateway.pipeline.plan import Plan, alternates, arm_plan, plan_chat
 from gateway.pipeline.streaming import SSERelay
@@ -225,20 +226,26 @@ async def chat_completions(request: Request) -> Response:
     gateway = state_of(request)
     arrival = Arrival(new_request_id(), "chat", client_request_id(request))
     try:
-        arrival = arrival.owned_by(authenticate(request, gateway.settings))
+        caller = identify(request, gateway.settings)
+        arrival = arrival.owned_by(caller.owner, caller.name)
         body = await read_json(request, gateway.settings)
     except Exception as exc:  # the one boundary where every failure becomes an OpenAI error
         return failure(gateway, arrival, exc)
-    return await serve_chat(request, gateway, arrival, body)
+    return await serve_chat(request, gateway, arrival, caller, body)
 
 
-async def serve_chat(request: Request, gateway: GatewayState, arrival: Arrival, body: dict[str, Any]) -> Response:
-    """The chat pipeline for a read, authenticated body: routing, arm, experiments, grounding, attempts, the
-    answer (JSON or SSE) and its one ``Completion``, or the failure's. ``/v1/responses`` enters here with the
-    chat body it translated (``gateway.api.responses``), so both endpoints share every step."""
+async def serve_chat(request: Request, gateway: GatewayState, arrival: Arrival, caller: Caller,
+                     body: dict[str, Any]) -> Response:
+    """The chat pipeline for a read, authenticated body: the caller's key limits, routing, arm, experiments,
+    grounding, attempts, the answer (JSON or SSE) and its one ``Completion``, or the failure's.
+    ``/v1/responses`` enters here with the chat body it translated (``gateway.api.responses``), so both
+    endpoints share every step."""
     routing = UNROUTED
     try:
         chat = validate(ChatCompletionRequest, body)
+        if caller.key is not None:  # a named key: its routes and limits
+            arrival = await gateway.keys.admit(arrival, caller.key, chat.model,
+                                               partial(chat_tokens, body["messages"], chat))
         policy = gateway.policies.current  # one snapshot for the whole request, whatever reloads meanwhile
         forced = _forced_arm(request, chat)
         resolution = resolve_model(policy, chat.model)  # the one lookup of the route for this request

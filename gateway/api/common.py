@@ -63,6 +63,8 @@ def gateway_headers(arrival: Arrival, routing: Routing, delivery: Delivery, cost
         "x-gateway-cost-usd": cost,
         "x-gateway-overhead-ms": f"{delivery.overhead_s(arrival.elapsed()) * 1000:.3f}",
     }
+    if arrival.quota is not None:
+        headers.update(arrival.quota.headers)
     if delivery.attempts:
         headers["x-gateway-attempts"] = str(delivery.attempts)
     if delivery.fallback:
@@ -115,6 +117,8 @@ def failure(gateway: GatewayState, arrival: Arrival, exc: Exception, routing: Ro
         log.info("request %s: %s", arrival.named(), exc.message)
     gateway.ledger.close(finish(arrival, routing, delivery, status=exc.status, error_code=exc.code))
     headers = _id_headers(arrival)
+    if arrival.quota is not None:  # admitted, then failed: where the key stands is still true
+        headers.update(arrival.quota.headers)
     if routing.route:
         headers.update(_routing_headers(routing))
     headers.update(_delivery_headers(delivery))

@@ -9,6 +9,7 @@ hostile body whole.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import cast
 
 from starlette.requests import Request
@@ -20,7 +21,7 @@ from gateway.accounting.usage import Usage, estimate_tokens, estimate_tokens_upt
 from gateway.api.common import completed_headers, failure, state_of
 from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.limits import Limits
-from gateway.pipeline.intake import authenticate, client_request_id, new_request_id, read_json, validate
+from gateway.pipeline.intake import client_request_id, identify, new_request_id, read_json, validate
 from gateway.pipeline.plan import DIRECT_ARM
 from gateway.protocol import GATEWAY_FIELD, EmbeddingRequest
 
@@ -73,10 +74,13 @@ async def embeddings(request: Request) -> Response:
     arrival = Arrival(new_request_id(), "embeddings", client_request_id(request))
     routing, delivery = UNROUTED, NOTHING_DELIVERED
     try:
-        arrival = arrival.owned_by(authenticate(request, gateway.settings))
+        caller = identify(request, gateway.settings)
+        arrival = arrival.owned_by(caller.owner, caller.name)
         body = await read_json(request, gateway.settings)
         embedding = validate(EmbeddingRequest, body)
         check_inputs(embedding, gateway.settings.limits)
+        if caller.key is not None:  # a named key: its routes and limits
+            arrival = await gateway.keys.admit(arrival, caller.key, embedding.model, partial(_input_tokens, embedding))
         policy = gateway.policies.current
         target = policy.targets.get(embedding.model)
         if target is None or not target.expose:

@@ -37,14 +37,16 @@ _ERRORS = {
     400: "Invalid request: bad JSON, a parameter of the wrong type or value, a forbidden field.",
     401: "Missing or wrong API key (only when keys are configured).",
     403: "The admin API without admin keys configured.",
-    404: "Unknown model, experiment or path; a request id unknown, or not made with this key or feedback token.",
+    404: "Unknown model, experiment or path (or a model the key may not call); a request id unknown, or not made "
+         "with this key or feedback token.",
     409: "The request already has feedback (send replace: true to change it).",
     408: "The headers or the body did not arrive in time.",
     413: "Request body over the size limit.",
     415: "A JSON endpoint called without an application/json body.",
     421: "Host header outside the allowlist.",
     422: "The upstream refused the request; its message is kept.",
-    429: "The upstream's rate limit, with its retry-after.",
+    429: "The upstream's rate limit, with its retry-after; a named key over its requests or tokens per minute "
+         "(rate_limit_exceeded, retry-after) or its monthly budget (insufficient_quota).",
     431: "Request line and headers over the size or count limit.",
     500: "The gateway failed to handle the request (a bug).",
     502: "The upstream failed or is unreachable.",
@@ -67,6 +69,12 @@ _SERVED_HEADERS = {name: {"description": meaning, "schema": {"type": "string"}, 
     ("x-gateway-target", "The target that answered."),
     ("x-gateway-cost-usd", "Cost of the upstream call; unknown without a price; pending on streams."),
     ("x-gateway-overhead-ms", "Time the gateway itself spent, excluding the upstream."))}
+# On the answers to a named key with limits (docs/api.md, "Keys, limits and budgets"), as OpenAI sends them.
+_RATE_HEADERS = {f"x-ratelimit-{what}-{unit}": {"description": meaning.format(unit=unit), "schema": {"type": "string"}}
+                 for unit in ("requests", "tokens") for what, meaning in (
+                     ("limit", "The key's {unit} per minute."),
+                     ("remaining", "The {unit} the key may still use in the sliding minute."),
+                     ("reset", "Until the key's window of {unit} is empty again, e.g. 1m0s or 250ms."))}
 _ENVELOPE = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
 # Described by reference only (errors, stream events): added to the components with the request bodies.
 _REFERENCED: tuple[type[BaseModel], ...] = (schemas.ErrorResponse, schemas.ChatCompletionChunk,
@@ -98,7 +106,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Create a chat completion (JSON, or text/event-stream with stream: true)", "OpenAI",
         schemas.ChatCompletion, _statuses(_EDGE, _JSON_BODY, _UPSTREAM, (401,)),
         schemas.CreateChatCompletionRequest,
-        responses={200: {"headers": _SERVED_HEADERS, "content": {"text/event-stream": {"schema": {
+        responses={200: {"headers": {**_SERVED_HEADERS, **_RATE_HEADERS}, "content": {"text/event-stream": {"schema": {
             "type": "string", "description": "Server-sent events: `data: <ChatCompletionChunk>` lines, then "
             "`data: [DONE]`, or `data: <ErrorResponse>` if the stream fails after it started."}}}}}),
     ("POST", "/v1/responses"): Operation(
@@ -111,7 +119,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/embeddings"): Operation(
         "Create embeddings with an exposed embedding target", "OpenAI", schemas.CreateEmbeddingResponse,
         _statuses(_EDGE, _JSON_BODY, _UPSTREAM, (401,)), schemas.CreateEmbeddingRequest,
-        responses={200: {"headers": _SERVED_HEADERS}}),
+        responses={200: {"headers": {**_SERVED_HEADERS, **_RATE_HEADERS}}}),
     ("GET", "/v1/models"): Operation("List the route names and exposed targets", "OpenAI", schemas.ModelList,
                                      _statuses(_EDGE, (401,))),
     ("GET", "/v1/models/{model:path}"): Operation("Retrieve a route or exposed target", "OpenAI", schemas.Model,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import retrieval
 import routes.training
-from gateway.cli import breakeven, dataset, evaluate, experiments, finetune
+from gateway.cli import breakeven, dataset, evaluate, experiments, finetune, keys
 from policies import DEFAULT_POLICIES
 
 Command = Callable[[argparse.Namespace], int]
@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     dataset.add_cli(sub)
     finetune.add_cli(sub)
     evaluate.add_cli(sub)
+    keys.add_cli(sub)
     return parser
 
 

@@ -7,12 +7,14 @@ import base64
 import binascii
 import re
 import secrets
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
+from gateway.api_keys import ApiKey
 from gateway.errors import (
     AuthenticationFailed,
     ClientClosedRequest,
@@ -23,7 +25,7 @@ from gateway.errors import (
     UnsupportedMediaType,
 )
 from gateway.protocol import forbidden_field
-from gateway.settings import Settings, digest_key
+from gateway.settings import Settings
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # Browsers answer this challenge by asking for a user name and password once, then send them with every
@@ -69,21 +71,42 @@ def _bearer(request: Request, *, browser: bool = False) -> str:
     return key.strip()
 
 
-def authenticate(request: Request, settings: Settings) -> str | None:
-    """Client endpoints: open unless API keys are configured. Returns the caller's owner tag (see below).
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a request: ``owner``, the key's tag (16 hex digits of its digest; None while keys are off),
+    stored with a request's experiment outcome so only the key that made a request may give feedback on it;
+    ``key``, the named key with its limits (a structured keys file; None for a key of the plain list)."""
+
+    owner: str | None = None
+    key: ApiKey | None = None
+
+    @property
+    def name(self) -> str | None:
+        return self.key.name if self.key is not None else None
+
+
+ANONYMOUS = Caller()
+"""The caller of every request while keys are off."""
+
+
+def identify(request: Request, settings: Settings) -> Caller:
+    """Client endpoints: open unless API keys are configured. Returns the caller (see ``Caller``).
 
     GET requests (reads without side effects, which CORS keeps other sites from reading) also
     take the key as a Basic password, so a browser can open the dashboard behind keys.
-    The owner tag (16 hex digits of the key's digest; None while keys are off) is stored with a
-    request's experiment outcome, so only the key that made a request may give feedback on it.
     """
     if not settings.api_key_digests:
-        return None
+        return ANONYMOUS
     browser = request.method == "GET"
-    key = _bearer(request, browser=browser)
-    if not settings.key_allowed(key):
+    digest = settings.matching_digest(_bearer(request, browser=browser))
+    if digest is None:
         raise AuthenticationFailed("Incorrect API key provided.", headers=BROWSER_CHALLENGE if browser else None)
-    return digest_key(key)[:16]
+    return Caller(digest[:16], settings.named_key(digest))
+
+
+def authenticate(request: Request, settings: Settings) -> str | None:
+    """``identify``'s owner tag, for the endpoints that need no more of the caller."""
+    return identify(request, settings).owner
 
 
 def authenticate_monitoring(request: Request, settings: Settings) -> None:

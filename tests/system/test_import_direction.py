@@ -20,7 +20,7 @@ SOURCES = ("gateway", *LOWER)
 
 # Modules at the top of gateway/ that everything may use: errors, settings, the wire protocol, metrics.
 FOUNDATION = frozenset({"errors", "protocol", "settings", "edge_settings", "limits", "metrics", "model_check",
-                        "tables"})
+                        "tables", "api_keys"})
 # What each unit of gateway/ (a subpackage, or a top-level module) may import besides itself and FOUNDATION.
 # The request path runs api -> pipeline -> upstream / accounting; cli sits on top of everything, and
 # nothing but app imports api.
@@ -37,11 +37,12 @@ ALLOWED: dict[str, frozenset[str]] = {
     "dataset": frozenset({"capture", "accounting", "evaluation"}),
     "finetune": frozenset(),
     "demo_upstream": frozenset({"accounting"}),
-    "state": frozenset({"pipeline", "upstream", "accounting", "capture", "response_cache"}),
-    "api": frozenset({"pipeline", "upstream", "accounting", "capture", "economics", "dashboard", "state",
+    "keys": frozenset({"accounting"}),
+    "state": frozenset({"pipeline", "upstream", "accounting", "capture", "keys", "response_cache"}),
+    "api": frozenset({"pipeline", "upstream", "accounting", "capture", "economics", "dashboard", "state", "keys",
                       "response_cache"}),
     "app": frozenset({"api", "pipeline", "upstream", "accounting", "capture", "economics", "dashboard", "state",
-                      "edge", "response_cache"}),
+                      "edge", "keys", "response_cache"}),
     "evaluation": frozenset({"app", "demo_upstream", "edge", "pipeline", "economics"}),
     "cli": frozenset({"app", "api", "pipeline", "upstream", "accounting", "capture", "dataset", "finetune",
                       "economics", "dashboard", "state", "edge", "demo_upstream", "evaluation"}),

@@ -23,7 +23,7 @@ from gateway.api.responses.protocol import CreateResponse
 from gateway.api.responses.reply import Frame, from_completion, loads_object
 from gateway.api.responses.request import chat_request
 from gateway.errors import json_response
-from gateway.pipeline.intake import authenticate, client_request_id, new_request_id, read_json, validate
+from gateway.pipeline.intake import client_request_id, identify, new_request_id, read_json, validate
 
 _REWRITTEN = frozenset({"content-length", "content-type"})
 """Headers of the chat answer that describe its body, which the translation replaces."""
@@ -33,14 +33,15 @@ async def create_response(request: Request) -> Response:
     gateway = state_of(request)
     arrival = Arrival(new_request_id(), "responses", client_request_id(request))
     try:
-        arrival = arrival.owned_by(authenticate(request, gateway.settings))
+        caller = identify(request, gateway.settings)
+        arrival = arrival.owned_by(caller.owner, caller.name)
         body = await read_json(request, gateway.settings)
         asked = validate(CreateResponse, body)
         chat = chat_request(asked)
     except Exception as exc:  # the one boundary where every failure becomes an OpenAI error
         return failure(gateway, arrival, exc)
     frame = Frame.of(asked, chat)
-    answer = await serve_chat(request, gateway, arrival, chat)
+    answer = await serve_chat(request, gateway, arrival, caller, chat)
     if answer.status_code != 200:
         return answer
     if isinstance(answer, EventStream):
