@@ -213,6 +213,20 @@ def test_streams_and_embeddings_count_against_the_key(keyed: Keyed) -> None:
     assert refused.headers["x-ratelimit-remaining-requests"] == "0"
 
 
+def test_the_responses_api_counts_against_the_key_and_its_routes(keyed: Keyed) -> None:
+    gateway = keyed.start(named(rpm=2, routes=("chat",)))
+
+    def respond(model: str) -> httpx.Response:
+        return httpx.post(gateway.url + "/v1/responses", headers=AUTH, json={"model": model, "input": "hi"},
+                          timeout=30)
+
+    served = respond("chat")
+    assert served.status_code == 200 and served.headers["x-ratelimit-remaining-requests"] == "1"
+    assert_envelope(respond("embedder"), 404, "model_not_found")  # not one of the key's routes
+    assert ask(gateway).headers["x-ratelimit-remaining-requests"] == "0"  # chat and responses share the minute
+    assert_envelope(respond("chat"), 429, "rate_limit_exceeded")
+
+
 def test_a_request_admitted_then_failed_still_says_where_its_key_stands(keyed: Keyed) -> None:
     gateway = keyed.start(named(rpm=5, tpm=1000))
     failed = ask(gateway, model="down")  # admitted, then its upstream is unreachable

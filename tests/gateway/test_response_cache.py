@@ -13,6 +13,7 @@ import httpx
 import pytest
 import redis
 
+from gateway.api_keys import ApiKey
 from gateway.settings import digest_key
 from retrieval import KnowledgeStore, ingest_paths
 from tests.conftest import BIG_MODEL, GatewayFactory
@@ -21,7 +22,7 @@ from tests.support.clock import FakeClock
 from tests.support.fake_upstream import Action, FakeUpstream
 from tests.support.knowledge import SHIPPING_FACT, wait_knowledge_loaded
 from tests.support.ledger import cost_of
-from tests.support.metrics import scrape
+from tests.support.metrics import metric_sum, scrape
 from tests.support.polling import poll
 from tests.support.servers import ServerThread
 
@@ -209,3 +210,23 @@ def test_the_responses_api_is_cached_on_the_same_route(gateway: ServerThread, fa
     # The same answer under this response's own ids.
     assert [item["content"] for item in second.json()["output"]] == [item["content"] for item in first.json()["output"]]
     assert second.json()["id"] != first.json()["id"] and cost_of(second) == 0
+
+
+def test_a_key_never_gets_a_route_it_may_not_call_from_the_cache(start_gateway: GatewayFactory, policy_dir: Path,
+                                                                  fake: FakeUpstream) -> None:
+    """A key allowed "cached" fills the entry; a key allowed only "also-cached" asking the same is refused before
+    any lookup, over chat and the Responses API alike, and never sees the answer."""
+    (policy_dir / "cache.yaml").write_text(CACHED)
+    wide, narrow = ApiKey("wide", digest_key("sk-wide"), routes=("cached",)), ApiKey(
+        "narrow", digest_key("sk-narrow"), routes=("also-cached",))
+    gateway = start_gateway(api_keys=(wide, narrow))
+    filled = chat(gateway, "cached", "secret plans", headers={"authorization": "Bearer sk-wide"}, expect=200, **COLD)
+    assert filled.headers["x-gateway-cache"] == "miss"
+    refused = chat(gateway, "cached", "secret plans", headers={"authorization": "Bearer sk-narrow"}, **COLD)
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "model_not_found"
+    also = httpx.post(gateway.url + "/v1/responses", headers={"authorization": "Bearer sk-narrow"}, timeout=30,
+                      json={"model": "cached", "input": "secret plans", "temperature": 0})
+    assert also.status_code == 404 and "Hello" not in also.text
+    assert asked(fake) == 1
+    metrics = httpx.get(gateway.url + "/metrics", headers={"authorization": "Bearer sk-wide"}).text
+    assert metric_sum(metrics, "gateway_cache_lookups_total", route="cached") == 1  # the refused made none
