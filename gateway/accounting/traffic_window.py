@@ -57,6 +57,9 @@ Values = tuple[float, float, float, float, float]
 """One request's numbers in the order of :data:`FIELDS` (plain floats: this runs once per request)."""
 
 
+CACHE_ARM = "cache"
+"""The arm a cache hit is counted under: it answered, and no arm was paid (``gateway.response_cache``)."""
+
 Labels = tuple[str, str, str, str]
 """route, arm, target, variant: as ``Routing.labels``."""
 
@@ -66,11 +69,11 @@ def rows_of(done: Completion) -> tuple[tuple[Labels, Values], ...]:
     and each call a cascade or ensemble paid for and did not return under its own arm and target, with no
     request: the arm's cost per query then holds what it cost to get its answers, and the prompted arm's stays
     the counterfactual's. The routed cost goes with the rows routing alone would have paid for. A cache hit
-    adds nothing: the break-even compares what the arms cost, and no arm served it."""
+    is a request of the arm ``cache`` at no cost: counted in the ledger, left out of the break-even."""
     usage, routing, strategy = done.usage, done.routing, done.delivery.strategy
-    if done.delivery.cache == "hit":  # neither arm was paid, and a cache would serve it under prompting alone too
-        return ()
     labels = routing.labels()
+    if done.delivery.cache == "hit":  # answered, under the cache's own arm: no arm was paid for it
+        return (((labels[0], CACHE_ARM, labels[2], labels[3]), (1.0, 0.0, 0.0, 0.0, 0.0)),)
     answer_cost = done.answer_cost_usd or 0.0
     answer: tuple[Labels, Values] = (labels, (1.0, answer_cost, float(usage.prompt_tokens if usage else 0),
                                               float(usage.completion_tokens if usage else 0),

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.accounting.traffic_window import Counts, Window
+from gateway.accounting.traffic_window import CACHE_ARM, Counts, Window
 from gateway.economics.breakeven import BreakEven, Evidence, Scenario, Shortfall, break_even
 from gateway.settings import EconomicsSettings
 from policies import Economics, PolicySet
@@ -118,7 +118,7 @@ def _span(seconds: float) -> str:
 def live_inputs(route: str, plan: Economics, window: Window, minimums: EconomicsSettings) -> LiveInputs:
     """What the window holds for ``route``, and what it still lacks."""
     arms = window.arms(route)
-    total = sum(arms.values(), Counts())
+    total = sum((counts for arm, counts in arms.items() if arm != CACHE_ARM), Counts())  # the arms' traffic
     prompted = arms.get("prompted", Counts())
     shortfall = Shortfall(requests=max(0, math.ceil(minimums.min_requests - total.requests)),
                           seconds=max(0.0, max(minimums.min_observed_s, 1.0) - window.observed_s),

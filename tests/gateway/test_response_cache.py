@@ -171,6 +171,14 @@ def test_replicas_share_entries_through_redis(start_gateway: GatewayFactory, pol
     assert asked(fake) == 1
     ttl = client.ttl(next(client.scan_iter(match=prefix + "cache:*")))
     assert 0 < ttl <= 60  # Redis expires it after the route's ttl_s
+    # The cluster ledger counts both answers once: the hit under the cache's own arm, at no cost.
+    def rows() -> dict[str, dict[str, float]]:
+        found = httpx.get(one.url + "/v1/ledger").json()
+        return {row["arm"]: row for row in found["rows"] if row["route"] == "cached"}
+
+    ledger = poll(lambda: (found := rows()).get("cache") and found, "the hit in the cluster ledger")
+    assert (ledger["prompted"]["requests"], ledger["cache"]["requests"]) == (1, 1)
+    assert ledger["prompted"]["cost_usd"] == pytest.approx(cost_of(first)) and ledger["cache"]["cost_usd"] == 0
 
 
 def test_redis_down_keeps_the_cache_in_the_process(start_gateway: GatewayFactory, policy_dir: Path,
