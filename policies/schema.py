@@ -377,6 +377,9 @@ class Route(_Strict):
             raise ValueError("strategy: ensemble needs an ensemble block, and only it uses one")
         if self.acceptors is not None and self.strategy == "route":
             raise ValueError("acceptors apply only to strategy: cascade or ensemble")
+        if self.strategy == "ensemble" and self.acceptors is not None and self.acceptors.judge is not None:
+            raise ValueError("an ensemble's judge is ensemble.judge (selector: judge); acceptors.judge is a "
+                             "cascade's")
         if self.stream != "buffered" and self.strategy == "route":
             raise ValueError("stream applies only to strategy: cascade or ensemble")
         if self.cache is not None and self.strategy != "route":

@@ -287,6 +287,8 @@ def test_an_ensemble_with_its_judge_loads(tmp_path: Path) -> None:
      "'nobody'"),
     (("strategy: ensemble", "strategy: route\n    stream: passthrough-no-cascade"), 9, "routes.r: Value error, "
      "strategy: ensemble needs"),
+    (("    arms:\n", "    acceptors: {judge: {target: small}}\n    arms:\n"), 9, "routes.r: Value error, an "
+     "ensemble's judge is ensemble.judge"),
 ])
 def test_ensemble_mistakes_are_refused(tmp_path: Path, change: tuple[str, str], line: int, message: str) -> None:
     path = write(tmp_path, ENSEMBLE.replace(*change))
