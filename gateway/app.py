@@ -130,6 +130,17 @@ def _readiness_of_redis(shared: SharedState) -> ReadinessCheck:
     return check
 
 
+async def _watch_keys(settings: Settings, metrics: Metrics) -> None:
+    """Re-read a changed keys file every reload interval (``gateway.client_keys``); runs until cancelled."""
+    if settings.api_keys_file is None:
+        return
+    while True:
+        await asyncio.sleep(settings.reload_interval_s)
+        result = await asyncio.to_thread(settings.client_keys.reload)
+        if result is not None:
+            metrics.keys_reloads.labels("success" if result else "failure").inc()
+
+
 @contextlib.asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -140,6 +151,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.shared.probe()
     gateway.captures.start()
     tasks = [asyncio.create_task(policies.watch(settings.reload_interval_s), name="policy-watch"),
+             asyncio.create_task(_watch_keys(settings, gateway.metrics), name="keys-watch"),
              asyncio.create_task(gateway.knowledge.start(policies.current), name="knowledge-start")]
     if any(not t.openai_compatible for t in policies.current.targets.values()):
         tasks.append(asyncio.create_task(warm_up(), name="litellm-warm-up"))

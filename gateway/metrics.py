@@ -123,6 +123,8 @@ class Metrics:
                                    ("target",), registry=r, multiprocess_mode="livemax")
         self.policy_reloads = Counter("gateway_policy_reloads", "Policy reloads by result.", ("result",),
                                       registry=r)
+        self.keys_reloads = Counter("gateway_keys_reloads", "Re-reads of a changed keys file: success, or failure "
+                                    "(the keys in force stay).", ("result",), registry=r)
         self.refused = Counter("gateway_refused_requests", "Requests refused before any endpoint ran, by reason "
                                "('host': Host header not allowed, 'overloaded': concurrency limit).", ("reason",),
                                registry=r)

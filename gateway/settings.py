@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 
 from gateway.api_keys import DIGEST_PREFIX, ApiKey, KeysFileError, is_structured, parse_keys
+from gateway.client_keys import ClientKeys
 from gateway.edge_settings import EdgeSettings
 from gateway.limits import Limits
 from policies import DEFAULT_POLICIES
@@ -111,6 +112,8 @@ class Settings:
     api_key_digests: frozenset[str] = field(default_factory=frozenset, repr=False)
     api_keys: tuple[ApiKey, ...] = field(default=(), repr=False)
     """The named client keys (a structured keys file): their digests are among ``api_key_digests``."""
+    api_keys_file: Path | None = None
+    """The structured keys file the named keys came from: re-read while running (``client_keys``)."""
     admin_key_digests: frozenset[str] = field(default_factory=frozenset, repr=False)
     max_body_bytes: int = 4 * 1024 * 1024
     reload_interval_s: float = 1.0
@@ -128,14 +131,21 @@ class Settings:
             object.__setattr__(self, "api_key_digests",
                                self.api_key_digests | {key.digest for key in self.api_keys})
 
+    @cached_property
+    def client_keys(self) -> ClientKeys:
+        """The client keys in force: these settings' at first, then as the keys file says."""
+        return ClientKeys(self.api_key_digests, self.api_keys, self.api_keys_file)
+
     @classmethod
     def from_env(cls) -> Settings:
         api_key_digests, api_keys = _key_digests("API_KEYS")
+        key_file = _env("API_KEYS_FILE")
         return cls(
             policies_dir=Path(_env("POLICIES", str(DEFAULT_POLICIES))),
             data_dir=Path(_env("DATA_DIR", "var")),
             api_key_digests=api_key_digests,
             api_keys=api_keys,
+            api_keys_file=Path(key_file) if key_file and is_structured(Path(key_file)) else None,
             admin_key_digests=_key_digests("ADMIN_KEYS")[0],
             max_body_bytes=int(_env("MAX_BODY_BYTES", str(4 * 1024 * 1024))),
             reload_interval_s=float(_env("RELOAD_INTERVAL_S", "1.0")),
@@ -162,15 +172,11 @@ class Settings:
         """The configured digest the presented key has, or None; every digest is compared, in constant time."""
         candidate = digest_key(presented)
         matched = None
-        for digest in self.admin_key_digests if admin else self.api_key_digests:
+        for digest in self.admin_key_digests if admin else self.client_keys.current.digests:
             if hmac.compare_digest(candidate, digest):
                 matched = digest
         return matched
 
-    @cached_property
-    def _named(self) -> dict[str, ApiKey]:
-        return {key.digest: key for key in self.api_keys}
-
     def named_key(self, digest: str) -> ApiKey | None:
         """The named key (with its limits) whose digest this is; None for a key of the plain list or file."""
-        return self._named.get(digest)
+        return self.client_keys.current.named.get(digest)

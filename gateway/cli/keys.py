@@ -3,8 +3,9 @@
 ``create`` draws a key with ``secrets``, prints it once on stdout (the only time it exists outside the
 client that receives it) and stores its SHA-256 digest; ``list`` shows names, limits and digest prefixes;
 ``revoke`` marks a key revoked (its name stays taken, so its spend history never passes to another key).
-The file is the gateway's ``HYBRID_GATEWAY_API_KEYS_FILE`` (``--file``), read when the gateway starts: restart
-or roll the replicas after a change. Exit 0 on success, 1 on a refused change, 2 on a file that does not load.
+The file is the gateway's ``HYBRID_GATEWAY_API_KEYS_FILE`` (``--file``), which a running gateway re-reads within
+its reload interval (``gateway.client_keys``). Exit 0 on success, 1 on a refused change, 2 on a file that does
+not load.
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ def _revoke(args: argparse.Namespace) -> int:
         return 0
     revoked = entry.model_copy(update={"revoked": True})
     save_keys(path, keys.model_copy(update={"keys": {**keys.keys, args.name: revoked}}))
-    print(f"revoked key {args.name!r} in {path}; restart the gateway to refuse it", file=sys.stderr)
+    print(f"revoked key {args.name!r} in {path}; gateways reading this file refuse it within their reload "
+          f"interval", file=sys.stderr)
     return 0
 
 

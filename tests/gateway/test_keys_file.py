@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
+from gateway.api_keys import parse_keys
 from gateway.settings import Settings, SettingsError, digest_key
+from tests.conftest import GatewayFactory
+from tests.support.chat import chat
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.metrics import metric_sum
+from tests.support.polling import poll
 from tests.support.process import run_cli
 
 DIGEST_A = "sha256:" + digest_key("sk-a")
@@ -110,3 +117,25 @@ def test_the_cli_refuses_a_plain_or_broken_file(tmp_path: Path) -> None:
     refused = run_cli("keys", "create", "b", "--file", str(broken), cwd=tmp_path)
     assert refused.returncode == 2 and f"{broken}:3: keys.a.digest" in refused.stderr and refused.stdout == ""
     assert broken.read_text() == "keys:\n  a:\n    digest: nope\n"
+
+
+def test_a_revoked_key_is_refused_without_a_restart_and_a_bad_file_changes_nothing(
+        start_gateway: GatewayFactory, fake: FakeUpstream, tmp_path: Path) -> None:
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(f"version: 1\nkeys:\n  team-a:\n    digest: {DIGEST_A}\n  team-b:\n    digest: {DIGEST_B}\n")
+    gateway = start_gateway(api_keys=parse_keys(keys.read_text(), str(keys)).live(), api_keys_file=keys)
+
+    def status(key: str) -> int:
+        return chat(gateway, "chat", headers={"authorization": f"Bearer {key}"}).status_code
+
+    def reloads(result: str) -> float:
+        text = httpx.get(gateway.url + "/metrics", headers={"authorization": "Bearer sk-b"}).text
+        return metric_sum(text, "gateway_keys_reloads_total", result=result)
+
+    assert (status("sk-a"), status("sk-b")) == (200, 200)
+    assert run_cli("keys", "revoke", "team-a", "--file", str(keys), cwd=tmp_path).returncode == 0
+    poll(lambda: status("sk-a") == 401, "the revoked key to be refused")
+    assert status("sk-b") == 200 and reloads("success") == 1
+    keys.write_text("keys: [\n")  # a broken file never replaces the keys in force
+    poll(lambda: reloads("failure") == 1, "the broken file to be refused")
+    assert (status("sk-a"), status("sk-b")) == (401, 200)

@@ -20,7 +20,7 @@ SOURCES = ("gateway", *LOWER)
 
 # Modules at the top of gateway/ that everything may use: errors, settings, the wire protocol, metrics.
 FOUNDATION = frozenset({"errors", "protocol", "settings", "edge_settings", "limits", "metrics", "model_check",
-                        "tables", "api_keys"})
+                        "tables", "api_keys", "client_keys"})
 # What each unit of gateway/ (a subpackage, or a top-level module) may import besides itself and FOUNDATION.
 # The request path runs api -> pipeline -> upstream / accounting; cli sits on top of everything, and
 # nothing but app imports api.
