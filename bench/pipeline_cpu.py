@@ -70,6 +70,15 @@ MODELS = {"plain": "bench", "classifier": "fast", "stream": "bench", "cascade": 
           "cache-miss": "cache-miss", "cache-hit": "cache-hit"}
 
 
+def write_routes(policies: Path, shapes: list[str]) -> None:
+    """The routes ``shapes`` call, beside ``overhead.policy_dir``'s plain one."""
+    (policies / "fast.yaml").write_text(CLASSIFIER_ROUTE)
+    if "cascade" in shapes:
+        (policies / "cascade.yaml").write_text(CASCADE_ROUTE)
+    if {"cache-miss", "cache-hit"} & set(shapes):
+        (policies / "cache.yaml").write_text(CACHE_ROUTES)
+
+
 def measure(system: overhead.System, shape: str, duration: int) -> dict[str, float]:
     """One wrk run at c=1 of ``shape`` against ``system`` (a gateway: ``bench`` is plain, ``fast`` classified,
     ``cascade`` a cascade whose fine-tuned answer is accepted: one upstream call)."""
@@ -102,11 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     upstream_port = overhead.free_port()
     policies = overhead.policy_dir(upstream_port)  # the zero-delay upstream's target and the plain route
-    (policies / "fast.yaml").write_text(CLASSIFIER_ROUTE)
-    if "cascade" in args.shapes:
-        (policies / "cascade.yaml").write_text(CASCADE_ROUTE)
-    if {"cache-miss", "cache-hit"} & set(args.shapes):
-        (policies / "cache.yaml").write_text(CACHE_ROUTES)
+    write_routes(policies, args.shapes)
     direct = overhead.start("direct", [str(overhead.BIN / "hybrid-gateway"), "demo-upstream", "--port",
                                        str(upstream_port), "--latency-scale", "0"], upstream_port, "demo-large")
     gateways: list[overhead.System] = []

@@ -42,13 +42,13 @@ def _total(dump_dir: Path) -> int:
 
 
 def _send(client: httpx.Client, url: str, shape: str, count: int) -> None:
-    body = {**overhead.BODY, "model": "fast" if shape == "classifier" else "bench", "stream": shape == "stream"}
+    body = {**overhead.BODY, "model": pipeline_cpu.MODELS[shape], "stream": shape == "stream"}
     for _ in range(count):
         response = client.post(url + "/v1/chat/completions", json=body)
         response.raise_for_status()
 
 
-def measure_tree(tree: str, policies: Path, requests: int) -> dict[str, float]:
+def measure_tree(tree: str, policies: Path, requests: int, shapes: list[str]) -> dict[str, float]:
     """Millions of instructions per request for each shape, in one valgrind'd gateway serving ``tree``."""
     dump_dir = Path(tempfile.mkdtemp(prefix="bench-callgrind-"))
     port = overhead.free_port()
@@ -60,7 +60,7 @@ def measure_tree(tree: str, policies: Path, requests: int) -> dict[str, float]:
     figures: dict[str, float] = {}
     try:
         with httpx.Client(timeout=60) as client:
-            for shape in pipeline_cpu.SHAPES:
+            for shape in shapes:
                 _send(client, system.url, shape, _WARM_UP)
                 subprocess.run(["callgrind_control", "-z", str(system.process.pid)], check=True, capture_output=True)
                 _total(dump_dir)
@@ -76,14 +76,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trees", nargs="+", metavar="DIR", required=True)
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--shapes", nargs="+", choices=pipeline_cpu.SHAPES, default=list(pipeline_cpu.SHAPES),
+                        help="request shapes (a tree older than a shape's policy block cannot load its route)")
     args = parser.parse_args()
     upstream_port = overhead.free_port()
     policies = overhead.policy_dir(upstream_port)
-    (policies / "fast.yaml").write_text(pipeline_cpu.CLASSIFIER_ROUTE)
+    pipeline_cpu.write_routes(policies, args.shapes)
     direct = overhead.start("direct", [str(overhead.BIN / "hybrid-gateway"), "demo-upstream", "--port",
                                        str(upstream_port), "--latency-scale", "0"], upstream_port, "demo-large")
     try:
-        print(json.dumps({tree: measure_tree(tree, policies, args.requests) for tree in args.trees}))
+        print(json.dumps({tree: measure_tree(tree, policies, args.requests, args.shapes) for tree in args.trees}))
     finally:
         overhead.stop(direct)
 

@@ -49,6 +49,7 @@ class Ledger:
         self._cache: dict[tuple[str, str, str, str, int], _Children] = {}  # by the routing's raw values
         self._upstream: dict[str, Histogram] = {}  # made on first use: a series only for what happened
         self._ttft: dict[tuple[str, str, str, str], Histogram] = {}
+        self._lookups: dict[tuple[str, str], Counter] = {}  # cache lookups by (route, result)
 
     def _children(self, routing: Routing, status: int) -> _Children:
         """The metric children of one (route, arm, target, variant, status): found once, then reused.
@@ -102,7 +103,11 @@ class Ledger:
         if delivery.strategy is not None:
             self._strategy(done, delivery.strategy)
         if delivery.cache:
-            m.cache_lookups.labels(routing.route, delivery.cache).inc()
+            lookups = self._lookups.get((routing.route, delivery.cache))
+            if lookups is None:
+                lookups = self._lookups[(routing.route, delivery.cache)] = m.cache_lookups.labels(routing.route,
+                                                                                                  delivery.cache)
+            lookups.inc()
             if delivery.saved_usd:
                 m.cache_saved.labels(routing.route).inc(delivery.saved_usd)
         if done.arrival.key is not None:

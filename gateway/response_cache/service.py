@@ -64,7 +64,7 @@ class ResponseCache:
 
     def _local(self, route: str, limits: Cache) -> MemoryStore:
         store = self._memory.get(route)
-        if store is None or store.limits != limits:  # new, or its block changed on a reload: start afresh
+        if store is None or (store.limits is not limits and store.limits != limits):  # new, or changed: afresh
             store = self._memory[route] = MemoryStore(limits, self._clock)
         return store
 
