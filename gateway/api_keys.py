@@ -18,7 +18,6 @@ import datetime
 import math
 import os
 import tempfile
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,6 +32,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from policies import YamlProblem, dotted, read_yaml
 
 KEY_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 """A key name: a Prometheus label value and a Redis key part, so short and plain."""
@@ -120,7 +121,6 @@ class KeysFile(BaseModel):
 
 
 STRUCTURED_SUFFIXES = (".yaml", ".yml")
-Location = tuple[str | int, ...]
 
 
 class KeysFileError(ValueError):
@@ -136,51 +136,21 @@ def is_structured(path: Path) -> bool:
     return path.suffix.lower() in STRUCTURED_SUFFIXES
 
 
-def _lines(node: yaml.Node, loc: Location, lines: dict[Location, int], file: str) -> None:
-    """Each YAML path's line; duplicate names are refused (YAML would silently keep the last)."""
-    lines[loc] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            if key in seen:
-                raise KeysFileError([f"{file}:{key_node.start_mark.line + 1}: {_dotted((*loc, key))}: duplicate key"])
-            seen.add(key)
-            _lines(value_node, (*loc, key), lines, file)
-            lines[(*loc, key)] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _lines(item, (*loc, index), lines, file)
-
-
-def _dotted(loc: Iterable[str | int]) -> str:
-    return ".".join(str(part) for part in loc)
-
-
-def _line_of(lines: dict[Location, int], loc: Location) -> int:
-    while loc and loc not in lines:
-        loc = loc[:-1]
-    return lines.get(loc, 1)
-
-
 def parse_keys(text: str, file: str) -> KeysFile:
     """``text`` (the file's content) as a ``KeysFile``; ``KeysFileError`` listing every problem otherwise."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else 1
-        raise KeysFileError([f"{file}:{line}: invalid YAML: {exc.problem}"]) from exc
-    lines: dict[Location, int] = {}
-    if root is not None:
-        _lines(root, (), lines, file)
-    data: Any = yaml.safe_load(text) if root is not None else {}
+        document = read_yaml(text)
+    except YamlProblem as exc:
+        where = f"{file}:{exc.line or 1}: " + (f"{exc.path}: " if exc.path else "")
+        raise KeysFileError([where + exc.message]) from exc
+    data: Any = document.data if document.data is not None else {}
     if not isinstance(data, dict):
         raise KeysFileError([f"{file}:1: the file must be a mapping with 'version: 1' and 'keys'"])
     try:
         return KeysFile.model_validate(data)
     except ValidationError as exc:
         raise KeysFileError([
-            f"{file}:{_line_of(lines, tuple(err['loc']))}: {_dotted(err['loc']) or 'keys'}: {err['msg']}"
+            f"{file}:{document.line_of(tuple(err['loc']))}: {dotted(err['loc']) or 'keys'}: {err['msg']}"
             for err in exc.errors(include_url=False)]) from exc
 
 

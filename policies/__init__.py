@@ -6,6 +6,7 @@ Configuration, at the top of the package:
   ``ArmName`` / ``ARM_NAMES``, ...);
 - ``loader``: YAML to ``PolicySet`` with file:line errors; ``reloader``: hot reload;
 - ``resolution``: which route and target a public model name means.
+- ``yaml_lines``: YAML read with the line of every value (the policy files, and the gateway's keys file).
 
 Run time, in subpackages:
 
@@ -61,6 +62,7 @@ from policies.schema import (
     Trigger,
     Variant,
 )
+from policies.yaml_lines import YamlDocument, YamlProblem, dotted, read_yaml
 
 __all__ = [
     "ARM_NAMES",
@@ -106,14 +108,18 @@ __all__ = [
     "Target",
     "Trigger",
     "Variant",
+    "YamlDocument",
+    "YamlProblem",
     "assign",
     "breaker_board",
+    "dotted",
     "experiment_for",
     "experiment_key",
     "load_policies",
     "may_judge",
     "outcome_store",
     "public_names",
+    "read_yaml",
     "report",
     "resolve",
     "token_digest",

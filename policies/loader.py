@@ -20,18 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from policies.providers import fine_tuned_arm_error, fine_tuned_arm_warning
 from policies.schema import ARM_NAMES, Experiment, PolicyFile, PolicySet, Route, Target
+from policies.yaml_lines import Location, YamlDocument, YamlProblem, dotted, read_yaml
 
 # The shipped policy directory: what serve, eval and the router CLI read unless told otherwise.
 DEFAULT_POLICIES = Path(__file__).resolve().parent / "default"
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _EXPANDED_TARGET_KEYS = ("api_base", "model")
-Location = tuple[str | int, ...]
 #: ``(classifier.model, policy directory)`` -> why that model cannot be loaded, or None when it can.
 ModelCheck = Callable[[str, Path], str | None]
 
@@ -60,52 +59,22 @@ class PolicyLoadError(Exception):
 class _Parsed:
     file: str
     data: dict[str, Any]
-    lines: dict[Location, int]
+    document: YamlDocument
 
     def line_of(self, loc: Iterable[str | int]) -> int:
         """The line of the deepest YAML node on ``loc``'s path."""
-        key = tuple(loc)
-        while key and key not in self.lines:
-            key = key[:-1]
-        return self.lines.get(key, 1)
-
-
-def _record_lines(node: yaml.Node, loc: Location, lines: dict[Location, int], file: str) -> None:
-    """Map each YAML path to its line; refuse duplicate keys, which YAML would silently merge."""
-    lines[loc] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            if key in seen:
-                raise PolicyLoadError([PolicyIssue(file, key_node.start_mark.line + 1, _dotted((*loc, key)),
-                                                   "duplicate key")])
-            seen.add(key)
-            _record_lines(value_node, (*loc, key), lines, file)
-            lines[(*loc, key)] = key_node.start_mark.line + 1  # point at the key, not at its value
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _record_lines(item, (*loc, index), lines, file)
+        return self.document.line_of(loc)
 
 
 def _parse(path: Path, display: str) -> _Parsed:
-    text = path.read_text(encoding="utf-8")
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
-        raise PolicyLoadError([PolicyIssue(display, line, "", f"invalid YAML: {exc.problem}")]) from exc
-    lines: dict[Location, int] = {}
-    if root is not None:
-        _record_lines(root, (), lines, display)
-    data = yaml.safe_load(text) if root is not None else {}
+        document = read_yaml(path.read_text(encoding="utf-8"))
+    except YamlProblem as exc:
+        raise PolicyLoadError([PolicyIssue(display, exc.line, exc.path, exc.message)]) from exc
+    data = document.data if document.data is not None else {}
     if not isinstance(data, dict):
         raise PolicyLoadError([PolicyIssue(display, 1, "", "the file must be a mapping with 'targets' and/or 'routes'")])
-    return _Parsed(display, data, lines)
-
-
-def _dotted(loc: Iterable[str | int]) -> str:
-    return ".".join(str(part) for part in loc)
+    return _Parsed(display, data, document)
 
 
 def _expand_env(value: str) -> str:
@@ -130,7 +99,7 @@ def _validate(parsed: _Parsed) -> tuple[PolicyFile | None, list[PolicyIssue]]:
         return PolicyFile.model_validate(parsed.data), []
     except ValidationError as exc:
         issues = [
-            PolicyIssue(parsed.file, parsed.line_of(err["loc"]), _dotted(err["loc"]), err["msg"])
+            PolicyIssue(parsed.file, parsed.line_of(err["loc"]), dotted(err["loc"]), err["msg"])
             for err in exc.errors(include_url=False)
         ]
         return None, issues
@@ -177,7 +146,7 @@ class _Merger:
                 self.origin[(section, name)] = (parsed, loc)
 
     def _issue(self, parsed: _Parsed, loc: Location, message: str) -> None:
-        self.issues.append(PolicyIssue(parsed.file, parsed.line_of(loc), _dotted(loc), message))
+        self.issues.append(PolicyIssue(parsed.file, parsed.line_of(loc), dotted(loc), message))
 
     def _target(self, parsed: _Parsed, loc: Location, name: str) -> None:
         if name not in self.targets:
@@ -231,7 +200,7 @@ class _Merger:
             if judge is not None:
                 self._target(parsed, (*loc, block, "judge", "target"), judge.target)
         if route.strategy == "cascade" and route.default_arm == "prompted" and route.classifier is None:
-            self.warnings.append(PolicyIssue(parsed.file, parsed.line_of((*loc, "strategy")), _dotted((*loc, "strategy")),
+            self.warnings.append(PolicyIssue(parsed.file, parsed.line_of((*loc, "strategy")), dotted((*loc, "strategy")),
                                              "the cascade starts only from the fine_tuned arm, which this route "
                                              "sends nothing to (default_arm is prompted, no classifier): only an "
                                              "experiment's variant would reach it"))
@@ -245,7 +214,7 @@ class _Merger:
         if (error := fine_tuned_arm_error(name, target)) is not None:
             self._issue(parsed, loc, error)
         elif (warning := fine_tuned_arm_warning(name, target)) is not None:
-            self.warnings.append(PolicyIssue(parsed.file, parsed.line_of(loc), _dotted(loc), warning))
+            self.warnings.append(PolicyIssue(parsed.file, parsed.line_of(loc), dotted(loc), warning))
 
     def _check_experiment(self, name: str, experiment: Experiment, taken: dict[str, str]) -> None:
         parsed, loc = self.origin[("experiments", name)]
