@@ -6,7 +6,8 @@
    writes to SQLite in the same process) over the requests served, read ``SETTLE_S`` after wrk ends, so
    that the writer's last batch of a captured round is charged to that round, not to the next plain one;
    the capture counters at the end show every request stored and none dropped. The report gives the
-   difference of the two medians and the median of the paired differences. wrk repeats one body, so the
+   difference of the two medians and the median of the paired differences, and per route the medians of
+   the main thread's (the event loop's) and the other threads' (chiefly the writer's) CPU per request. wrk repeats one body, so the
    redaction of its question and answer comes from the redactor's cache after the first. On a shared
    2-core machine the paired differences spread wider than the effect, so:
 2. In process: the capture writer alone (offer, parse, redact, batched SQLite write) fed finished
@@ -18,7 +19,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -85,13 +88,31 @@ def writer_cpu_us(rounds: int, count: int = 2_000) -> list[float]:
         writer.close()
 
 
-def _cpu_ms_per_req(system: overhead.System, duration: int) -> float:
-    """One wrk run's CPU per request, its settling time after wrk included (idle for a plain round)."""
-    began = system.cpu_s()
+def _threads_s(system: overhead.System) -> tuple[float, float]:
+    """CPU seconds so far of the gateway's main thread (the event loop: one worker, no child process) and of
+    its other threads together (the capture writer's, and any worker threads), from ``/proc/PID/task``."""
+    main = others = 0
+    for task in Path(f"/proc/{system.process.pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            ticks = int(fields[11]) + int(fields[12])
+            if task.name == str(system.process.pid):
+                main += ticks
+            else:
+                others += ticks
+    return main / os.sysconf("SC_CLK_TCK"), others / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_ms_per_req(system: overhead.System, duration: int) -> tuple[float, float, float]:
+    """One wrk run's CPU per request, its settling time after wrk included (idle for a plain round): the
+    process's, its main thread's and its other threads'."""
+    began, (main, others) = system.cpu_s(), _threads_s(system)
     run = overhead.wrk(system, 1, duration)
     served = (system.cpu_s() - began) * 1000 / run["cpu_ms_per_req"]  # the requests wrk counted
     time.sleep(SETTLE_S)
-    return (system.cpu_s() - began) * 1000 / served
+    main_now, others_now = _threads_s(system)
+    return ((system.cpu_s() - began) * 1000 / served, (main_now - main) * 1000 / served,
+            (others_now - others) * 1000 / served)
 
 
 def main() -> None:
@@ -111,10 +132,13 @@ def main() -> None:
                                                          "HYBRID_GATEWAY_ACCESS_LOG": "0"})
     captured = overhead.System("gateway", gateway.url, "captured", gateway.process, None, 0)
     figures: dict[str, list[float]] = {"plain": [], "captured": []}
+    threads: dict[str, list[tuple[float, float]]] = {"plain": [], "captured": []}
     try:
         for _ in range(args.rounds):
-            figures["plain"].append(_cpu_ms_per_req(gateway, args.duration))
-            figures["captured"].append(_cpu_ms_per_req(captured, args.duration))
+            for name, system in (("plain", gateway), ("captured", captured)):
+                total, main_ms, others_ms = _cpu_ms_per_req(system, args.duration)
+                figures[name].append(total)
+                threads[name].append((main_ms, others_ms))
             print(json.dumps({name: values[-1] for name, values in figures.items()}), file=sys.stderr)
         metrics = httpx.get(gateway.url + "/metrics").text
     finally:
@@ -129,6 +153,9 @@ def main() -> None:
                       "paired_median_ms": round(statistics.median(paired), 4),
                       "paired_differences_ms": [round(difference, 4) for difference in paired],
                       "capture_counters": counters,
+                      "threads_ms_per_req": {name: {"main": round(statistics.median(m for m, _ in values), 4),
+                                                    "others": round(statistics.median(o for _, o in values), 4)}
+                                             for name, values in threads.items()},
                       "writer_cpu_us_per_capture": writer_cpu_us(args.rounds)}))
 
 
