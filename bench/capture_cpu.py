@@ -11,7 +11,8 @@
    redaction of its question and answer comes from the redactor's cache after the first. On a shared
    2-core machine the paired differences spread wider than the effect, so:
 2. In process: the capture writer alone (offer, parse, redact, batched SQLite write) fed finished
-   requests at ~5,000 per second, process CPU per capture less the same loop without captures.
+   requests at ~5,000 per second, process CPU per capture less the same loop without captures. Their ids
+   are the gateway's own (``new_request_id``): the order of the keys decides where in the index each row lands.
 
     .venv/bin/python bench/capture_cpu.py [--rounds R] [--duration S]
 """
@@ -35,6 +36,7 @@ from gateway.accounting.completion import Arrival, Exchange, Routing, finish
 from gateway.accounting.usage import Usage
 from gateway.capture import CaptureStore, CaptureWriter, Redactor
 from gateway.metrics import Metrics
+from gateway.pipeline.intake import new_request_id
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import overhead  # a sibling script, not a package
@@ -61,10 +63,10 @@ _SYSTEM = {"role": "system", "content": "You are the Lumen Freight support desk.
 
 def _paced(count: int, writer: CaptureWriter | None) -> float:
     """Process CPU of ``count`` iterations spaced 0.2 ms apart, each offering one capture when given a writer."""
-    done = [finish(Arrival(f"gw-{time.monotonic_ns()}-{i}", "chat"), Routing("bench", "prompted", "upstream"),
+    done = [finish(Arrival(new_request_id(), "chat"), Routing("bench", "prompted", "upstream"),
                    usage=Usage(40, 30), exchange=Exchange(own, [_SYSTEM, *own], _ANSWER))
-            for i, own in enumerate([{"role": "user", "content": f"Hello {i}, how do refunds work for the annual "
-                                      "plan? My order number is 1234 and I was charged twice."}] for i in range(count))]
+            for own in ([{"role": "user", "content": f"Hello {i}, how do refunds work for the annual "
+                          "plan? My order number is 1234 and I was charged twice."}] for i in range(count))]
     began = time.process_time()
     for item in done:
         if writer is not None:
