@@ -6,11 +6,13 @@
    writes to SQLite in the same process) over the requests served, read ``SETTLE_S`` after wrk ends, so
    that the writer's last batch of a captured round is charged to that round, not to the next plain one;
    the capture counters at the end show every request stored and none dropped. The report gives the
-   difference of the two medians and the median of the paired differences. wrk repeats one body, so the
+   difference of the two medians and the median of the paired differences, and per route the medians of
+   the main thread's (the event loop's) and the other threads' (chiefly the writer's) CPU per request. wrk repeats one body, so the
    redaction of its question and answer comes from the redactor's cache after the first. On a shared
    2-core machine the paired differences spread wider than the effect, so:
 2. In process: the capture writer alone (offer, parse, redact, batched SQLite write) fed finished
-   requests at ~5,000 per second, process CPU per capture less the same loop without captures.
+   requests at ~5,000 per second, process CPU per capture less the same loop without captures. Their ids
+   are the gateway's own (``new_request_id``): the order of the keys decides where in the index each row lands.
 
     .venv/bin/python bench/capture_cpu.py [--rounds R] [--duration S]
 """
@@ -18,7 +20,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -32,6 +36,7 @@ from gateway.accounting.completion import Arrival, Exchange, Routing, finish
 from gateway.accounting.usage import Usage
 from gateway.capture import CaptureStore, CaptureWriter, Redactor
 from gateway.metrics import Metrics
+from gateway.pipeline.intake import new_request_id
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import overhead  # a sibling script, not a package
@@ -58,10 +63,10 @@ _SYSTEM = {"role": "system", "content": "You are the Lumen Freight support desk.
 
 def _paced(count: int, writer: CaptureWriter | None) -> float:
     """Process CPU of ``count`` iterations spaced 0.2 ms apart, each offering one capture when given a writer."""
-    done = [finish(Arrival(f"gw-{time.monotonic_ns()}-{i}", "chat"), Routing("bench", "prompted", "upstream"),
+    done = [finish(Arrival(new_request_id(), "chat"), Routing("bench", "prompted", "upstream"),
                    usage=Usage(40, 30), exchange=Exchange(own, [_SYSTEM, *own], _ANSWER))
-            for i, own in enumerate([{"role": "user", "content": f"Hello {i}, how do refunds work for the annual "
-                                      "plan? My order number is 1234 and I was charged twice."}] for i in range(count))]
+            for own in ([{"role": "user", "content": f"Hello {i}, how do refunds work for the annual "
+                          "plan? My order number is 1234 and I was charged twice."}] for i in range(count))]
     began = time.process_time()
     for item in done:
         if writer is not None:
@@ -85,13 +90,31 @@ def writer_cpu_us(rounds: int, count: int = 2_000) -> list[float]:
         writer.close()
 
 
-def _cpu_ms_per_req(system: overhead.System, duration: int) -> float:
-    """One wrk run's CPU per request, its settling time after wrk included (idle for a plain round)."""
-    began = system.cpu_s()
+def _threads_s(system: overhead.System) -> tuple[float, float]:
+    """CPU seconds so far of the gateway's main thread (the event loop: one worker, no child process) and of
+    its other threads together (the capture writer's, and any worker threads), from ``/proc/PID/task``."""
+    main = others = 0
+    for task in Path(f"/proc/{system.process.pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            ticks = int(fields[11]) + int(fields[12])
+            if task.name == str(system.process.pid):
+                main += ticks
+            else:
+                others += ticks
+    return main / os.sysconf("SC_CLK_TCK"), others / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_ms_per_req(system: overhead.System, duration: int) -> tuple[float, float, float]:
+    """One wrk run's CPU per request, its settling time after wrk included (idle for a plain round): the
+    process's, its main thread's and its other threads'."""
+    began, (main, others) = system.cpu_s(), _threads_s(system)
     run = overhead.wrk(system, 1, duration)
     served = (system.cpu_s() - began) * 1000 / run["cpu_ms_per_req"]  # the requests wrk counted
     time.sleep(SETTLE_S)
-    return (system.cpu_s() - began) * 1000 / served
+    main_now, others_now = _threads_s(system)
+    return ((system.cpu_s() - began) * 1000 / served, (main_now - main) * 1000 / served,
+            (others_now - others) * 1000 / served)
 
 
 def main() -> None:
@@ -111,10 +134,13 @@ def main() -> None:
                                                          "HYBRID_GATEWAY_ACCESS_LOG": "0"})
     captured = overhead.System("gateway", gateway.url, "captured", gateway.process, None, 0)
     figures: dict[str, list[float]] = {"plain": [], "captured": []}
+    threads: dict[str, list[tuple[float, float]]] = {"plain": [], "captured": []}
     try:
         for _ in range(args.rounds):
-            figures["plain"].append(_cpu_ms_per_req(gateway, args.duration))
-            figures["captured"].append(_cpu_ms_per_req(captured, args.duration))
+            for name, system in (("plain", gateway), ("captured", captured)):
+                total, main_ms, others_ms = _cpu_ms_per_req(system, args.duration)
+                figures[name].append(total)
+                threads[name].append((main_ms, others_ms))
             print(json.dumps({name: values[-1] for name, values in figures.items()}), file=sys.stderr)
         metrics = httpx.get(gateway.url + "/metrics").text
     finally:
@@ -129,6 +155,9 @@ def main() -> None:
                       "paired_median_ms": round(statistics.median(paired), 4),
                       "paired_differences_ms": [round(difference, 4) for difference in paired],
                       "capture_counters": counters,
+                      "threads_ms_per_req": {name: {"main": round(statistics.median(m for m, _ in values), 4),
+                                                    "others": round(statistics.median(o for _, o in values), 4)}
+                                             for name, values in threads.items()},
                       "writer_cpu_us_per_capture": writer_cpu_us(args.rounds)}))
 
 

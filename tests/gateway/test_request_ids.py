@@ -22,7 +22,7 @@ from tests.support.polling import poll
 from tests.support.servers import ServerThread
 
 TRACE = "trace-forwarded-1"
-SERVER_ID = re.compile(r"gw-[0-9a-f]{24}")
+SERVER_ID = re.compile(r"gw-[0-9a-f]{36}")
 
 
 @pytest.fixture
