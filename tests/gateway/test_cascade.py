@@ -46,6 +46,13 @@ CASCADE = TARGETS + """
       prompted: {{target: big}}
       fine_tuned: {{target: tuned}}
     economics: {{upfront_usd: 1.0, projected_monthly_queries: 1000}}
+  token-checked:
+    default_arm: fine_tuned
+    strategy: cascade
+    acceptors: {{min_token_logprob: -3.0}}
+    arms:
+      prompted: {{target: big}}
+      fine_tuned: {{target: tuned}}
 """
 GOOD = "Refunds take five days."
 BIG_ANSWER = Action().text  # the fake's default answer, which the prompted arm gives
@@ -275,3 +282,13 @@ def test_the_economics_view_prices_the_cascade_beside_routing_and_prompting(gate
     assert entry["actual_cost_per_query_usd"] == pytest.approx(sum(costs) / 2)
     assert entry["routing_only_cost_per_query_usd"] == pytest.approx((tuned_cost(GOOD) + tuned_cost("I'm not sure.")) / 2)
     assert (entry["prompted_requests"], entry["prompted_cost_usd"]) == (1, pytest.approx(BIG_COST))
+
+
+def test_one_unlikely_token_escalates_on_min_token_logprob(gateway: ServerThread, fake: FakeUpstream) -> None:
+    fake.script_for(TUNED, Action(text=GOOD, logprob=-2.0), Action(text=GOOD, logprob=-4.0))
+    fake.script_for(BIG_MODEL, Action())
+    accepted, rejected = (chat(gateway, "token-checked", expect=200) for _ in range(2))
+    assert accepted.headers["x-gateway-cascade"] == "accepted"
+    assert (rejected.headers["x-gateway-cascade"], rejected.headers["x-gateway-cascade-rejected"]) == (
+        "escalated", "min_logprob")
+    assert fake.models_called() == [TUNED, TUNED, BIG_MODEL]

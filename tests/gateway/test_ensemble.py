@@ -196,3 +196,9 @@ def test_concurrent_strategies_bill_every_call_exactly_once(gateway: ServerThrea
         assert scrape(gateway.url, "gateway_requests_total", route=route) == 20
     assert scrape(gateway.url, "gateway_ensemble_total", route="judging") == 20
     assert_billed_once(gateway, responses)
+
+
+def test_the_judge_sees_the_candidates_in_both_orders(gateway: ServerThread, fake: FakeUpstream) -> None:
+    """Twenty requests: a fixed order would show one of the two every time (a shuffle does so with p = 2^-19)."""
+    orders = {detail(chat(gateway, "judging", expect=200))["order"] for _ in range(20)}
+    assert orders == {"prompted,fine_tuned", "fine_tuned,prompted"}
