@@ -180,7 +180,8 @@ async def _serve(gateway: GatewayState, policy: PolicySet, arrival: Arrival, rou
 
     first = await grounding.ground(first)  # before mirroring, so a shadow sees the same prompt
     # The shadow's answer to a captured request is kept beside it, paired for the router's labels.
-    paired = partial(_keep_shadow_answer, gateway, arrival.request_id, first.route) if capturing else None
+    paired = (partial(_keep_shadow_answer, gateway, arrival.request_id, first.route)
+              if capturing and first.shadow is not None else None)
     gateway.shadow.maybe_mirror(policy, first.route, first.shadow, first.payload, paired)
     async def run(plan: Plan) -> Answered[Any] | Exhausted:
         plan = await grounding.ground(plan)

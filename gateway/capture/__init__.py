@@ -3,17 +3,18 @@
 - ``service``: ``CapturePolicy``, what each route's ``capture:`` block says (share, redaction, retention);
 - ``feedback``: a caller's judgement of a captured request, joined by the gateway's request id;
 - ``redaction``: secrets and personal data removed before anything is stored;
-- ``rows``: one captured request as stored (``CaptureRow``), made from its ``Completion``;
+- ``rows``: one captured request as queued (``Captured``, read out of its ``Completion``) and as stored
+  (``CaptureRow``);
 - ``store``: SQLite under the data directory, or PostgreSQL for every replica; ``migrations``: its schema;
 - ``writer``: the bounded queue and thread that store captures off the request path, and retention.
 """
 
 from gateway.capture.feedback import Judged, judge
 from gateway.capture.redaction import Redactor
-from gateway.capture.rows import CaptureFeedback, CaptureRow, ShadowAnswer, capture_row
+from gateway.capture.rows import CaptureFeedback, Captured, CaptureRow, ShadowAnswer, capture_row, captured
 from gateway.capture.service import CapturePolicy
 from gateway.capture.store import CaptureStore, CaptureStoreError, Judges
 from gateway.capture.writer import CaptureWriter
 
 __all__ = ["CaptureFeedback", "CapturePolicy", "CaptureRow", "CaptureStore", "CaptureStoreError", "CaptureWriter",
-           "Judged", "Judges", "Redactor", "ShadowAnswer", "capture_row", "judge"]
+           "Captured", "Judged", "Judges", "Redactor", "ShadowAnswer", "capture_row", "captured", "judge"]

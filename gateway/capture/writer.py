@@ -1,7 +1,7 @@
 """Store captured requests off the request path: a bounded queue in front of one writer thread.
 
 ``offer`` runs on the event loop for each captured request and never waits: it
-puts the finished ``Completion`` in the queue, or, when the queue is full,
+puts the finished request's ``Captured`` fields in the queue, or, when the queue is full,
 drops it and counts ``gateway_captures_total{result="queue_full"}``. The thread
 takes batches, parses and redacts them (``capture_row``), and writes each batch in
 one transaction, lingering up to ``linger_s`` after the first capture so that busy
@@ -22,11 +22,12 @@ from collections.abc import Callable
 from gateway.accounting.completion import Completion
 from gateway.capture.rows import (
     CaptureRow,
+    Captured,
     Redact,
     ShadowAnswer,
     ShadowRow,
     capture_row,
-    exchange_chars,
+    captured,
     shadow_row,
 )
 from gateway.capture.store import CaptureStore, CaptureStoreError
@@ -37,11 +38,12 @@ MAX_ROW_CHARS = 2 * 1024 * 1024  # a capture's text beyond this is not stored: n
 QUEUED_CHARS = 64 * 1024 * 1024  # what the queue may hold in all, whatever the clients send
 _DAY_S = 86_400.0
 _WAKE_S = 0.5  # the thread's longest wait: it notices a stop and shows the queue's depth at least this often
-_Queued = tuple[Completion | ShadowAnswer, int]  # an item and the characters it holds
+_Queued = Captured | ShadowAnswer
 
 
-def _request_id(item: Completion | ShadowAnswer) -> str:
-    return item.request_id if isinstance(item, ShadowAnswer) else item.arrival.request_id
+def _chars(item: _Queued) -> int:
+    """The characters ``item`` holds, as its offer counted them."""
+    return len(item.body) if isinstance(item, ShadowAnswer) else item.chars
 
 
 class CaptureWriter:
@@ -58,7 +60,7 @@ class CaptureWriter:
         self._retention_days = retention_days
         self._wanted = wanted
         self._metrics = metrics
-        self._queue: queue.SimpleQueue[_Queued] = queue.SimpleQueue()  # each with the characters it holds
+        self._queue: queue.SimpleQueue[_Queued] = queue.SimpleQueue()
         self._capacity = capacity
         self._batch = batch
         self._linger_s = linger_s
@@ -78,21 +80,24 @@ class CaptureWriter:
 
     def __call__(self, done: Completion) -> None:
         """The ledger hook: a captured request that succeeded goes to the queue."""
-        if done.exchange is not None and done.status == 200:
+        if done.status == 200:
             self.offer(done)
 
     def offer_shadow(self, shadow: ShadowAnswer) -> bool:
         """Queue a shadow target's answer to a captured request, under the same bounds as ``offer``."""
-        return self._queued(shadow, len(shadow.body))
+        return self._queued(shadow)
 
     def offer(self, done: Completion) -> bool:
         """Queue ``done`` for storage; False (and counted) when it is too large or the queue is full, by count
         or by the text it holds. Never blocks."""
-        return self._queued(done, exchange_chars(done.exchange) if done.exchange is not None else 0)
+        if done.exchange is None:  # the route did not capture it: nothing to store
+            return False
+        return self._queued(captured(done))
 
-    def _queued(self, item: Completion | ShadowAnswer, chars: int) -> bool:
+    def _queued(self, item: _Queued) -> bool:
         """The request path's whole share of a capture: two counts under a lock and a put into a C queue
         (``queue.Queue`` and the depth gauge took ~3 us more; the thread shows the depth instead)."""
+        chars = _chars(item)
         if chars > MAX_ROW_CHARS:
             self._metrics.captures.labels("too_large").inc()
             return False
@@ -105,7 +110,7 @@ class CaptureWriter:
         if full:
             self._metrics.captures.labels("queue_full").inc()
             return False
-        self._queue.put((item, chars))
+        self._queue.put(item)
         return True
 
     def flush(self, timeout_s: float) -> bool:
@@ -125,7 +130,7 @@ class CaptureWriter:
     def _settle(self, batch: list[_Queued]) -> None:
         with self._settled:
             self._finished += len(batch)
-            self._queued_chars -= sum(chars for _, chars in batch)
+            self._queued_chars -= sum(map(_chars, batch))
             self._settled.notify_all()
         self._show_depth()
 
@@ -156,8 +161,8 @@ class CaptureWriter:
         rows: list[CaptureRow] = []
         shadows: list[ShadowRow] = []
         redactors: dict[str, Redact] = {}  # each route's, looked up once a batch (it hashes the policy block)
-        for item, _ in batch:
-            route = item.route if isinstance(item, ShadowAnswer) else item.routing.route
+        for item in batch:
+            route = item.route
             redact = redactors.get(route)
             if redact is None:
                 redact = redactors[route] = self._redactor(route)
@@ -167,7 +172,7 @@ class CaptureWriter:
                     continue
                 row = capture_row(item, redact, self._clock)
             except Exception:  # an answer the parser cannot read must not stop the others
-                log.exception("capture of request %s is unreadable; dropped", _request_id(item))
+                log.exception("capture of request %s is unreadable; dropped", item.request_id)
                 self._metrics.captures.labels("unreadable").inc()
                 continue
             if len(row.client_messages) + len(row.added_messages) + len(row.answer) > MAX_ROW_CHARS:

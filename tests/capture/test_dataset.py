@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from gateway.accounting.usage import estimate_prompt_tokens, estimate_tokens
-from gateway.capture import CaptureStore, capture_row
+from gateway.capture import CaptureStore, capture_row, captured
 from gateway.capture.rows import CaptureFeedback
 from gateway.dataset import ExportOptions, NoFineTuning, export
 from gateway.dataset.dedupe import NEAR_DUPLICATE_COSINE
@@ -73,7 +73,7 @@ def store(tmp_path: Path) -> Iterator[CaptureStore]:
     for index, question in enumerate(asked):
         done = completed(f"gw-{index:04d}", text=question,
                          answer=orjson.dumps({"choices": [{"message": {"content": f"Answer {index}: see the docs."}}]}))
-        row = capture_row(done, lambda text: text, lambda index=index: 1_000.0 + index)
+        row = capture_row(captured(done), lambda text: text, lambda index=index: 1_000.0 + index)
         prompted = draw.random() < 0.7 or index >= len(asked) - 6  # the duplicates are prompted: selected
         rows.append(row._replace(arm="prompted" if prompted else "fine_tuned", score=round(draw.random(), 3)))
     opened.insert(rows)

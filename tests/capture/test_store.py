@@ -7,7 +7,7 @@ import threading
 
 import psycopg
 
-from gateway.capture import capture_row
+from gateway.capture import capture_row, captured
 from gateway.capture.migrations import MIGRATIONS
 from tests.capture.conftest import OpenStore, completed
 
@@ -15,7 +15,7 @@ EVERY_VERSION = [migration.version for migration in MIGRATIONS]
 
 
 def _row(request_id: str, route: str = "support", at: float = 1_000.0) -> object:
-    return capture_row(completed(request_id, route), lambda text: text, lambda: at)
+    return capture_row(captured(completed(request_id, route)), lambda text: text, lambda: at)
 
 
 def test_migrations_apply_once_even_when_replicas_start_together(open_store: OpenStore) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -118,6 +119,27 @@ def test_a_database_that_is_down_at_start_is_waited_for(tmp_path: Path) -> None:
     assert writer.flush(60)
     writer.close()
     assert [row.request_id for row in CaptureStore.open(None, blocked).read("support")] == ["gw-waits"]
+
+
+def test_a_queued_capture_keeps_none_of_the_requests_records_alive(tmp_path: Path) -> None:
+    """Queued, a capture holds its own fields and the messages, not the request's ``Completion``: that dies with
+    the request, as a plain request's does, and the store still gets everything the row needs."""
+    metrics = Metrics()
+    writer = CaptureWriter(lambda: CaptureStore.open(None, tmp_path), lambda route: Redactor(), lambda route: 90.0,
+                           lambda: True, metrics, clock=FakeClock())  # not started: the capture stays queued
+    done = completed("gw-queued", text="Where is order 1234?")
+    record = weakref.ref(done)
+    assert writer.offer(done)
+    del done
+    assert record() is None
+    writer.start()
+    assert writer.flush(60)
+    writer.close()
+    [row] = CaptureStore.open(None, tmp_path).read("support")
+    assert (row.request_id, row.arm, row.target, row.prompt_tokens, row.completion_tokens) == (
+        "gw-queued", "fine_tuned", "small", 12, 4)
+    assert row.messages == [{"role": "user", "content": "Where is order 1234?"}]
+    assert row.answer == "In 5 days."
 
 
 def test_retention_deletes_each_routes_captures_when_they_are_due(open_store: OpenStore) -> None:
