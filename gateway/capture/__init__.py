@@ -11,7 +11,7 @@
 
 from gateway.capture.feedback import Judged, judge
 from gateway.capture.redaction import Redactor
-from gateway.capture.rows import CaptureFeedback, Captured, CaptureRow, ShadowAnswer, capture_row, captured
+from gateway.capture.rows import Captured, CaptureFeedback, CaptureRow, ShadowAnswer, capture_row, captured
 from gateway.capture.service import CapturePolicy
 from gateway.capture.store import CaptureStore, CaptureStoreError, Judges
 from gateway.capture.writer import CaptureWriter

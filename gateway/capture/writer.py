@@ -21,8 +21,8 @@ from collections.abc import Callable
 
 from gateway.accounting.completion import Completion
 from gateway.capture.rows import (
-    CaptureRow,
     Captured,
+    CaptureRow,
     Redact,
     ShadowAnswer,
     ShadowRow,
